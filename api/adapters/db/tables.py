@@ -1,0 +1,106 @@
+"""Table definitions. Alembic migrations under ``migrations/`` create and upgrade them."""
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+instances = Table(
+    "lambda_instances",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("services", JSON, nullable=False),
+    Column("failure_message", Text),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_lambda_instances_owner", "owner", "created_at"),
+)
+
+hosts = Table(
+    "instance_hosts",
+    metadata,
+    Column(
+        "instance_id",
+        String(36),
+        ForeignKey("lambda_instances.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("server_id", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("role", String(8), nullable=False),
+    Column("ip", String(64), nullable=False),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "instance_id",
+        String(36),
+        ForeignKey("lambda_instances.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("owner", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("compute_url", Text),
+    # The caller's token, encrypted with the server key; erased when the action ends.
+    Column("token_cipher", Text),
+    Column("lease_owner", String(128)),
+    Column("lease_expires_at", DateTime),
+    Column("dispatched", Boolean, nullable=False, default=False),
+    Index("ix_actions_instance", "instance_id", "created_at"),
+    Index("ix_actions_state", "state"),
+)
+
+steps = Table(
+    "action_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_id", String(36), ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("name", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", DateTime),
+    Column("finished_at", DateTime),
+    Column("message", Text),
+    Index("ix_action_steps_action", "action_id", "id"),
+)
+
+tasks = Table(
+    "action_tasks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_id", String(36), ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("task", Text, nullable=False),
+    Column("role", String(64)),
+    Column("play", Text),
+    Column("status", String(16), nullable=False),
+    Column("message", Text),
+    Column("duration", Float),
+    Index("ix_action_tasks_action", "action_id", "id"),
+)

@@ -1,0 +1,172 @@
+"""``lambda-service``: serve, worker, emulator, demo, inventory, seed, migrate, lab."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from api.settings import SettingsError, load_settings
+
+
+def _settings(args):
+    settings = load_settings(config_file=getattr(args, "config", None))
+    if getattr(args, "bind", None):
+        settings = settings.replace(bind=args.bind)
+    return settings
+
+
+def cmd_serve(args) -> int:
+    from api.server import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from api.worker.celery_app import run_worker
+
+    return run_worker(_settings(args), concurrency=args.concurrency)
+
+
+def cmd_emulator(args) -> int:
+    from api.emulator import main
+
+    return main(["--seed", args.seed, "--bind", args.bind])
+
+
+def cmd_demo(args) -> int:
+    from api.demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, instances=args.instances, state_dir=Path(args.state_dir),
+                    emulator_bind=args.emulator_bind, reset=args.reset)
+
+
+def cmd_inventory(args) -> int:
+    from api.adapters.db.engine import create_db_engine
+    from api.adapters.db.uow import UnitOfWorkFactory
+    from api.adapters.inventory import render_inventory
+    from api.domain.errors import InstanceNotFound
+    from api.domain.services import parse_instance_id
+
+    settings = _settings(args)
+    uow_factory = UnitOfWorkFactory(create_db_engine(settings.database_url))
+    try:
+        with uow_factory(readonly=True) as uow:
+            instance = uow.instances.get(parse_instance_id(args.instance_id))
+    except InstanceNotFound:
+        instance = None
+    if instance is None:
+        print(f"no lambda instance {args.instance_id} in {settings.database_url}",
+              file=sys.stderr)
+        return 1
+    text = render_inventory(instance, settings=settings)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_seed(args) -> int:
+    from api.adapters.db.engine import create_db_engine, migrate
+    from api.adapters.db.uow import UnitOfWorkFactory
+    from api.seed import load_seed, seed_database
+
+    settings = _settings(args)
+    engine = create_db_engine(settings.database_url)
+    migrate(engine)
+    added, kept = seed_database(UnitOfWorkFactory(engine), load_seed(args.file),
+                                replace=args.replace)
+    print(f"{added} instances added, {kept} already present")
+    return 0
+
+
+def cmd_migrate(args) -> int:
+    from api.adapters.db.engine import create_db_engine, migrate
+
+    migrate(create_db_engine(_settings(args).database_url))
+    return 0
+
+
+def cmd_standins(args) -> int:
+    from api import standins
+
+    homes = standins.install(Path(args.dest))
+    for name, home in sorted(homes.items()):
+        print(f"{name}: {home}")
+    return 0
+
+
+def cmd_lab(args) -> int:
+    from api.lab import main
+
+    return main(args.lab_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lambda-service", description=__doc__)
+    parser.add_argument("--config", help="YAML settings file (else $LAMBDA_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="serve the API under gunicorn")
+    p.add_argument("--bind", help="HOST:PORT (else $LAMBDA_BIND, 127.0.0.1:8000)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="run a Celery worker (LAMBDA_DISPATCHER=celery)")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("emulator", help="serve the Synnefo identity+compute emulator")
+    p.add_argument("--seed", required=True, help="seed YAML (docs/ARCHITECTURE.md)")
+    p.add_argument("--bind", default="127.0.0.1:9100")
+    p.set_defaults(func=cmd_emulator)
+
+    p = sub.add_parser("demo", help="emulator + API with the seed's token and instance")
+    p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--state-dir", default=".lambda/demo")
+    p.add_argument("--bind", help="API HOST:PORT (default 127.0.0.1:8000)")
+    p.add_argument("--emulator-bind", default="127.0.0.1:9100")
+    p.add_argument("--reset", action="store_true",
+                   help="forget earlier demo state and stop its daemons first")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("inventory", help="render the Ansible inventory of an instance")
+    p.add_argument("instance_id")
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_inventory)
+
+    p = sub.add_parser("seed", help="add the instances of a seed YAML to the database")
+    p.add_argument("file")
+    p.add_argument("--replace", action="store_true")
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("standins", help="lay out the stand-in distributions in DEST")
+    p.add_argument("dest")
+    p.set_defaults(func=cmd_standins)
+
+    p = sub.add_parser("lab", help="the SSH lab of network namespaces (up|down|status|purge)")
+    p.add_argument("lab_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_lab)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        logging.getLogger(__name__).error("%s", exc)
+        print(f"lambda-service: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

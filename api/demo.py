@@ -1,0 +1,161 @@
+"""``lambda-service demo``: the emulator and the API on embedded defaults, local hosts.
+
+Every host of every demo instance is a loopback address (127.42.k.j) with its own
+directory under the demo's state dir; stand-in Hadoop/Kafka/ZooKeeper/Spark
+distributions play the services (real ones are not obtainable on this machine).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from api.adapters.db.engine import create_db_engine, migrate
+from api.adapters.db.uow import UnitOfWorkFactory
+from api.domain.model import InstanceStatus
+from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, OTHER_INSTANCE_ID, demo_seed, seed_database
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+POWERED = {InstanceStatus.STARTED, InstanceStatus.STOPPING}
+
+
+def prepare_demo(state_dir: Path, instances: int, reset: bool) -> dict:
+    """Lay out the demo's state dir; return the paths and settings changes it needs."""
+    from api import standins
+
+    state_dir = state_dir.resolve()
+    if reset and state_dir.exists():
+        kill_processes_under(state_dir)
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    homes = standins.install(state_dir / "dist")
+    extravars = dict(homes)
+    # Lazily templated per host by Ansible: each host gets its own root directory.
+    extravars["lambda_host_root"] = str(state_dir / "hosts") + "/{{ inventory_hostname }}"
+    extravars_file = state_dir / "extravars.yml"
+    extravars_file.write_text(yaml.safe_dump(extravars, sort_keys=True))
+
+    database_url = f"sqlite:///{state_dir / 'lambda.db'}"
+    engine = create_db_engine(database_url)
+    migrate(engine)
+    uow_factory = UnitOfWorkFactory(engine)
+    seed = demo_seed(instances)
+    added, kept = seed_database(uow_factory, seed)
+    # The emulator starts fresh each run: power its servers as the database remembers.
+    servers = []
+    with uow_factory(readonly=True) as uow:
+        for item in seed["instances"]:
+            instance = uow.instances.get(item["id"])
+            for host in instance.hosts:
+                servers.append({"id": host.server_id, "name": host.name,
+                                "owner": instance.owner, "ips": [host.ip],
+                                "status": "ACTIVE" if instance.status in POWERED
+                                else "STOPPED"})
+    engine.dispose()
+    seed["servers"] = servers
+    seed_file = state_dir / "seed.yml"
+    seed_file.write_text(yaml.safe_dump(seed, sort_keys=False))
+    log.info("demo state in %s: %d instances added, %d kept", state_dir, added, kept)
+    return {"state_dir": state_dir, "seed_file": seed_file, "extravars_file": extravars_file,
+            "database_url": database_url}
+
+
+def start_emulator(seed_file: Path, bind: str, log_file: Path) -> subprocess.Popen:
+    host, port = bind.rsplit(":", 1)
+    with open(log_file, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api.emulator", "--seed", str(seed_file), "--bind", bind],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the emulator exited with {proc.returncode}; see {log_file}")
+        try:
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the emulator did not listen on {bind} within 20s; see {log_file}")
+
+
+def kill_processes_under(path: Path) -> int:
+    """Kill the demo's leftover daemons: processes whose command line names ``path``.
+
+    Matched by our own directory, never by a program name, so nothing else is touched."""
+    needle = str(path).encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    return killed
+
+
+def curl_examples(base: str) -> str:
+    auth = f'-H "Authorization:Token {DEMO_TOKEN}"'
+    url = f"{base}/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+    return "\n".join([
+        "Try it:",
+        f"  curl -X POST {auth} \\\n   -F \"action=start\" \\\n   '{url}'",
+        f"  curl {auth} '{url}'                      # details (?filter=status|info)",
+        f"  curl {auth} '{base}/api/lambda-instances/'   # your instances",
+        "  curl -i ... (the 202 has a Location header: GET it to follow the action)",
+        f"  curl -X POST {auth} -d action=stop '{url}'",
+        f"  curl -X POST {auth} -d action=start '{base}/api/lambda-instances/"
+        f"{OTHER_INSTANCE_ID}/'   # someone else's: 404",
+        f"  curl {base}/api/openapi.json",
+    ])
+
+
+def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bind: str,
+             reset: bool) -> int:
+    prepared = prepare_demo(state_dir, instances, reset)
+    emulator = start_emulator(prepared["seed_file"], emulator_bind,
+                              prepared["state_dir"] / "emulator.log")
+    settings = settings.replace(
+        database_url=prepared["database_url"],
+        auth_url=f"http://{emulator_bind}/identity/v2.0",
+        ansible_connection="local",
+        extravars_file=str(prepared["extravars_file"]),
+        state_dir=str(prepared["state_dir"]),
+        # Local hosts on loopback: nothing is slow to power or reach.
+        poll_interval=min(settings.poll_interval, 0.25),
+    )
+    print(f"Synnefo emulator: http://{emulator_bind}  (token {DEMO_TOKEN})", flush=True)
+    print(f"Lambda service:   http://{settings.bind}", flush=True)
+    print(curl_examples(f"http://{settings.bind}"), flush=True)
+    if settings.dispatcher == "celery":
+        print("LAMBDA_DISPATCHER=celery: start workers with `lambda-service worker`",
+              flush=True)
+    try:
+        from api.server import serve
+
+        serve(settings)
+    finally:
+        emulator.terminate()
+        try:
+            emulator.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            emulator.kill()
+    return 0

@@ -1,0 +1,1 @@
+"""The domain: lambda instances, actions and their states. Imports no framework."""

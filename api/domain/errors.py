@@ -1,0 +1,53 @@
+"""Domain exceptions. The HTTP layer maps each to a body of the contract."""
+
+
+class DomainError(Exception):
+    """Base of every error the domain raises on purpose."""
+
+
+class InvalidToken(DomainError):
+    """The identity service says the token is not valid."""
+
+
+class IdentityUnavailable(DomainError):
+    """The identity service could not be asked (down, 5xx, timeout)."""
+
+
+class InstanceNotFound(DomainError):
+    """No instance with that id is owned by the caller."""
+
+
+class ActionNotFound(DomainError):
+    """No action with that id exists on that instance."""
+
+
+class InvalidAction(DomainError):
+    """The action parameter is missing or not start/stop."""
+
+
+class InvalidParameter(DomainError):
+    """A query parameter has a value the contract does not allow."""
+
+
+class ActionConflict(DomainError):
+    """The instance's status does not allow the action (SPEC 2, check 4)."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class ComputeError(DomainError):
+    """The compute service refused or failed a request."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class ComputeTimeout(ComputeError):
+    """A server did not reach its target status in time."""
+
+
+class ActionCancelled(DomainError):
+    """The action was cancelled or ran out of time."""

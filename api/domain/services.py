@@ -1,0 +1,123 @@
+"""Use cases the HTTP layer calls: plain values in, domain objects or domain errors out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from api.domain.clock import utcnow
+from api.domain.errors import (
+    ActionConflict,
+    ActionNotFound,
+    InstanceNotFound,
+    InvalidAction,
+    InvalidParameter,
+)
+from api.domain.model import (
+    ACTION_RULES,
+    Action,
+    ActionKind,
+    ActionState,
+    Instance,
+    InstanceStatus,
+)
+from api.domain.ports import Identity, UnitOfWork
+
+
+def parse_instance_id(raw: str) -> str:
+    """The canonical form of an instance id; anything not a UUID cannot exist (404)."""
+    try:
+        return str(uuid.UUID(raw))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InstanceNotFound(raw) from exc
+
+
+def parse_action(raw) -> ActionKind:
+    if isinstance(raw, str):
+        try:
+            return ActionKind(raw.strip().lower())
+        except ValueError:
+            pass
+    raise InvalidAction(raw)
+
+
+def conflict_detail(kind: ActionKind, status: InstanceStatus) -> str:
+    rule = ACTION_RULES[kind]
+    if status is rule.already:
+        return f"The specified lambda instance is already {rule.target.name.lower()}."
+    return (f"Can't {kind.value} a lambda instance while lambda instance status is "
+            f"{status.name}.")
+
+
+@dataclass(frozen=True)
+class AcceptedAction:
+    action: Action
+    instance: Instance
+
+
+def request_action(
+    uow_factory: Callable[..., UnitOfWork],
+    identity: Identity,
+    raw_instance_id: str,
+    raw_action,
+    token_cipher: Callable[[], str | None],
+) -> AcceptedAction:
+    """Check an action request in the contract's order and record it durably.
+
+    404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
+    The status moves with one compare-and-set, so of racing requests exactly one wins.
+    ``token_cipher`` is called only once the request is accepted.
+    """
+    instance_id = parse_instance_id(raw_instance_id)
+    with uow_factory() as uow:
+        instance = uow.instances.get(instance_id, owner=identity.user_id)
+        if instance is None:
+            raise InstanceNotFound(instance_id)
+        kind = parse_action(raw_action)
+        rule = ACTION_RULES[kind]
+        if instance.status not in rule.allowed_from:
+            raise ActionConflict(conflict_detail(kind, instance.status))
+        if not uow.instances.compare_and_set_status(
+            instance_id, {instance.status}, rule.transitional,
+            failure_message=None,
+        ):
+            # Lost a race: someone moved the instance between our read and our write.
+            current = uow.instances.get(instance_id)
+            raise ActionConflict(conflict_detail(kind, current.status))
+        action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
+                        owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
+                        created_at=utcnow())
+        uow.actions.add(action, compute_url=identity.compute_url, token_cipher=token_cipher())
+        uow.commit()
+    return AcceptedAction(action=action, instance=instance)
+
+
+def get_instance(uow_factory, identity: Identity, raw_instance_id: str) -> Instance:
+    instance_id = parse_instance_id(raw_instance_id)
+    with uow_factory(readonly=True) as uow:
+        instance = uow.instances.get(instance_id, owner=identity.user_id)
+    if instance is None:
+        raise InstanceNotFound(instance_id)
+    return instance
+
+
+def list_instances(uow_factory, identity: Identity, limit: int | None, offset: int
+                   ) -> tuple[list[Instance], int]:
+    if limit is not None and limit < 0:
+        raise InvalidParameter("limit must not be negative")
+    if offset < 0:
+        raise InvalidParameter("offset must not be negative")
+    with uow_factory(readonly=True) as uow:
+        return uow.instances.list(identity.user_id, limit, offset), uow.instances.count(
+            identity.user_id)
+
+
+def get_action(uow_factory, identity: Identity, raw_instance_id: str,
+               action_id: str) -> tuple[Instance, Action]:
+    instance = get_instance(uow_factory, identity, raw_instance_id)
+    with uow_factory(readonly=True) as uow:
+        action = uow.actions.get(action_id, instance_id=instance.id, owner=identity.user_id)
+    if action is None:
+        raise ActionNotFound(action_id)
+    return instance, action

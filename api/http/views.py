@@ -1,0 +1,82 @@
+"""Domain objects as the JSON the API returns."""
+
+from __future__ import annotations
+
+from api.domain.clock import isoformat
+from api.domain.model import Action, Instance
+
+
+def instance_path(instance_id: str) -> str:
+    return f"/api/lambda-instances/{instance_id}/"
+
+
+def action_path(instance_id: str, action_id: str) -> str:
+    return f"/api/lambda-instances/{instance_id}/actions/{action_id}"
+
+
+def instance_summary(instance: Instance) -> dict:
+    return {"id": instance.id, "name": instance.name, "status": instance.status.as_dict(),
+            "href": instance_path(instance.id)}
+
+
+def instance_info(instance: Instance) -> dict:
+    master = instance.master
+    return {
+        "services": list(instance.services),
+        "master_name": master.name if master else None,
+        "slaves": len(instance.slaves),
+        "hosts": [{"name": h.name, "role": h.role.value, "ip": h.ip, "server_id": h.server_id}
+                  for h in instance.hosts],
+        "failure_message": instance.failure_message,
+        "created_at": isoformat(instance.created_at),
+        "updated_at": isoformat(instance.updated_at),
+    }
+
+
+def instance_details(instance: Instance, view: str | None) -> dict:
+    item = {"id": instance.id, "name": instance.name}
+    if view in (None, "status"):
+        item["status"] = instance.status.as_dict()
+        if instance.failure_message:
+            item["status"]["failure_message"] = instance.failure_message
+    if view in (None, "info"):
+        item["info"] = instance_info(instance)
+    return item
+
+
+def action_summary(action: Action) -> dict:
+    return {"id": action.id, "action": action.kind.value, "state": action.state.value,
+            "href": action_path(action.instance_id, action.id)}
+
+
+def action_details(action: Action, instance: Instance) -> dict:
+    hosts: dict[str, dict] = {}
+    for task in action.tasks:
+        counts = hosts.setdefault(task.host, {"ok": 0, "changed": 0, "failed": 0,
+                                              "unreachable": 0, "skipped": 0})
+        counts[task.status] = counts.get(task.status, 0) + 1
+    return {
+        **action_summary(action),
+        "instance": {"id": instance.id, "status": instance.status.as_dict()},
+        "created_at": isoformat(action.created_at),
+        "started_at": isoformat(action.started_at),
+        "finished_at": isoformat(action.finished_at),
+        "attempts": action.attempts,
+        "error": action.error,
+        "steps": [{"name": s.name.value, "state": s.state.value,
+                   "started_at": isoformat(s.started_at),
+                   "finished_at": isoformat(s.finished_at),
+                   "duration": _duration(s.started_at, s.finished_at),
+                   "message": s.message} for s in action.steps],
+        "playbook": {
+            "hosts": hosts,
+            "tasks": [{"host": t.host, "task": t.task, "role": t.role, "status": t.status,
+                       "duration": t.duration, "message": t.message} for t in action.tasks],
+        },
+    }
+
+
+def _duration(start, end) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)

@@ -1,0 +1,60 @@
+"""Runs the API under gunicorn, configured from the settings."""
+
+from __future__ import annotations
+
+import logging
+
+from gunicorn.app.base import BaseApplication
+
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _worker_exit(server, worker) -> None:
+    # Hand unfinished actions back so the next process resumes them at once.
+    from api import bootstrap
+
+    if bootstrap.CURRENT is not None:
+        bootstrap.CURRENT.close()
+
+
+class GunicornServer(BaseApplication):
+    def __init__(self, settings: Settings, extra: dict | None = None):
+        self.settings = settings
+        self.extra = extra or {}
+        super().__init__()
+
+    def load_config(self) -> None:
+        options = {
+            "bind": self.settings.bind,
+            "workers": self.settings.http_workers,
+            "threads": self.settings.http_threads,
+            "worker_class": "gthread",
+            # Room for a long Authorization header: we answer it with the contract's 401.
+            "limit_request_field_size": 65536,
+            "graceful_timeout": 30,
+            "timeout": 60,
+            "control_socket_disable": True,
+            "worker_exit": _worker_exit,
+            "accesslog": "-",
+            "proc_name": "lambda-service",
+        }
+        options.update(self.extra)
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        from api.bootstrap import bootstrap
+
+        return bootstrap(self.settings, run_migrations=False).app
+
+
+def serve(settings: Settings) -> None:
+    """Migrate once in the arbiter, then fork the workers; each builds its own app."""
+    from api.adapters.db.engine import create_db_engine, migrate
+
+    engine = create_db_engine(settings.database_url)
+    migrate(engine)
+    engine.dispose()
+    GunicornServer(settings).run()

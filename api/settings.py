@@ -1,0 +1,130 @@
+"""Settings from environment variables (``LAMBDA_*``) and an optional YAML file.
+
+Precedence: environment > YAML file (``LAMBDA_CONFIG``) > ``~/.kamakirc`` (auth URL only)
+> defaults. Every setting is documented in the README.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{Path.cwd() / 'lambda.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = field(default_factory=_default_database_url)
+    dispatcher: str = "local"  # local | celery
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    auth_url: str | None = None
+    bind: str = "127.0.0.1:8000"
+    http_workers: int = 2  # gunicorn worker processes
+    http_threads: int = 4  # threads per gunicorn worker
+    state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
+    secret_key: str | None = None  # Fernet key; else generated under state_dir
+    pool_size: int = 4  # concurrent actions per process (local dispatcher)
+    lease_seconds: float = 30.0  # how long a worker's claim on an action lasts unrenewed
+    max_attempts: int = 3  # runs of one action before it is failed for good
+    identity_cache_ttl: float = 60.0
+    http_timeout: float = 10.0  # one request to the cloud
+    http_retries: int = 3  # retries on connection errors and 5xx
+    power_timeout: float = 600.0  # VMs reaching ACTIVE/STOPPED
+    ssh_timeout: float = 300.0  # every host answering SSH
+    playbook_timeout: float = 1800.0
+    poll_interval: float = 1.0  # compute status polling
+    playbook_dir: str = str(PROJECT_ROOT / "playbooks")
+    roles_dir: str = str(PROJECT_ROOT / "roles")
+    inventory_template: str = str(PROJECT_ROOT / "inventory_templates" / "lambda-instance.ini.j2")
+    ansible_connection: str = "ssh"  # ssh | local (the demo's local hosts)
+    ssh_user: str = "root"
+    ssh_port: int = 22
+    ssh_key_file: str | None = None
+    ansible_forks: int = 20
+    extravars_file: str | None = None  # YAML of extra variables for every playbook run
+    log_level: str = "INFO"
+
+    def replace(self, **changes) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return Path(self.state_dir) / "runs"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, raw):
+    kind = _FIELDS[name].type
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name}: {raw!r} is not a number") from exc
+    return None if raw in ("", None) else str(raw)
+
+
+def kamakirc_auth_url(path: Path | None = None) -> str | None:
+    """The auth URL of kamaki's default cloud, if ``~/.kamakirc`` names one."""
+    path = path or Path(os.environ.get("KAMAKIRC", Path.home() / ".kamakirc"))
+    if not path.is_file():
+        return None
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(path)
+    except configparser.Error:
+        return None
+    cloud = parser.get("global", "default_cloud", fallback=None)
+    sections = [f'cloud "{cloud}"'] if cloud else []
+    sections += [s for s in parser.sections() if s.startswith("cloud ")]
+    for section in sections:
+        url = parser.get(section, "url", fallback=None)
+        if url:
+            return url.strip()
+    return None
+
+
+def load_settings(env: dict | None = None, config_file: str | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    values: dict = {}
+    config_file = config_file or env.get("LAMBDA_CONFIG")
+    if config_file:
+        try:
+            data = yaml.safe_load(Path(config_file).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read config file {config_file}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise SettingsError(f"config file {config_file} must hold a mapping")
+        for key, raw in data.items():
+            if key not in _FIELDS:
+                raise SettingsError(f"config file {config_file}: unknown setting {key!r}")
+            values[key] = _coerce(key, raw)
+    for name in _FIELDS:
+        raw = env.get(f"LAMBDA_{name.upper()}")
+        if raw is not None:
+            values[name] = _coerce(name, raw)
+    if not values.get("auth_url"):
+        values["auth_url"] = kamakirc_auth_url()
+    settings = Settings(**values)
+    if settings.dispatcher not in ("local", "celery"):
+        raise SettingsError(
+            f"LAMBDA_DISPATCHER must be local or celery, not {settings.dispatcher!r}")
+    if settings.ansible_connection not in ("ssh", "local"):
+        raise SettingsError("LAMBDA_ANSIBLE_CONNECTION must be ssh or local")
+    return settings

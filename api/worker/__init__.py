@@ -1,0 +1,1 @@
+"""Dispatchers: how an accepted action reaches ``Orchestrator.run``."""

@@ -1,0 +1,94 @@
+"""Fixtures for every test: databases (SQLite and PostgreSQL), fake identity."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from api.adapters.db.engine import create_db_engine, migrate
+from api.adapters.db.uow import UnitOfWorkFactory
+from api.domain.errors import IdentityUnavailable, InvalidToken
+from api.domain.ports import Identity
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LAMBDA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def _postgres_reachable() -> str | None:
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any failure means "not here"
+        return str(exc).splitlines()[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    reason = _postgres_reachable()
+    if reason:
+        if os.environ.get("LAMBDA_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required (LAMBDA_REQUIRE_POSTGRES=1): {reason}")
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {reason}")
+    return POSTGRES_ADMIN_URL
+
+
+def _fresh_postgres_database(admin_url: str) -> tuple[str, callable]:
+    name = f"lambda_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    return url, drop
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A fresh, migrated database of each kind the product supports."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'lambda.db'}"
+        drop = None
+    else:
+        url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    engine = create_db_engine(url)
+    migrate(engine)
+    engine.dispose()
+    yield url
+    if drop:
+        drop()
+
+
+@pytest.fixture
+def uow_factory(database_url):
+    engine = create_db_engine(database_url)
+    yield UnitOfWorkFactory(engine)
+    engine.dispose()
+
+
+class FakeIdentity:
+    """A small fake of the identity port for unit tests (the real client is tested
+    against the emulator in tests/integration)."""
+
+    def __init__(self, users: dict[str, Identity] | None = None):
+        self.users = dict(users or {})
+        self.unavailable = False
+        self.calls = 0
+
+    def authenticate(self, token: str) -> Identity:
+        self.calls += 1
+        if self.unavailable:
+            raise IdentityUnavailable("the fake identity service is down")
+        try:
+            return self.users[token]
+        except KeyError:
+            raise InvalidToken("unknown token") from None

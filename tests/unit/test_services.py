@@ -1,0 +1,126 @@
+"""The action use case against a real database (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from api.domain import services
+from api.domain.errors import ActionConflict, InstanceNotFound, InvalidAction
+from api.domain.model import ActionKind, ActionState, Host, HostRole, Instance, InstanceStatus
+from api.domain.ports import Identity
+
+ALICE = Identity(user_id="alice-uuid", user_name="alice", compute_url="http://compute")
+BOB = Identity(user_id="bob-uuid", user_name="bob", compute_url="http://compute")
+INSTANCE_ID = "9ac8e7ab-57f9-48a6-af18-ef8a749b1e8c"
+
+
+def add_instance(uow_factory, status=InstanceStatus.STOPPED, owner="alice-uuid",
+                 instance_id=INSTANCE_ID):
+    with uow_factory() as uow:
+        uow.instances.add(Instance(
+            id=instance_id, owner=owner, name="one", status=status,
+            services=("hdfs", "spark"),
+            hosts=(Host("1", "m", HostRole.MASTER, "127.0.0.2"),
+                   Host("2", "s", HostRole.SLAVE, "127.0.0.3"))))
+        uow.commit()
+
+
+def request(uow_factory, action="start", identity=ALICE, instance_id=INSTANCE_ID):
+    return services.request_action(uow_factory, identity, instance_id, action,
+                                   token_cipher=lambda: "cipher")
+
+
+def test_accepts_and_records_the_action_durably(uow_factory):
+    add_instance(uow_factory)
+    accepted = request(uow_factory)
+    with uow_factory() as uow:
+        stored = uow.actions.get(accepted.action.id)
+        instance = uow.instances.get(INSTANCE_ID)
+    assert stored.kind is ActionKind.START and stored.state is ActionState.ACCEPTED
+    assert instance.status is InstanceStatus.STARTING
+    assert [h.name for h in instance.hosts] == ["m", "s"]
+
+
+@pytest.mark.parametrize("raw_id", ["nope", "", "1", INSTANCE_ID + "x"])
+def test_non_uuid_ids_are_not_found(uow_factory, raw_id):
+    with pytest.raises(InstanceNotFound):
+        request(uow_factory, instance_id=raw_id)
+
+
+def test_someone_elses_instance_is_not_found(uow_factory):
+    add_instance(uow_factory)
+    with pytest.raises(InstanceNotFound):
+        request(uow_factory, identity=BOB)
+
+
+def test_not_found_comes_before_a_bad_action(uow_factory):
+    with pytest.raises(InstanceNotFound):
+        request(uow_factory, action="restart")
+
+
+@pytest.mark.parametrize("action", [None, "", "restart", 3, ["start"]])
+def test_bad_action_is_invalid(uow_factory, action):
+    add_instance(uow_factory)
+    with pytest.raises(InvalidAction):
+        request(uow_factory, action=action)
+
+
+@pytest.mark.parametrize(("status", "action", "detail"), [
+    (InstanceStatus.STARTED, "start", "The specified lambda instance is already started."),
+    (InstanceStatus.STOPPED, "stop", "The specified lambda instance is already stopped."),
+    (InstanceStatus.STOPPING, "start",
+     "Can't start a lambda instance while lambda instance status is STOPPING."),
+    (InstanceStatus.STARTING, "stop",
+     "Can't stop a lambda instance while lambda instance status is STARTING."),
+    (InstanceStatus.PENDING, "start",
+     "Can't start a lambda instance while lambda instance status is PENDING."),
+])
+def test_conflicts(uow_factory, status, action, detail):
+    add_instance(uow_factory, status=status)
+    with pytest.raises(ActionConflict) as info:
+        request(uow_factory, action=action)
+    assert info.value.detail == detail
+
+
+@pytest.mark.parametrize(("status", "action"), [
+    (InstanceStatus.FAILED, "start"), (InstanceStatus.FAILED, "stop"),
+    (InstanceStatus.STARTED, "stop")])
+def test_allowed_transitions(uow_factory, status, action):
+    add_instance(uow_factory, status=status)
+    assert request(uow_factory, action=action).action.kind.value == action
+
+
+def test_racing_requests_accept_exactly_one(uow_factory):
+    add_instance(uow_factory)
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def race():
+        barrier.wait()
+        try:
+            request(uow_factory)
+            outcomes.append("accepted")
+        except ActionConflict as exc:
+            outcomes.append(exc.detail)
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("accepted") == 1
+    assert set(outcomes) - {"accepted"} == {
+        "Can't start a lambda instance while lambda instance status is STARTING."}
+
+
+def test_list_pages_and_rejects_negative_limit(uow_factory):
+    for i in range(5):
+        add_instance(uow_factory, instance_id=f"00000000-0000-0000-0000-00000000000{i}")
+    add_instance(uow_factory, owner="bob-uuid",
+                 instance_id="00000000-0000-0000-0000-0000000000ff")
+    page, total = services.list_instances(uow_factory, ALICE, 2, 1)
+    assert total == 5 and [i.id[-1] for i in page] == ["1", "2"]
+    with pytest.raises(Exception, match="negative"):
+        services.list_instances(uow_factory, ALICE, -1, 0)
