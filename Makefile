@@ -1,0 +1,56 @@
+# The README's two commands are `make demo` and `make test`; the rest serve them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo serve test test-fast lint smoke lab-deps lab-up lab-down bench clean demo-clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/lambda-service demo $(DEMO_ARGS)
+
+demo-clean: venv
+	$(BIN)/python -c "from pathlib import Path; from api.demo import kill_processes_under as k; print(k(Path('.lambda/demo').resolve()), 'demo processes killed')"
+	rm -rf .lambda/demo
+
+serve: venv
+	$(BIN)/lambda-service serve
+
+# Lab tests need root and ip netns: install what they need when we can.
+lab-deps: venv
+	@if [ "$$(id -u)" = 0 ]; then VENV=$(VENV) scripts/install-lab-deps.sh; \
+	else echo "not root: lab tests will be skipped (they need root and ip netns)"; fi
+
+test: venv lab-deps
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not lab and not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
+
+smoke: venv lab-deps
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m api.lab.smoke
+
+lab-up: venv lab-deps
+	$(BIN)/lambda-service lab up $(LAB_ARGS)
+
+lab-down: venv
+	$(BIN)/lambda-service lab down $(LAB_ARGS)
+
+bench: venv lab-deps
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .lambda build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""``python -m api.emulator --seed FILE --bind HOST:PORT``."""
+
+import sys
+
+from api.emulator.cli import main
+
+sys.exit(main())

@@ -1,0 +1,197 @@
+"""AstakosIdentity against the emulator over HTTP: answers, failures, cache, single-flight."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from api.adapters.identity import AstakosIdentity
+from api.domain.errors import IdentityUnavailable, InvalidToken
+from api.emulator import Emulator
+
+TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"
+SECOND_TOKEN = "demo-second-token"
+OTHER_TOKEN = "other-user-token"
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 50.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _no_sleep(_seconds: float) -> None:
+    """Retries back off through this; the tests need not wait."""
+
+
+def _client(emulator, **options) -> AstakosIdentity:
+    return AstakosIdentity(emulator.auth_url, sleep=_no_sleep, **options)
+
+
+def test_valid_token_gives_the_users_identity(emulator, emulator_seed):
+    identity = _client(emulator).authenticate(TOKEN)
+    user = emulator_seed["users"][0]
+    assert identity.user_id == user["id"]
+    assert identity.user_name == user["name"]
+    assert identity.compute_url == emulator.compute_url
+    assert identity.expires > datetime.now(timezone.utc)
+
+
+def test_invalid_token_raises_and_is_negatively_cached(emulator):
+    client = _client(emulator)
+    for _ in range(5):
+        with pytest.raises(InvalidToken):
+            client.authenticate("not-a-known-token")
+    assert emulator.request_counts()["tokens"] == 1
+    assert client.upstream_calls == 1
+
+
+@pytest.mark.parametrize("token", ["", "two words", "x" * 5000, None])
+def test_malformed_token_is_invalid_without_asking(emulator, token):
+    client = _client(emulator)
+    with pytest.raises(InvalidToken):
+        client.authenticate(token)
+    assert client.upstream_calls == 0
+    assert "tokens" not in emulator.request_counts()
+
+
+def test_5xx_after_retries_is_unavailable_not_invalid(emulator):
+    emulator.set_faults(error_every=1)
+    client = _client(emulator, retries=2)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate(TOKEN)
+    assert emulator.request_counts()["tokens"] == 3  # the first try and two retries
+    # A failure is not cached: once the service is back the same token works.
+    emulator.set_faults(error_every=0)
+    assert client.authenticate(TOKEN).user_name == "demo@example.org"
+
+
+def test_a_transient_5xx_is_retried(emulator):
+    client = _client(emulator, retries=2)
+    emulator.set_faults(error_every=2)
+    client.authenticate(SECOND_TOKEN)  # the 1st request: answered
+    identity = client.authenticate(TOKEN)  # the 2nd gets a 503, its retry (3rd) succeeds
+    assert identity.user_name == "demo@example.org"
+    assert emulator.request_counts()["injected_errors"] == 1
+
+
+def test_unreachable_service_is_unavailable():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = AstakosIdentity(f"http://127.0.0.1:{port}/identity/v2.0", retries=1,
+                             sleep=_no_sleep)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate(TOKEN)
+
+
+def test_a_slow_service_times_out_as_unavailable(emulator):
+    emulator.set_faults(latency_ms=600)
+    client = _client(emulator, timeout=0.1, retries=0)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate(TOKEN)
+
+
+def test_cache_hits_skip_the_service(emulator):
+    client = _client(emulator)
+    names = {client.authenticate(TOKEN).user_name for _ in range(10)}
+    names |= {client.authenticate(OTHER_TOKEN).user_name for _ in range(10)}
+    assert names == {"demo@example.org", "other@example.org"}
+    assert emulator.request_counts()["tokens"] == 2
+    assert client.upstream_calls == 2
+
+
+def test_cache_entries_expire_after_the_ttl(emulator):
+    clock = FakeClock()
+    client = _client(emulator, cache_ttl=30, clock=clock)
+    client.authenticate(TOKEN)
+    clock.now += 29
+    client.authenticate(TOKEN)
+    assert client.upstream_calls == 1
+    clock.now += 2
+    client.authenticate(TOKEN)
+    assert client.upstream_calls == 2
+
+
+@pytest.fixture
+def short_token_emulator(emulator_seed):
+    """An emulator whose tokens expire 30 s after each check."""
+    emulator_seed["emulator"]["token_lifetime_seconds"] = 30
+    emulator = Emulator.from_seed(emulator_seed)
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+def test_cache_never_outlives_the_tokens_expiry(short_token_emulator):
+    emulator = short_token_emulator
+    clock = FakeClock()
+    client = AstakosIdentity(emulator.auth_url, cache_ttl=3600, clock=clock, sleep=_no_sleep)
+    client.authenticate(TOKEN)
+    clock.now += 10
+    client.authenticate(TOKEN)
+    assert client.upstream_calls == 1
+    clock.now += 21  # past the token's 30 s lifetime, far before the one-hour TTL
+    client.authenticate(TOKEN)
+    assert client.upstream_calls == 2
+
+
+def test_cache_is_bounded(emulator):
+    client = _client(emulator, max_entries=2)
+    for token in (TOKEN, SECOND_TOKEN, OTHER_TOKEN):
+        client.authenticate(token)
+    assert client.cache_size() == 2
+    client.authenticate(TOKEN)  # the least recently used: evicted, so asked again
+    assert client.upstream_calls == 4
+
+
+def test_concurrent_cold_requests_make_one_upstream_call(emulator):
+    emulator.set_faults(latency_ms=200)  # keeps the first call in flight while others arrive
+    client = _client(emulator)
+    barrier = threading.Barrier(20)
+    results: list[str] = []
+    lock = threading.Lock()
+
+    def authenticate():
+        barrier.wait()
+        identity = client.authenticate(TOKEN)
+        with lock:
+            results.append(identity.user_id)
+
+    threads = [threading.Thread(target=authenticate) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 20 and len(set(results)) == 1
+    assert client.upstream_calls == 1
+    assert emulator.request_counts()["tokens"] == 1
+
+
+def test_concurrent_cold_invalid_tokens_share_the_failure(emulator):
+    emulator.set_faults(latency_ms=200)
+    client = _client(emulator)
+    barrier = threading.Barrier(10)
+    errors: list[type] = []
+    lock = threading.Lock()
+
+    def authenticate():
+        barrier.wait()
+        try:
+            client.authenticate("bad-token")
+        except Exception as exc:
+            with lock:
+                errors.append(type(exc))
+
+    threads = [threading.Thread(target=authenticate) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [InvalidToken] * 10
+    assert emulator.request_counts()["tokens"] == 1

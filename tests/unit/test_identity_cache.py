@@ -1,0 +1,222 @@
+"""AstakosIdentity's cache rules, with a scripted stand-in for the HTTP transport."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from api.adapters.http_client import JsonResponse, TransportError
+from api.adapters.identity import (
+    AstakosIdentity,
+    identity_from_access,
+    parse_expires,
+    token_key,
+)
+from api.domain.errors import IdentityUnavailable, InvalidToken
+
+AUTH_URL = "https://accounts.example.org/identity/v2.0"
+
+
+def access_document(user_id="u-1", name="alice", expires_in=3600.0) -> dict:
+    expires = datetime.now(timezone.utc) + timedelta(seconds=expires_in)
+    return {"access": {
+        "token": {"id": "ignored", "expires": expires.isoformat(),
+                  "tenant": {"id": user_id, "name": name}},
+        "user": {"id": user_id, "name": name, "roles": []},
+        "serviceCatalog": [
+            {"type": "identity", "name": "astakos", "endpoints": [{"publicURL": AUTH_URL}]},
+            {"type": "compute", "name": "cyclades_compute",
+             "endpoints": [{"publicURL": "https://cyclades.example.org/compute/v2.0",
+                            "versionId": "v2.0"}]},
+        ]}}
+
+
+class ScriptedTransport:
+    """Answers each POST /tokens from ``answer(token)``; counts calls; can hold them."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.calls = 0
+        self.release = threading.Event()
+        self.release.set()
+        self._lock = threading.Lock()
+
+    def request(self, method, url, *, json_body=None, headers=None, retries=None):
+        assert (method, url) == ("POST", f"{AUTH_URL}/tokens")
+        with self._lock:
+            self.calls += 1
+        self.release.wait(5)
+        result = self.answer(json_body["auth"]["token"]["id"])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+
+def ok(document=None) -> JsonResponse:
+    return JsonResponse(200, document or access_document(), "")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def make_client(answer, **options):
+    transport = ScriptedTransport(answer)
+    clock = Clock()
+    client = AstakosIdentity(AUTH_URL, clock=clock, http=transport, **options)
+    return client, transport, clock
+
+
+def test_cache_keys_are_hashes_never_tokens():
+    client, _, _ = make_client(lambda token: ok())
+    client.authenticate("secret-token-value")
+    keys = list(client._cache)
+    assert keys == [hashlib.sha256(b"secret-token-value").hexdigest()]
+    assert token_key("secret-token-value") == keys[0]
+    assert "secret-token-value" not in repr(client._cache)
+
+
+def test_positive_entries_live_for_the_ttl():
+    client, transport, clock = make_client(lambda token: ok(), cache_ttl=60)
+    client.authenticate("t")
+    clock.now = 59.9
+    client.authenticate("t")
+    assert transport.calls == 1
+    clock.now = 60.0
+    client.authenticate("t")
+    assert transport.calls == 2
+
+
+def test_positive_entries_never_outlive_the_tokens_expiry():
+    client, transport, clock = make_client(lambda token: ok(access_document(expires_in=10)),
+                                           cache_ttl=600)
+    client.authenticate("t")
+    clock.now = 11
+    client.authenticate("t")
+    assert transport.calls == 2
+
+
+def test_an_already_expired_token_is_returned_but_not_cached():
+    client, transport, _ = make_client(lambda token: ok(access_document(expires_in=-5)))
+    assert client.authenticate("t").user_id == "u-1"
+    client.authenticate("t")
+    assert transport.calls == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_invalid_tokens_are_negatively_cached_briefly(status):
+    client, transport, clock = make_client(lambda token: JsonResponse(status, None, ""),
+                                           negative_ttl=5)
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            client.authenticate("bad")
+    assert transport.calls == 1
+    clock.now = 5
+    with pytest.raises(InvalidToken):
+        client.authenticate("bad")
+    assert transport.calls == 2
+
+
+@pytest.mark.parametrize("answer", [
+    JsonResponse(503, None, "down"),
+    JsonResponse(500, {"computeFault": {"message": "boom"}}, ""),
+    JsonResponse(403, None, ""),
+    JsonResponse(200, None, "<html>not json</html>"),
+    JsonResponse(200, {"access": {"token": {}}}, ""),
+    TransportError("connection refused"),
+    RuntimeError("a bug in the transport"),
+])
+def test_failures_are_unavailable_and_not_cached(answer):
+    client, transport, _ = make_client(lambda token: answer)
+    for _ in range(2):
+        with pytest.raises(IdentityUnavailable):
+            client.authenticate("t")
+    assert transport.calls == 2
+    assert client.cache_size() == 0
+
+
+def test_lru_keeps_the_recently_used():
+    client, transport, _ = make_client(lambda token: ok(), max_entries=2)
+    client.authenticate("a")
+    client.authenticate("b")
+    client.authenticate("a")  # a is now the most recent
+    client.authenticate("c")  # evicts b
+    assert client.cache_size() == 2
+    client.authenticate("a")
+    assert transport.calls == 3
+    client.authenticate("b")
+    assert transport.calls == 4
+
+
+def _run_concurrently(client, token, count):
+    outcomes: list = []
+    lock = threading.Lock()
+
+    def authenticate():
+        try:
+            result = client.authenticate(token)
+        except Exception as exc:
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=authenticate) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, outcomes
+
+
+def test_single_flight_followers_share_the_leaders_answer():
+    client, transport, _ = make_client(lambda token: ok())
+    transport.release.clear()  # hold the leader's call until every thread is waiting
+    threads, outcomes = _run_concurrently(client, "t", 15)
+    while transport.calls == 0:
+        threading.Event().wait(0.01)
+    transport.release.set()
+    for thread in threads:
+        thread.join()
+    assert transport.calls == 1
+    assert {o.user_id for o in outcomes} == {"u-1"}
+
+
+def test_single_flight_followers_share_an_outage_and_do_not_hang():
+    client, transport, _ = make_client(lambda token: TransportError("refused"))
+    transport.release.clear()
+    threads, outcomes = _run_concurrently(client, "t", 8)
+    while transport.calls == 0:
+        threading.Event().wait(0.01)
+    transport.release.set()
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(o, IdentityUnavailable) for o in outcomes)
+    # Threads that arrived after the leader finished made their own call; none hung.
+    assert 1 <= transport.calls <= 8
+
+
+def test_identity_from_access_reads_the_compute_endpoint():
+    identity = identity_from_access(access_document())
+    assert identity.compute_url == "https://cyclades.example.org/compute/v2.0"
+    document = access_document()
+    document["access"]["serviceCatalog"] = []
+    assert identity_from_access(document).compute_url is None
+    with pytest.raises(ValueError):
+        identity_from_access({"access": {"user": {"name": "no id"}}})
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ("2013-06-19T15:23:59.975572+00:00",
+     datetime(2013, 6, 19, 15, 23, 59, 975572, tzinfo=timezone.utc)),
+    ("2030-01-01T00:00:00Z", datetime(2030, 1, 1, tzinfo=timezone.utc)),
+    ("2030-01-01T00:00:00", datetime(2030, 1, 1, tzinfo=timezone.utc)),
+    ("yesterday", None),
+    (None, None),
+])
+def test_parse_expires(raw, expected):
+    assert parse_expires(raw) == expected
