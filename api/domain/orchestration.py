@@ -192,7 +192,8 @@ class Orchestrator:
         extravars.update(lambda_action_id=claim.action_id)
         run = PlaybookRun(playbook=playbook, inventory=self.deps.render_inventory(instance),
                           ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
-                          limit=limit, timeout=self.config.playbook_timeout)
+                          limit=limit, timeout=self.config.playbook_timeout,
+                          group=claim.action_id)
         try:
             result = self.deps.runner.run(run, on_task=recorder.add, cancel=cancel)
         finally:

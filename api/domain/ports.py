@@ -78,6 +78,9 @@ class PlaybookRun:
     extravars: dict = field(default_factory=dict)
     limit: str | None = None
     timeout: float | None = None  # seconds; past it the whole process tree is killed
+    # Runs of one group (an action's attempts) never overlap: a run first kills what an
+    # earlier run of its group left behind (its worker died mid-playbook).
+    group: str | None = None
 
 
 @dataclass
