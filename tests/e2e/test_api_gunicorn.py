@@ -1,0 +1,57 @@
+"""SPEC 2's checks with hostile inputs against the real server (gunicorn, 2 workers)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+
+from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
+
+URL = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+
+
+def test_seed_curl_example_verbatim(product):
+    out = subprocess.run(
+        ["curl", "-s", "-i", "-X", "POST", "-H", f"Authorization:Token {DEMO_TOKEN}",
+         "-F", "action=start", f"{product.base}{URL}"],
+        capture_output=True, text=True, check=True, timeout=30).stdout
+    head, _, body = out.partition("\n\n")
+    assert head.startswith("HTTP/1.1 202")
+    assert '"status": {"code": 202, "short-description": "Your request has been accepted"}' \
+        in body
+    assert f"location: /api/lambda-instances/{DEMO_INSTANCE_ID}/actions/" in head.lower()
+
+
+def test_hostile_inputs_never_500(product):
+    cases = [
+        ({}, None, 401), ({"Authorization": "Basic abc"}, DEMO_TOKEN, 401),
+        ({"Authorization": "Token " + "A" * 30000}, None, 401),
+        ({}, "wrong", 401),
+    ]
+    for headers, token, status in cases:
+        resp = product.call("POST", URL, token=token, headers=headers, data={"action": "start"})
+        assert resp.status_code == status, (headers.keys(), resp.text)
+        assert resp.json()["errors"][0]["status"] == status
+    assert product.call("POST", "/api/lambda-instances/x%00y/",
+                        data={"action": "start"}).status_code == 404
+    assert product.call("POST", URL, data={"action": "restart"}).status_code == 400
+    assert product.call("POST", URL, data={}).status_code == 400
+    assert product.call("POST", URL, data=b"\xff\xfe", headers={
+        "Content-Type": "application/json"}).status_code == 400
+    assert product.call("GET", "/api/lambda-instances/?limit=-3").status_code == 400
+
+
+def test_racing_starts_through_two_workers_get_one_202(product):
+    barrier = threading.Barrier(16)
+    codes = []
+
+    def race():
+        barrier.wait()
+        codes.append(product.call("POST", URL, data={"action": "start"}).status_code)
+
+    threads = [threading.Thread(target=race) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes.count(202) == 1 and codes.count(409) == 15, codes

@@ -1,0 +1,88 @@
+"""An instance followed through its action resource: STARTED, STOPPED, restarts."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import pytest
+
+from tests.e2e.conftest import DEMO_INSTANCE_ID
+
+URL = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+MASTER_IP = "127.42.1.1"
+PORTS = {"namenode": 8020, "resourcemanager": 8032, "zookeeper": 2181, "kafka": 9092,
+         "spark-master": 7077}
+
+pytestmark = pytest.mark.slow
+
+
+def port_open(ip, port) -> bool:
+    try:
+        socket.create_connection((ip, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_start_then_stop_through_the_action_resource(product):
+    resp = product.call("POST", URL, data={"action": "start"})
+    assert resp.status_code == 202
+    action = product.wait_action(resp.headers["Location"])
+    assert action["state"] == "succeeded", action["error"]
+    assert [s["name"] for s in action["steps"]] == ["power_on", "wait_ssh", "playbook"]
+    assert all(s["state"] in ("succeeded", "skipped") for s in action["steps"])
+    assert action["playbook"]["hosts"].keys() == {"lambda-1-master", "lambda-1-slave-1",
+                                                  "lambda-1-slave-2"}
+    assert all(counts["failed"] == 0 for counts in action["playbook"]["hosts"].values())
+    assert product.wait_status(DEMO_INSTANCE_ID, {"STARTED"})["status"]["code"] == "0"
+    assert {s["status"] for s in product.emulator.state()["servers"]
+            if s["id"] in ("1010", "1011", "1012")} == {"ACTIVE"}
+    for name, port in PORTS.items():
+        assert port_open(MASTER_IP, port), name
+
+    again = product.call("POST", URL, data={"action": "start"})
+    assert again.status_code == 409
+    assert again.json()["errors"][0]["detail"] == \
+        "The specified lambda instance is already started."
+
+    resp = product.call("POST", URL, json={"action": "stop"})
+    assert resp.status_code == 202
+    action = product.wait_action(resp.headers["Location"])
+    assert action["state"] == "succeeded", action["error"]
+    assert [s["name"] for s in action["steps"]] == ["playbook", "power_off"]
+    product.wait_status(DEMO_INSTANCE_ID, {"STOPPED"})
+    for name, port in PORTS.items():
+        assert not port_open(MASTER_IP, port), name
+
+
+def test_a_server_restart_mid_action_resumes_it(product):
+    resp = product.call("POST", URL, data={"action": "start"})
+    location = resp.headers["Location"]
+    # Wait until the playbook runs, then stop the server gracefully in the middle of it.
+    for _ in range(240):
+        steps = product.call("GET", location).json()["data"]["steps"]
+        if any(s["name"] == "playbook" for s in steps):
+            break
+        __import__("time").sleep(0.25)
+    product.stop(signal.SIGTERM)
+    product.start()
+    action = product.wait_action(location, timeout=180)
+    assert action["state"] == "succeeded", action["error"]
+    assert action["attempts"] >= 2
+    product.wait_status(DEMO_INSTANCE_ID, {"STARTED"})
+
+
+def test_a_killed_server_mid_action_is_resumed_after_the_lease(product):
+    resp = product.call("POST", URL, data={"action": "start"})
+    location = resp.headers["Location"]
+    for _ in range(240):
+        steps = product.call("GET", location).json()["data"]["steps"]
+        if any(s["name"] == "playbook" for s in steps):
+            break
+        __import__("time").sleep(0.25)
+    product.stop(signal.SIGKILL)
+    product.start()
+    action = product.wait_action(location, timeout=180)
+    assert action["state"] == "succeeded", action["error"]
+    product.wait_status(DEMO_INSTANCE_ID, {"STARTED"})
