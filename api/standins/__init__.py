@@ -1,0 +1,121 @@
+"""Stand-in Hadoop, Kafka, ZooKeeper and Spark distributions for the demo and the tests.
+
+Real Hadoop and Kafka cannot be had on this kind of machine, so the roles are exercised
+against small distributions that honour the real command lines, config files, ports and pid
+files. ``install(dest)`` lays them out and returns the homes as the roles' variables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+RUNTIME = Path(__file__).resolve().parent / "runtime"
+PACKAGE = "lambda_standin"
+
+# (distribution, script path, module, leading arguments, env file sourced like the real one)
+SCRIPTS = (
+    ("hadoop", "bin/hdfs", "hadoop", "hdfs", "hadoop"),
+    ("hadoop", "bin/yarn", "hadoop", "yarn", "hadoop"),
+    ("kafka", "bin/kafka-server-start.sh", "kafka", "start", None),
+    ("kafka", "bin/kafka-server-stop.sh", "kafka", "stop", None),
+    ("kafka", "bin/kafka-storage.sh", "kafka", "storage", None),
+    ("zookeeper", "bin/zkServer.sh", "zookeeper", "", "zookeeper"),
+    ("spark", "sbin/spark-daemon.sh", "spark", "", "spark"),
+)
+
+# How each wrapper finds and sources its env file, as the real launch scripts do.
+ENV_PRELUDES = {
+    "hadoop": """\
+conf="${HADOOP_CONF_DIR:-$HOME_DIR/etc/hadoop}"
+if [ "$1" = "--config" ]; then conf="$2"; fi
+HADOOP_CONF_DIR="$conf"; export HADOOP_CONF_DIR HADOOP_HOME="$HOME_DIR"
+if [ -f "$conf/hadoop-env.sh" ]; then . "$conf/hadoop-env.sh"; fi
+""",
+    "zookeeper": """\
+if [ "$1" = "--config" ]; then ZOOCFGDIR="$2"; fi
+ZOOCFGDIR="${ZOOCFGDIR:-$HOME_DIR/conf}"; export ZOOCFGDIR
+if [ -f "$ZOOCFGDIR/zookeeper-env.sh" ]; then . "$ZOOCFGDIR/zookeeper-env.sh"; fi
+""",
+    "spark": """\
+if [ "$1" = "--config" ]; then SPARK_CONF_DIR="$2"; fi
+SPARK_CONF_DIR="${SPARK_CONF_DIR:-$HOME_DIR/conf}"; export SPARK_CONF_DIR SPARK_HOME="$HOME_DIR"
+if [ -f "$SPARK_CONF_DIR/spark-env.sh" ]; then set -a; . "$SPARK_CONF_DIR/spark-env.sh"; set +a; fi
+""",
+}
+
+WRAPPER = """\
+#!/bin/sh
+# Stand-in for {dist}'s {script} (lambda-service stand-in distribution).
+HOME_DIR='{home}'
+{prelude}PYTHONPATH="$HOME_DIR/libexec"; export PYTHONPATH
+exec '{python}' -S -m {package}.{module} "$HOME_DIR" {lead}"$@"
+"""
+
+# Files a real distribution ships, so an operator finds the usual layout.
+SAMPLES = {
+    "hadoop": {
+        "etc/hadoop/core-site.xml": "<?xml version=\"1.0\"?>\n<configuration>\n</configuration>\n",
+        "etc/hadoop/hdfs-site.xml": "<?xml version=\"1.0\"?>\n<configuration>\n</configuration>\n",
+        "etc/hadoop/yarn-site.xml": "<?xml version=\"1.0\"?>\n<configuration>\n</configuration>\n",
+        "etc/hadoop/hadoop-env.sh": "# Set Hadoop-specific environment variables here.\n",
+    },
+    "kafka": {"config/server.properties": "broker.id=0\nzookeeper.connect=localhost:2181\n"},
+    "zookeeper": {
+        "conf/zoo_sample.cfg": "tickTime=2000\ndataDir=/tmp/zookeeper\nclientPort=2181\n"
+    },
+    "spark": {"conf/spark-env.sh.template": "# SPARK_LOCAL_IP, SPARK_PID_DIR, SPARK_LOG_DIR\n"},
+}
+
+
+def install(dest: Path, python: str = sys.executable) -> dict[str, str]:
+    """Lay the four distributions out under ``dest``; return ``{"hadoop_home": ..., ...}``.
+
+    Installing again over an existing tree refreshes the scripts and the daemon code.
+    """
+    dest = Path(dest).resolve()
+    homes = {}
+    for dist in ("hadoop", "kafka", "zookeeper", "spark"):
+        home = dest / dist
+        libexec = home / "libexec" / PACKAGE
+        if libexec.exists():
+            shutil.rmtree(libexec)
+        shutil.copytree(RUNTIME, libexec, ignore=shutil.ignore_patterns("__pycache__"))
+        for relative, text in SAMPLES[dist].items():
+            path = home / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_text(text)
+        homes[f"{dist}_home"] = str(home)
+    for dist, script, module, lead, env in SCRIPTS:
+        home = dest / dist
+        path = home / script
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            WRAPPER.format(
+                dist=dist,
+                script=script,
+                home=home,
+                prelude=ENV_PRELUDES[env] if env else "",
+                python=python,
+                package=PACKAGE,
+                module=module,
+                lead=f"{lead} " if lead else "",
+            )
+        )
+        path.chmod(0o755)
+    return homes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``lambda-service standins DEST``: install, print the role variables as JSON."""
+    parser = argparse.ArgumentParser(prog="lambda-service standins", description=main.__doc__)
+    parser.add_argument("dest", type=Path, help="directory to lay the distributions out in")
+    parser.add_argument("--python", default=sys.executable, help="interpreter for the daemons")
+    args = parser.parse_args(argv)
+    homes = install(args.dest, args.python)
+    print(json.dumps(homes, indent=2))
+    return 0

@@ -1,0 +1,1 @@
+"""The stand-in daemons. Installed as ``lambda_standin`` under each distribution's libexec/."""

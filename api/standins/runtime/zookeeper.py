@@ -1,0 +1,280 @@
+"""Stand-in for Apache ZooKeeper's ``bin/zkServer.sh`` (standalone server).
+
+Reads ``zoo.cfg`` (``clientPort``, ``clientPortAddress``, ``dataDir``,
+``4lw.commands.whitelist``), honours ZOOCFGDIR / ZOO_LOG_DIR / ZOOPIDFILE, answers the
+four-letter words and accepts real client sessions (connect handshake, pings, close), so a
+real ZooKeeper client, or the Kafka stand-in, can tell it is up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+
+from . import common
+from .common import StartError, log
+
+VERSION = "3.8.4-standin, built on 2024-01-01 00:00 UTC"
+FOUR_LETTER_WORDS = {b"ruok", b"srvr", b"stat", b"mntr", b"conf", b"envi", b"cons", b"isro"}
+PING, CLOSE_SESSION = 11, -11
+ZUNIMPLEMENTED = -6
+
+
+class Config:
+    def __init__(self, path: Path):
+        self.path = path
+        props = common.read_properties(path)
+        if not props.get("dataDir"):
+            raise StartError(f"dataDir is not set in {path}")
+        self.data_dir = Path(props["dataDir"])
+        try:
+            self.port = int(props.get("clientPort", "2181"))
+        except ValueError as exc:
+            raise StartError(f"clientPort is not a number in {path}") from exc
+        self.address = props.get("clientPortAddress", "0.0.0.0")
+        whitelist = props.get("4lw.commands.whitelist", "srvr")
+        self.whitelist = {w.strip().encode() for w in whitelist.split(",") if w.strip()}
+        self.tick = int(props.get("tickTime", "2000"))
+        self.props = props
+
+    def allowed(self, word: bytes) -> bool:
+        return b"*" in self.whitelist or word in self.whitelist
+
+
+class Server:
+    def __init__(self, config: Config):
+        self.config = config
+        self.lock = threading.Lock()
+        self.sessions: dict[int, tuple] = {}  # session id -> client address
+        self.received = 0
+        self.sent = 0
+        self.next_session = (int(time.time()) & 0xFFFFFF) << 32
+
+    def srvr(self, with_clients: bool) -> str:
+        with self.lock:
+            clients = "".join(f" /{a[0]}:{a[1]}[1](queued=0)\n" for a in self.sessions.values())
+            lines = [f"Zookeeper version: {VERSION}"]
+            if with_clients:
+                lines.append(f"Clients:\n{clients}")
+            lines += [
+                "Latency min/avg/max: 0/0.0/0",
+                f"Received: {self.received}",
+                f"Sent: {self.sent}",
+                f"Connections: {len(self.sessions)}",
+                "Outstanding: 0",
+                "Zxid: 0x0",
+                "Mode: standalone",
+                "Node count: 5",
+            ]
+        return "\n".join(lines) + "\n"
+
+    def four_letter_word(self, word: bytes) -> str:
+        if not self.config.allowed(word):
+            return f"{word.decode()} is not executed because it is not in the whitelist.\n"
+        if word == b"ruok":
+            return "imok"
+        if word == b"isro":
+            return "rw"
+        if word in (b"srvr", b"stat"):
+            return self.srvr(word == b"stat")
+        if word == b"mntr":
+            with self.lock:
+                count = len(self.sessions)
+            return (
+                f"zk_version\t{VERSION}\nzk_server_state\tstandalone\n"
+                f"zk_num_alive_connections\t{count}\nzk_znode_count\t5\n"
+            )
+        if word == b"conf":
+            return "".join(f"{k}={v}\n" for k, v in self.config.props.items())
+        return f"Environment:\nzookeeper.version={VERSION}\nhost.name={socket.gethostname()}\n"
+
+    def handler(self):
+        server = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                sock = self.request
+                try:
+                    head = _read_exact(sock, 4)
+                    if head in FOUR_LETTER_WORDS:
+                        sock.sendall(server.four_letter_word(head).encode())
+                        return
+                    server.session(sock, struct.unpack(">i", head)[0], self.client_address)
+                except (OSError, struct.error, ConnectionError):
+                    pass
+
+        return Handler
+
+    def session(self, sock, length: int, peer) -> None:
+        """The client protocol, enough for a session: connect, pings, close."""
+        body = _read_exact(sock, length)
+        _proto, _zxid, timeout, _sid = struct.unpack(">iqiq", body[:24])
+        timeout = max(2 * self.config.tick, min(timeout, 20 * self.config.tick))
+        with self.lock:
+            self.next_session += 1
+            sid = self.next_session
+            self.sessions[sid] = peer
+        log.info("established session 0x%x with negotiated timeout %s for %s", sid, timeout, peer)
+        try:
+            passwd = b"\0" * 16
+            reply = struct.pack(">iiqi", 0, timeout, sid, len(passwd)) + passwd + b"\0"
+            _send_frame(sock, reply)
+            sock.settimeout(timeout / 1000.0)
+            while True:
+                length = struct.unpack(">i", _read_exact(sock, 4))[0]
+                xid, kind = struct.unpack(">ii", _read_exact(sock, length)[:8])
+                with self.lock:
+                    self.received += 1
+                    self.sent += 1
+                if kind in (PING, CLOSE_SESSION):
+                    _send_frame(sock, struct.pack(">iqi", xid, 0, 0))
+                    if kind == CLOSE_SESSION:
+                        return
+                else:
+                    _send_frame(sock, struct.pack(">iqi", xid, 0, ZUNIMPLEMENTED))
+        finally:
+            with self.lock:
+                self.sessions.pop(sid, None)
+            log.info("closed session 0x%x", sid)
+
+    def run(self, notifier: common.Notifier) -> None:
+        (self.config.data_dir / "version-2").mkdir(parents=True, exist_ok=True)
+        address = (self.config.address, self.config.port)
+        tcp = common.raw_server("ZooKeeper client port", address, self.handler())
+        log.info("binding to port %s:%s", *address)
+        common.serve_until_stopped([tcp], notifier)
+
+
+def _read_exact(sock, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
+def _send_frame(sock, payload: bytes) -> None:
+    sock.sendall(struct.pack(">i", len(payload)) + payload)
+
+
+def four_letter_word(address: tuple[str, int], word: str, timeout: float = 3.0) -> str:
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(word.encode())
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def open_session(address: tuple[str, int], timeout_ms: int, source: str | None = None):
+    """Open a client session (the handshake real clients do); return the socket and id."""
+    sock = socket.create_connection(
+        address, timeout=timeout_ms / 1000.0, source_address=(source, 0) if source else None
+    )
+    passwd = b"\0" * 16
+    request = struct.pack(">iqiqi", 0, 0, timeout_ms, 0, len(passwd)) + passwd + b"\0"
+    _send_frame(sock, request)
+    length = struct.unpack(">i", _read_exact(sock, 4))[0]
+    _proto, negotiated, sid = struct.unpack(">iiq", _read_exact(sock, length)[:16])
+    if sid == 0:
+        sock.close()
+        raise ConnectionError("session refused")
+    return sock, sid, negotiated
+
+
+def ping(sock) -> None:
+    _send_frame(sock, struct.pack(">ii", -2, PING))
+    length = struct.unpack(">i", _read_exact(sock, 4))[0]
+    _read_exact(sock, length)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    home, args = Path(argv[0]), list(argv[1:])
+    conf_dir = Path(os.environ.get("ZOOCFGDIR") or home / "conf")
+    if args[:1] == ["--config"] and len(args) > 1:
+        conf_dir = Path(args[1])
+        args = args[2:]
+    if not args:
+        print(f"Usage: {sys.argv[0]} [--config <conf-dir>] {{start|start-foreground|stop|"
+              "version|restart|status|print-cmd}", file=sys.stderr)
+        return 1
+    command = args[0]
+    cfg_path = Path(args[1]) if len(args) > 1 else conf_dir / "zoo.cfg"
+    if command == "version":
+        print(f"Apache ZooKeeper, version {VERSION}")
+        return 0
+    print(f"Using config: {cfg_path}", file=sys.stderr)
+    try:
+        config = Config(cfg_path)
+    except StartError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        return 1
+    pidfile = Path(os.environ.get("ZOOPIDFILE") or config.data_dir / "zookeeper_server.pid")
+    log_dir = Path(os.environ.get("ZOO_LOG_DIR") or home / "logs")
+    user = os.environ.get("USER") or "root"
+    outfile = log_dir / f"zookeeper-{user}-server-{socket.gethostname()}.out"
+    if command == "start":
+        print("Starting zookeeper ... ", end="", flush=True)
+        pid = common.running_pid(pidfile)
+        if pid is not None:
+            print(f"already running as process {pid}.")
+            return 1
+        pidfile.unlink(missing_ok=True)
+        server = Server(config)
+
+        def run(notifier):
+            common.setup_logging(log_dir / f"zookeeper-{user}-server-{socket.gethostname()}.log")
+            server.run(notifier)
+
+        code = common.spawn(run, pidfile=pidfile, outfile=outfile)
+        print("STARTED" if code == 0 else "FAILED TO START")
+        return code
+    if command == "start-foreground":
+        try:
+            Server(config).run(common.Notifier(None))
+        except StartError as exc:
+            print(f"ERROR: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if command == "stop":
+        print("Stopping zookeeper ... ", end="", flush=True)
+        pid = common.read_pid(pidfile)
+        if pid is None:
+            print(f"no zookeeper to stop (could not find file {pidfile})")
+            return 0
+        if common.pid_alive(pid):
+            os.kill(pid, 15)
+        pidfile.unlink(missing_ok=True)
+        print("STOPPED")
+        return 0
+    if command == "status":
+        host = "127.0.0.1" if config.address in ("0.0.0.0", "") else config.address
+        print(f"Client port found: {config.port}. Client address: {host}. Client SSL: false.")
+        try:
+            reply = four_letter_word((host, config.port), "srvr")
+        except OSError:
+            print("Error contacting service. It is probably not running.")
+            return 1
+        mode = [line for line in reply.splitlines() if line.startswith("Mode:")]
+        if not mode:
+            print("Error contacting service. It is probably not running.")
+            return 1
+        print(mode[0])
+        return 0
+    print(f"Unknown command {command}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

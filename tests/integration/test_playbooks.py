@@ -1,0 +1,314 @@
+"""lambda-start.yml / lambda-stop.yml with plain ansible-playbook against local hosts.
+
+Each host of a 1-master + 2-slave instance is a loopback address with its own root
+directory (``ansible_connection=local``); the services are the stand-in distributions.
+Everything is checked from outside: ports, Spark's /json/, ZooKeeper's ruok, HDFS safe mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from api import standins
+from api.adapters.inventory import render_inventory
+from api.domain.model import Host, HostRole, Instance, InstanceStatus
+from api.settings import PROJECT_ROOT, Settings
+
+pytestmark = pytest.mark.slow
+
+VENV_BIN = Path(sys.executable).parent
+ALL = ("hdfs", "yarn", "zookeeper", "kafka", "spark")
+MASTER_PORTS = {
+    "hdfs": [8020, 9870],
+    "yarn": [8032, 8088],
+    "zookeeper": [2181],
+    "kafka": [9092],
+    "spark": [7077, 8080],
+}
+SLAVE_PORTS = {"hdfs": [9866], "yarn": [8042], "kafka": [9092], "spark": [8081]}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def port_open(ip: str, port: int) -> bool:
+    try:
+        with socket.create_connection((ip, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def processes_under(root: Path) -> list[int]:
+    """Pids whose command line mentions ``root`` (the stand-ins' home or a host's dir)."""
+    needle = str(root).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if needle in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_under(root: Path) -> None:
+    """Finalizer: kill every daemon started from ``root`` (never by process name)."""
+    for pidfile in root.rglob("*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+    for pid in processes_under(root):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+def get_json(url: str):
+    with urllib.request.urlopen(url, timeout=3) as response:
+        return json.load(response)
+
+
+def zk_word(ip: str, word: str) -> str:
+    with socket.create_connection((ip, 2181), timeout=3) as sock:
+        sock.sendall(word.encode())
+        return b"".join(iter(lambda: sock.recv(4096), b"")).decode()
+
+
+class Lab:
+    """One instance's inventory, host roots and stand-in homes under a tmp dir."""
+
+    def __init__(self, root: Path, subnet: str, services, homes: dict):
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.master_ip = f"{subnet}.1"
+        self.slave_ips = [f"{subnet}.2", f"{subnet}.3"]
+        hosts = (
+            Host("1", "lambda-master", HostRole.MASTER, self.master_ip),
+            Host("2", "lambda-slave-1", HostRole.SLAVE, self.slave_ips[0]),
+            Host("3", "lambda-slave-2", HostRole.SLAVE, self.slave_ips[1]),
+        )
+        instance = Instance(
+            id="5f0c7a36-2f7e-4bb3-a1a5-3c8e0e5d2a10",
+            owner="u",
+            name="test",
+            status=InstanceStatus.STOPPED,
+            services=tuple(services),
+            hosts=hosts,
+        )
+        self.services = tuple(services)
+        self.inventory = root / "hosts.ini"
+        self.inventory.write_text(
+            render_inventory(instance, Settings(ansible_connection="local"))
+        )
+        self.extravars = dict(
+            homes,
+            lambda_host_root=f"{root}/hosts/{{{{ inventory_hostname }}}}",
+            hadoop_heartbeat_interval=1,
+            spark_worker_timeout=10,
+            hadoop_stop_timeout=10,
+        )
+
+    def playbook(self, name: str, **extra) -> subprocess.CompletedProcess:
+        env = dict(
+            os.environ,
+            PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+            ANSIBLE_HOME=str(self.root / "ansible-home"),
+            ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
+            ANSIBLE_REMOTE_TEMP=str(self.root / "ansible-tmp"),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+        )
+        extravars = dict(self.extravars, **extra)
+        return subprocess.run(
+            [
+                str(VENV_BIN / "ansible-playbook"),
+                "-i",
+                str(self.inventory),
+                str(PROJECT_ROOT / "playbooks" / name),
+                "-e",
+                json.dumps(extravars),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def expected_ports(self, services=None):
+        services = self.services if services is None else services
+        ports = [(self.master_ip, p) for s in services for p in MASTER_PORTS.get(s, [])]
+        for ip in self.slave_ips:
+            ports += [(ip, p) for s in services for p in SLAVE_PORTS.get(s, [])]
+        return ports
+
+
+def recap(result: subprocess.CompletedProcess) -> dict[str, dict[str, int]]:
+    """PLAY RECAP counters per host."""
+    counts = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line)
+        if match and "ok=" in match.group(2):
+            counts[match.group(1)] = {
+                key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))
+            }
+    return counts
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> dict:
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+    counts = recap(result)
+    assert set(counts) == {"lambda-master", "lambda-slave-1", "lambda-slave-2"}, result.stdout
+    return counts
+
+
+def assert_all_down(lab: Lab, homes_root: Path) -> None:
+    still_open = [(ip, p) for ip, p in lab.expected_ports(ALL) if port_open(ip, p)]
+    assert still_open == []
+    assert processes_under(lab.root / "hosts") == []
+    assert processes_under(homes_root) == []
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def homes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("standins")
+    installed = standins.install(root)
+    yield root, installed
+    kill_under(root)
+
+
+@pytest.fixture
+def make_lab(tmp_path, homes):
+    homes_root, installed = homes
+    labs = []
+
+    def make(subnet: str, services=ALL) -> Lab:
+        lab = Lab(tmp_path / f"lab{len(labs)}", subnet, services, installed)
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        kill_under(lab.root)
+    kill_under(homes_root)
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_start_is_ordered_ready_and_idempotent_then_stop(make_lab, homes):
+    lab = make_lab("127.42.201")
+    counts = assert_ok(lab.playbook("lambda-start.yml"))
+    assert all(c["changed"] > 0 for c in counts.values())
+
+    closed = [(ip, port) for ip, port in lab.expected_ports() if not port_open(ip, port)]
+    assert closed == []
+    spark = get_json(f"http://{lab.master_ip}:8080/json/")
+    assert spark["status"] == "ALIVE"
+    assert spark["aliveworkers"] == 2
+    assert sorted(w["host"] for w in spark["workers"] if w["state"] == "ALIVE") == lab.slave_ips
+    assert zk_word(lab.master_ip, "ruok") == "imok"
+    # Three brokers hold ZooKeeper sessions (zookeeper mode, the default with ZooKeeper).
+    assert "Connections: 3" in zk_word(lab.master_ip, "srvr")
+    hadoop = f"{homes[1]['hadoop_home']}/bin/hdfs"
+    conf = lab.root / "hosts/lambda-master/etc/hadoop"
+    safemode = subprocess.run(
+        [hadoop, "--config", str(conf), "dfsadmin", "-safemode", "get"],
+        capture_output=True, text=True, check=True,
+    )
+    assert safemode.stdout.strip() == "Safe mode is OFF"
+    nodes = get_json(f"http://{lab.master_ip}:8088/ws/v1/cluster/nodes")["nodes"]["node"]
+    assert sorted(n["nodeHostName"] for n in nodes if n["state"] == "RUNNING") == lab.slave_ips
+    # Per-host state: each host has its own pid files, nothing shared.
+    assert list((lab.root / "hosts/lambda-master/run/hadoop").glob("*namenode.pid"))
+    assert list((lab.root / "hosts/lambda-slave-1/run/hadoop").glob("*datanode.pid"))
+
+    again = assert_ok(lab.playbook("lambda-start.yml"))
+    assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
+
+    stopped = assert_ok(lab.playbook("lambda-stop.yml"))
+    assert stopped["lambda-master"]["changed"] > 0
+    assert_all_down(lab, homes[0])
+
+    again = assert_ok(lab.playbook("lambda-stop.yml"))
+    assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
+
+
+def test_kraft_mode_brokers_without_zookeeper(make_lab, homes):
+    lab = make_lab("127.42.202", services=("kafka",))
+    assert_ok(lab.playbook("lambda-start.yml"))
+    for ip in [lab.master_ip, *lab.slave_ips]:
+        assert port_open(ip, 9092)
+    assert port_open(lab.master_ip, 9093)  # the master is the KRaft controller
+    assert not port_open(lab.master_ip, 2181)
+    meta = (lab.root / "hosts/lambda-slave-2/data/kafka/meta.properties").read_text()
+    assert "node.id=3" in meta and "cluster.id=" in meta
+    props = (lab.root / "hosts/lambda-master/etc/kafka/server.properties").read_text()
+    assert "process.roles=broker,controller" in props and "zookeeper.connect" not in props
+
+    assert_ok(lab.playbook("lambda-stop.yml"))
+    assert_all_down(lab, homes[0])
+
+
+def test_only_listed_services_are_touched(make_lab, homes):
+    lab = make_lab("127.42.203", services=("hdfs", "spark"))
+    assert_ok(lab.playbook("lambda-start.yml"))
+    assert [(ip, p) for ip, p in lab.expected_ports() if not port_open(ip, p)] == []
+    unlisted = lab.expected_ports(("yarn", "zookeeper", "kafka"))
+    assert [(ip, p) for ip, p in unlisted if port_open(ip, p)] == []
+    assert not (lab.root / "hosts/lambda-master/etc/kafka").exists()
+
+    assert_ok(lab.playbook("lambda-stop.yml"))
+    assert_all_down(lab, homes[0])
+
+
+def test_daemon_that_cannot_bind_fails_the_play_naming_host_and_task(make_lab, homes):
+    lab = make_lab("127.42.204", services=("spark",))
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind((lab.master_ip, 7077))
+    squatter.listen()
+    try:
+        result = lab.playbook("lambda-start.yml")
+    finally:
+        squatter.close()
+    assert result.returncode != 0
+    assert recap(result)["lambda-master"]["failed"] == 1
+    failure = re.search(
+        r"TASK \[spark : Ensure the Spark master is running\].*?fatal: \[lambda-master\]: "
+        r"FAILED!(.*?)\n",
+        result.stdout,
+        re.S,
+    )
+    assert failure, result.stdout[-4000:]
+    assert "7077" in failure.group(1)
+    # Stopping after a failed start succeeds and leaves nothing behind.
+    assert_ok(lab.playbook("lambda-stop.yml"))
+    assert_all_down(lab, homes[0])
