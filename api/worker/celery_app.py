@@ -1,0 +1,175 @@
+"""The scaled-out worker: Celery over RabbitMQ or Redis, PostgreSQL as the state.
+
+The broker carries only action ids (``lambda.run_action(action_id)``); the action row,
+committed before the 202, holds everything else (the token Fernet-encrypted). A message
+is a hint to run an action, not the action itself: ``Orchestrator.run`` claims a lease
+first, so a duplicate, redelivered or re-swept message is a no-op, and a message the
+broker lost is re-sent by the sweeper every worker runs (``api.worker.sweeper``).
+
+Pool: threads, not prefork. An action is I/O bound (HTTP polling, waiting on
+ansible-playbook, which is its own process anyway) and the orchestrator already uses
+threads (lease heartbeat, parallel power calls). One process per worker means one
+database pool, one sweeper, and a graceful shutdown that reaches every running action's
+``Cancellation`` directly; a ``kill -9`` takes the whole worker down at once (no pool
+children left running under a dead parent), its unacked messages go back to the queue
+(``acks_late``) and its leases expire, so another worker resumes its actions.
+
+Settings read here only (not in ``api.settings``): ``LAMBDA_QUEUE`` (the queue name,
+default ``lambda-actions``; tests use one per test) and ``LAMBDA_SWEEP_INTERVAL``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+
+from celery import Celery, signals
+from kombu import Queue
+
+from api.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "lambda.run_action"
+DEFAULT_QUEUE = "lambda-actions"
+# Publishing must not hold an API request for long when the broker is away: the row is
+# durable, so a failed publish is left to the sweeper.
+PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.3,
+                        "interval_max": 0.5}
+
+
+def queue_name(env: dict | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("LAMBDA_QUEUE") or DEFAULT_QUEUE
+
+
+def sweep_interval(settings: Settings, env: dict | None = None) -> float:
+    """Seconds between sweeps: a third of the lease unless ``LAMBDA_SWEEP_INTERVAL`` says."""
+    env = os.environ if env is None else env
+    raw = env.get("LAMBDA_SWEEP_INTERVAL")
+    if raw:
+        return max(float(raw), 0.2)
+    return min(max(settings.lease_seconds / 3, 0.5), 10.0)
+
+
+def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
+    """A Celery app for the settings; the task is registered, nothing is connected yet."""
+    queue = queue or queue_name()
+    app = Celery("lambda", broker=settings.broker_url, set_as_current=False)
+    transport_options: dict = {}
+    if settings.broker_url.startswith(("amqp", "pyamqp")):
+        # Publisher confirms: a dispatch returns once RabbitMQ has the message.
+        transport_options["confirm_publish"] = True
+    app.conf.update(
+        task_default_queue=queue,
+        task_queues=[Queue(queue, routing_key=queue, durable=True)],
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        # A duplicate delivery is harmless (the lease decides), so a running action is
+        # never cancelled because the broker connection dropped.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry_on_startup=True,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
+        broker_connection_timeout=3.0,
+        broker_transport_options=transport_options,
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
+        # No remote control, events or gossip: nothing here uses them, and they would
+        # create broadcast queues shared by every worker on the broker.
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=True,
+    )
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True,
+              ignore_result=True)
+    def run_action(task, action_id: str) -> None:
+        runtime = get_runtime(settings, app)
+        runtime.run(str(action_id))
+
+    return app
+
+
+# --- the worker process's runtime -----------------------------------------------------------
+
+_runtime = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime(settings: Settings, app: Celery):
+    """The process's runtime, built once (threads share it); never in the API."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            from api.worker.sweeper import WorkerRuntime
+
+            _runtime = WorkerRuntime.build(settings, app)
+        return _runtime
+
+
+def run_worker(settings: Settings, concurrency: int = 4) -> int:
+    """Run a Celery worker in this process until it is stopped; returns its exit code."""
+    from api.adapters.db.engine import create_db_engine, migrate
+    from api.worker.sweeper import mark_worker_process
+
+    if settings.dispatcher != "celery":
+        log.warning("LAMBDA_DISPATCHER is %r; a Celery worker runs anyway",
+                    settings.dispatcher)
+    # Children (ansible-playbook and everything it starts) inherit this mark, so a
+    # surviving worker on this host can reap them if this process is killed.
+    mark_worker_process()
+    engine = create_db_engine(settings.database_url)
+    try:
+        migrate(engine)  # a no-op at head; lets a worker start before any API
+    finally:
+        engine.dispose()
+    queue = queue_name()
+    app = create_celery_app(settings, queue)
+
+    def on_ready(**_kwargs) -> None:
+        get_runtime(settings, app).start_sweeper()
+
+    def on_shutting_down(**_kwargs) -> None:
+        # Runs in a signal handler: do the work in a thread, never block here.
+        runtime = _runtime
+        if runtime is not None:
+            threading.Thread(target=runtime.shutdown, name="hand-back", daemon=True).start()
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutting_down.connect(on_shutting_down, weak=False)
+    # A node name of its own: several workers may share a host.
+    worker = app.Worker(hostname=f"lambda-{os.getpid()}@{socket.gethostname()}", pool="threads",
+                        concurrency=concurrency, queues=[queue],
+                        loglevel=settings.log_level, without_gossip=True,
+                        without_mingle=True, without_heartbeat=True, optimization="fair")
+    log.info("worker: queue %s on %s, %d threads", queue,
+             _redact(settings.broker_url), concurrency)
+    try:
+        # Built once logging is set up and before consuming: a broken configuration
+        # stops the worker at once instead of failing every task it takes.
+        get_runtime(settings, app)
+    except Exception:
+        log.exception("worker: cannot build the orchestrator")
+        return 1
+    try:
+        worker.start()
+    finally:
+        if _runtime is not None:
+            _runtime.close()
+    return worker.exitcode or 0
+
+
+def _redact(url: str) -> str:
+    """The broker URL without its password, for logs."""
+    from kombu.utils.url import maybe_sanitize_url
+
+    return maybe_sanitize_url(url)
