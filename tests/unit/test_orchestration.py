@@ -200,3 +200,45 @@ def test_missing_credentials_fail_clearly(uow_factory, cipher):
     make(uow_factory, FakeCompute(), FakeRunner()).run(action_id)
     action, _ = load(uow_factory, action_id)
     assert "no credentials" in action.error
+
+
+def test_a_resumed_attempt_closes_the_steps_its_predecessor_left_running(uow_factory):
+    from api.domain.clock import utcnow
+
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    with uow_factory() as uow:  # attempt 1 starts a step, then its worker dies
+        claim = uow.actions.claim(action_id, "dead", utcnow(), 0)
+        uow.actions.start_step(action_id, claim.attempt, StepName.POWER_ON, utcnow())
+        uow.commit()
+    assert make(uow_factory, FakeCompute(), FakeRunner()).run(action_id) is ActionState.SUCCEEDED
+    action, _ = load(uow_factory, action_id)
+    first = action.steps[0]
+    assert first.state is StepState.FAILED and "resumed as attempt 2" in first.message
+    assert not [s for s in action.steps if s.state is StepState.RUNNING]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_concurrent_migrations_of_an_empty_database_agree(kind, tmp_path, request):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import inspect
+
+    from api.adapters.db.engine import create_db_engine, migrate
+    from tests.conftest import _fresh_postgres_database
+
+    drop = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    engines = [create_db_engine(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(migrate, engines))
+        assert "actions" in inspect(engines[0]).get_table_names()
+    finally:
+        for engine in engines:
+            engine.dispose()
+        if drop:
+            drop()

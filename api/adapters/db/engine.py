@@ -46,10 +46,11 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(conn):
         # A write transaction takes the write lock at BEGIN: two racing compare-and-set
         # updates then queue on busy_timeout instead of failing with "database is locked".
-        if conn.get_execution_options().get("lambda_readonly"):
-            conn.exec_driver_sql("BEGIN")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # The unit of work may ask for a plain BEGIN (read-only) or none at all (reads
+        # before a write, in autocommit: see SqlUnitOfWork).
+        begin = conn.get_execution_options().get("lambda_begin", "BEGIN IMMEDIATE")
+        if begin:
+            conn.exec_driver_sql(begin)
 
 
 def alembic_config(url: str) -> Config:
@@ -63,6 +64,10 @@ def migrate(engine: Engine) -> None:
     """Create or upgrade the schema to the newest revision."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Processes starting together on an empty database migrate one at a time.
+            # (SQLite's BEGIN IMMEDIATE already serialises them.)
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7340001)")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     log.info("database schema is at the newest revision")
