@@ -6,7 +6,8 @@ setup(
     description="Ansible-driven orchestration backend for lambda instances on Synnefo clouds",
     packages=find_packages(include=["api", "api.*"]),
     include_package_data=True,
-    package_data={"api": ["data/*.yaml", "adapters/db/migrations/*.py", "adapters/db/migrations/versions/*.py", "adapters/db/alembic.ini"]},
+    package_data={"api": ["adapters/db/migrations/*.py",
+                          "adapters/db/migrations/versions/*.py"]},
     python_requires=">=3.10",
     install_requires=[
         "falcon>=4,<5",
@@ -25,7 +26,8 @@ setup(
         "redis>=5",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint"],
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",
+                 "openapi-spec-validator"],
     },
     entry_points={"console_scripts": ["lambda-service = api.cli:main"]},
 )

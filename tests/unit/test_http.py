@@ -256,3 +256,11 @@ def test_token_is_stored_encrypted_only(client, uow_factory, cipher):
 def test_request_id_is_echoed(client):
     resp = client.simulate_get(URL, headers={**AUTH, "X-Request-Id": "abc-123"})
     assert resp.headers["X-Request-Id"] == "abc-123"
+
+
+def test_openapi_document_is_valid_openapi_3():
+    from openapi_spec_validator import validate
+
+    from api.http.openapi import DOCUMENT
+
+    validate(DOCUMENT)
