@@ -30,7 +30,10 @@ if ((${#missing[@]})); then
     if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ]; then
         apt-get update -qq
     fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Stale lists name package versions the mirror no longer has: refresh and retry once.
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || { apt-get update -qq && \
+             apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
 else
     log "Debian packages already installed"
 fi
