@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from api.adapters import proctree
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.uow import UnitOfWorkFactory
 from api.domain.model import InstanceStatus
@@ -94,21 +95,13 @@ def kill_processes_under(path: Path) -> int:
     """Kill the demo's leftover daemons: processes whose command line names ``path``.
 
     Matched by our own directory, never by a program name, so nothing else is touched."""
-    needle = str(path).encode()
     killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for pid in proctree.find_processes_with_cmdline(str(path)):
         try:
-            cmdline = (entry / "cmdline").read_bytes()
+            os.kill(pid, signal.SIGKILL)
+            killed += 1
         except OSError:
-            continue
-        if needle in cmdline:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except OSError:
-                pass
+            pass
     return killed
 
 

@@ -39,6 +39,24 @@ def _environ_has(pid: int, needle: bytes) -> bool:
     return needle in data.split(b"\0")
 
 
+def find_processes_with_cmdline(fragment: str) -> list[int]:
+    """Pids of every live process whose command line contains ``fragment`` (a path of
+    ours, such as a demo's state dir: never a program name), not this process."""
+    needle = fragment.encode()
+    me = os.getpid()
+    found = []
+    for name in os.listdir(_PROC):
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"{_PROC}/{name}/cmdline", "rb") as fh:
+                if needle in fh.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return sorted(found)
+
+
 def find_processes_with_env(key: str, value: str) -> list[int]:
     """Pids of every live process whose environment holds ``key=value`` (not this process)."""
     needle = f"{key}={value}".encode()

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import socket
 
 import pytest
 
 from tests.e2e.conftest import DEMO_INSTANCE_ID
+from tests.support import port_open, wait_until
 
 URL = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
 MASTER_IP = "127.42.1.1"
@@ -17,12 +17,16 @@ PORTS = {"namenode": 8020, "resourcemanager": 8032, "zookeeper": 2181, "kafka": 
 pytestmark = pytest.mark.slow
 
 
-def port_open(ip, port) -> bool:
-    try:
-        socket.create_connection((ip, port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
+def start_and_wait_for_the_playbook(product) -> str:
+    """Start the instance; return the action's location once its playbook step runs."""
+    location = product.call("POST", URL, data={"action": "start"}).headers["Location"]
+
+    def playbook_running():
+        steps = product.call("GET", location).json()["data"]["steps"]
+        return any(s["name"] == "playbook" for s in steps)
+
+    assert wait_until(playbook_running, timeout=60, interval=0.25)
+    return location
 
 
 def test_start_then_stop_through_the_action_resource(product):
@@ -57,15 +61,8 @@ def test_start_then_stop_through_the_action_resource(product):
 
 
 def test_a_server_restart_mid_action_resumes_it(product):
-    resp = product.call("POST", URL, data={"action": "start"})
-    location = resp.headers["Location"]
-    # Wait until the playbook runs, then stop the server gracefully in the middle of it.
-    for _ in range(240):
-        steps = product.call("GET", location).json()["data"]["steps"]
-        if any(s["name"] == "playbook" for s in steps):
-            break
-        __import__("time").sleep(0.25)
-    product.stop(signal.SIGTERM)
+    location = start_and_wait_for_the_playbook(product)
+    product.stop(signal.SIGTERM)  # gracefully, in the middle of the playbook
     product.start()
     action = product.wait_action(location, timeout=180)
     assert action["state"] == "succeeded", action["error"]
@@ -74,13 +71,7 @@ def test_a_server_restart_mid_action_resumes_it(product):
 
 
 def test_a_killed_server_mid_action_is_resumed_after_the_lease(product):
-    resp = product.call("POST", URL, data={"action": "start"})
-    location = resp.headers["Location"]
-    for _ in range(240):
-        steps = product.call("GET", location).json()["data"]["steps"]
-        if any(s["name"] == "playbook" for s in steps):
-            break
-        __import__("time").sleep(0.25)
+    location = start_and_wait_for_the_playbook(product)
     product.stop(signal.SIGKILL)
     product.start()
     action = product.wait_action(location, timeout=180)

@@ -7,16 +7,12 @@ Everything is checked from outside: ports, Spark's /json/, ZooKeeper's ruok, HDF
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,6 +21,7 @@ from api import standins
 from api.adapters.inventory import render_inventory
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import PROJECT_ROOT, Settings
+from tests.support import get_json, kill_under, port_open, processes_under
 
 pytestmark = pytest.mark.slow
 
@@ -43,53 +40,9 @@ SLAVE_PORTS = {"hdfs": [9866], "yarn": [8042], "kafka": [9092], "spark": [8081]}
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def port_open(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
-def processes_under(root: Path) -> list[int]:
-    """Pids whose command line mentions ``root`` (the stand-ins' home or a host's dir)."""
-    needle = str(root).encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline:
-            pids.append(int(entry.name))
-    return pids
 
-
-def kill_under(root: Path) -> None:
-    """Finalizer: kill every daemon started from ``root`` (never by process name)."""
-    for pidfile in root.rglob("*.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
-    for pid in processes_under(root):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def wait_until(predicate, timeout: float = 15.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=3) as response:
-        return json.load(response)
 
 
 def zk_word(ip: str, word: str) -> str:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from api import standins
+from tests.support import get_json, kill_under, port_open, wait_until
 
 IP = "127.42.200.1"
 IP2 = "127.42.200.2"
@@ -23,40 +21,8 @@ IP2 = "127.42.200.2"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def kill_under(root: Path) -> None:
-    """Finalizer: kill every process whose command line names ``root`` (never by name)."""
-    needle = str(root).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if needle in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-        except OSError:
-            pass
 
 
-def port_open(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=3) as response:
-        return json.load(response)
 
 
 def four_letter_word(ip: str, word: str, port: int = 2181) -> str:
