@@ -30,6 +30,8 @@ class Settings:
     database_url: str = field(default_factory=_default_database_url)
     dispatcher: str = "local"  # local | celery
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    queue: str = "lambda-actions"  # the Celery queue of action ids
+    sweep_interval: float = 0.0  # seconds between orphan sweeps; 0: a third of the lease
     auth_url: str | None = None
     bind: str = "127.0.0.1:8000"
     http_workers: int = 2  # gunicorn worker processes

@@ -14,8 +14,8 @@ database pool, one sweeper, and a graceful shutdown that reaches every running a
 children left running under a dead parent), its unacked messages go back to the queue
 (``acks_late``) and its leases expire, so another worker resumes its actions.
 
-Settings read here only (not in ``api.settings``): ``LAMBDA_QUEUE`` (the queue name,
-default ``lambda-actions``; tests use one per test) and ``LAMBDA_SWEEP_INTERVAL``.
+Settings: ``LAMBDA_QUEUE`` (the queue name; tests use one per test) and
+``LAMBDA_SWEEP_INTERVAL``, besides the broker URL.
 """
 
 from __future__ import annotations
@@ -40,23 +40,20 @@ PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.2, "interval_step"
                         "interval_max": 0.5}
 
 
-def queue_name(env: dict | None = None) -> str:
-    env = os.environ if env is None else env
-    return env.get("LAMBDA_QUEUE") or DEFAULT_QUEUE
+def queue_name(settings: Settings) -> str:
+    return settings.queue or DEFAULT_QUEUE
 
 
-def sweep_interval(settings: Settings, env: dict | None = None) -> float:
+def sweep_interval(settings: Settings) -> float:
     """Seconds between sweeps: a third of the lease unless ``LAMBDA_SWEEP_INTERVAL`` says."""
-    env = os.environ if env is None else env
-    raw = env.get("LAMBDA_SWEEP_INTERVAL")
-    if raw:
-        return max(float(raw), 0.2)
+    if settings.sweep_interval > 0:
+        return max(settings.sweep_interval, 0.2)
     return min(max(settings.lease_seconds / 3, 0.5), 10.0)
 
 
 def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
     """A Celery app for the settings; the task is registered, nothing is connected yet."""
-    queue = queue or queue_name()
+    queue = queue or queue_name(settings)
     app = Celery("lambda", broker=settings.broker_url, set_as_current=False)
     transport_options: dict = {}
     if settings.broker_url.startswith(("amqp", "pyamqp")):
@@ -132,7 +129,7 @@ def run_worker(settings: Settings, concurrency: int = 4) -> int:
         migrate(engine)  # a no-op at head; lets a worker start before any API
     finally:
         engine.dispose()
-    queue = queue_name()
+    queue = queue_name(settings)
     app = create_celery_app(settings, queue)
 
     def on_ready(**_kwargs) -> None:

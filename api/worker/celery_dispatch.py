@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 class CeleryDispatcher:
     def __init__(self, settings: Settings, queue: str | None = None):
-        self.queue = queue or queue_name()
+        self.queue = queue or queue_name(settings)
         self.app = create_celery_app(settings, self.queue)
 
     def dispatch(self, action_id: str) -> bool:

@@ -137,7 +137,7 @@ class WorkerRuntime:
         uow_factory = UnitOfWorkFactory(engine)
         orchestrator = build_orchestrator(settings, uow_factory,
                                           TokenCipher.from_settings(settings))
-        queue = queue_name()
+        queue = queue_name(settings)
 
         def send(action_id: str) -> None:
             app.send_task(TASK_NAME, args=[action_id], queue=queue)
