@@ -27,9 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     up = named(sub.add_parser("up", help="build the lab and power its hosts on"))
-    up.add_argument("--hosts", type=_hosts_arg, default=3, help="a count or comma-separated names")
+    up.add_argument("--hosts", type=_hosts_arg, default=3,
+                    help="a count (one master, the rest slaves) or comma-separated names")
     up.add_argument("--subnet", default="10.213.0.0/24")
     up.add_argument("--no-power-on", action="store_true", help="leave every host off")
+    up.add_argument("--bare", action="store_true",
+                    help="hosts only: no distributions, inventory or extravars")
     named(sub.add_parser("down", help="remove the lab and everything it runs"))
     named(sub.add_parser("status", help="print the lab's state as JSON"))
     purge = sub.add_parser("purge", help="remove leftovers of crashed labs")
@@ -55,14 +58,22 @@ def _run(args: argparse.Namespace) -> int:
             print(f"removed {item}")
         return 0
     if args.command == "up":
-        lab = Lab(args.name, args.hosts, args.subnet, args.base_dir).up(
+        hosts = args.hosts
+        if isinstance(hosts, int) and not args.bare:
+            # Product-style names: a host named "master" would clash with the group.
+            from api.lab.provision import host_names
+
+            hosts = host_names(slaves=max(hosts - 1, 0))
+        lab = Lab(args.name, hosts, args.subnet, args.base_dir).up(
             power_on=not args.no_power_on
         )
         for h in lab.hosts:
-            print(f"{h.name:<12} {h.ip:<15} {h.role:<6} /opt/lambda = {h.root}")
+            print(f"{h.name:<18} {h.ip:<15} {h.role:<6} /opt/lambda = {h.root}")
         print(f"ssh key: {lab.ssh_key}")
         example = " ".join(shlex.quote(a) for a in lab.ssh_command(lab.hosts[0].name, "hostname"))
         print(f"example: {example}")
+        if not args.bare:
+            _provision(lab)
         print(f"remove with: lambda-service lab down --name {lab.name}")
         return 0
     if args.command == "down":
@@ -86,6 +97,20 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "link-up":
         lab.link_up(args.host)
     return 0
+
+
+def _provision(lab: Lab) -> None:
+    """Lay the distributions on every host and write what ansible-playbook needs."""
+    from api.lab.provision import install_distributions
+    from api.lab.smoke import write_inputs
+
+    install_distributions(lab)
+    inventory, extravars = write_inputs(lab, lab.base_dir)
+    print(f"inventory: {inventory}")
+    print(f"extravars: {extravars}")
+    for playbook in ("lambda-start.yml", "smoke.yml", "lambda-stop.yml"):
+        print(f"run: ANSIBLE_HOST_KEY_CHECKING=False ansible-playbook -i {inventory} "
+              f"-e @{extravars} playbooks/{playbook}")
 
 
 if __name__ == "__main__":
