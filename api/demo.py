@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 POWERED = {InstanceStatus.STARTED, InstanceStatus.STOPPING}
 
 
-def prepare_demo(state_dir: Path, instances: int, reset: bool) -> dict:
-    """Lay out the demo's state dir; return the paths and settings changes it needs."""
+def prepare_demo(state_dir: Path, instances: int, reset: bool,
+                 database_url: str | None = None) -> dict:
+    """Lay out the demo's state dir; return the paths and settings changes it needs.
+
+    The database is SQLite in the state dir unless ``database_url`` names another."""
     from api import standins
 
     state_dir = state_dir.resolve()
@@ -47,7 +50,7 @@ def prepare_demo(state_dir: Path, instances: int, reset: bool) -> dict:
     extravars_file = state_dir / "extravars.yml"
     extravars_file.write_text(yaml.safe_dump(extravars, sort_keys=True))
 
-    database_url = f"sqlite:///{state_dir / 'lambda.db'}"
+    database_url = database_url or f"sqlite:///{state_dir / 'lambda.db'}"
     engine = create_db_engine(database_url)
     migrate(engine)
     uow_factory = UnitOfWorkFactory(engine)
@@ -123,7 +126,8 @@ def curl_examples(base: str) -> str:
 
 def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bind: str,
              reset: bool) -> int:
-    prepared = prepare_demo(state_dir, instances, reset)
+    explicit_db = os.environ.get("LAMBDA_DATABASE_URL")
+    prepared = prepare_demo(state_dir, instances, reset, database_url=explicit_db)
     emulator = start_emulator(prepared["seed_file"], emulator_bind,
                               prepared["state_dir"] / "emulator.log")
     settings = settings.replace(
@@ -139,7 +143,13 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
     print(f"Lambda service:   http://{settings.bind}", flush=True)
     print(curl_examples(f"http://{settings.bind}"), flush=True)
     if settings.dispatcher == "celery":
-        print("LAMBDA_DISPATCHER=celery: start workers with `lambda-service worker`",
+        env = {"LAMBDA_DISPATCHER": "celery", "LAMBDA_BROKER_URL": settings.broker_url,
+               "LAMBDA_DATABASE_URL": settings.database_url, "LAMBDA_AUTH_URL":
+               settings.auth_url, "LAMBDA_ANSIBLE_CONNECTION": "local",
+               "LAMBDA_EXTRAVARS_FILE": settings.extravars_file,
+               "LAMBDA_STATE_DIR": settings.state_dir}
+        print("LAMBDA_DISPATCHER=celery: this demo starts no worker; start some with\n  "
+              + " ".join(f"{k}={v}" for k, v in env.items()) + " lambda-service worker",
               flush=True)
     try:
         from api.server import serve
