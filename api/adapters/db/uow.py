@@ -3,9 +3,21 @@ per request here, see PERF.md, and the rows map to domain dataclasses in a few l
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from api.adapters.db.tables import actions, hosts, instances, steps, tasks
 from api.domain.clock import utcnow
@@ -24,24 +36,80 @@ from api.domain.model import (
 )
 from api.domain.ports import ActionClaim
 
+log = logging.getLogger(__name__)
+
 UNFINISHED = (ActionState.ACCEPTED.value, ActionState.RUNNING.value)
+
+# One instance and its hosts in one query, built once: the hot read of every request.
+_INSTANCE_WITH_HOSTS = (
+    select(
+        instances.c.id,
+        instances.c.owner,
+        instances.c.name,
+        instances.c.status,
+        instances.c.services,
+        instances.c.failure_message,
+        instances.c.created_at,
+        instances.c.updated_at,
+        hosts.c.server_id,
+        hosts.c.name,
+        hosts.c.role,
+        hosts.c.ip,
+    )
+    .select_from(instances.outerjoin(hosts, hosts.c.instance_id == instances.c.id))
+    .where(instances.c.id == bindparam("instance_id"))
+    .order_by(hosts.c.position)
+)
+_OWNED_INSTANCE_WITH_HOSTS = _INSTANCE_WITH_HOSTS.where(instances.c.owner == bindparam("owner"))
+# The accept path's two writes, built once (bind names must differ from column names).
+_SET_STATUS = update(instances).where(instances.c.id == bindparam("b_id"))
+_SET_STATUS_VALUES = {"status": bindparam("b_status"),
+                      "failure_message": bindparam("b_failure_message"),
+                      "updated_at": bindparam("b_updated_at")}
+_COMPARE_AND_SET_STATUS = _SET_STATUS.where(
+    instances.c.status.in_(bindparam("b_expected", expanding=True))
+).values(_SET_STATUS_VALUES)
+_SET_STATUS = _SET_STATUS.values(_SET_STATUS_VALUES)
+_INSERT_ACTION = insert(actions)
 
 
 class SqlUnitOfWork:
+    """A transaction. On SQLite a read-write one reads in autocommit mode and takes the
+    write lock (``BEGIN IMMEDIATE``) only at its first write, so a request that only
+    reads (a 404, 400 or 409 of the action endpoint) never queues on the write lock.
+    Reads made before the first write are not isolated from it: every write that depends
+    on them is a compare-and-set (``UPDATE ... WHERE status IN ...``) or fails on a key."""
+
     def __init__(self, engine: Engine, readonly: bool = False):
         self._engine = engine
         self._readonly = readonly
         self._conn: Connection | None = None
+        self._lazy_write = not readonly and engine.dialect.name == "sqlite"
+        self._writing = not self._lazy_write
 
     def __enter__(self) -> SqlUnitOfWork:
         conn = self._engine.connect()
         if self._readonly:
-            conn = conn.execution_options(lambda_readonly=True)
+            conn = conn.execution_options(lambda_begin="BEGIN")
+        elif self._lazy_write:
+            # Reads before the first write run in autocommit, each statement atomic.
+            conn = conn.execution_options(lambda_begin=None)
         self._conn = conn
         self._tx = conn.begin()
-        self.instances = SqlInstanceRepository(conn)
-        self.actions = SqlActionRepository(conn)
+        self._writing = not self._lazy_write
+        self.instances = SqlInstanceRepository(conn, self._before_write)
+        self.actions = SqlActionRepository(conn, self._before_write)
         return self
+
+    def _before_write(self) -> None:
+        """Turn a deferred SQLite read into a write transaction before the first write."""
+        if self._writing:
+            return
+        self._writing = True
+        conn = self._conn
+        self._tx.rollback()  # nothing written, no transaction open: no statement is sent
+        conn.execution_options(lambda_begin="BEGIN IMMEDIATE")  # in place, for the next begin
+        self._tx = conn.begin()
 
     def __exit__(self, *exc) -> None:
         try:
@@ -65,18 +133,40 @@ class UnitOfWorkFactory:
         return SqlUnitOfWork(self.engine, readonly=readonly)
 
 
+def _no_op() -> None:
+    pass
+
+
 class SqlInstanceRepository:
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, before_write=_no_op):
         self._conn = conn
+        self._before_write = before_write
 
     def get(self, instance_id: str, owner: str | None = None) -> Instance | None:
-        query = select(instances).where(instances.c.id == instance_id)
-        if owner is not None:
-            query = query.where(instances.c.owner == owner)
-        row = self._conn.execute(query).mappings().first()
-        if row is None:
+        if owner is None:
+            rows = self._conn.execute(_INSTANCE_WITH_HOSTS, {"instance_id": instance_id})
+        else:
+            rows = self._conn.execute(_OWNED_INSTANCE_WITH_HOSTS,
+                                      {"instance_id": instance_id, "owner": owner})
+        rows = rows.all()
+        if not rows:
             return None
-        return self._to_instance(row, self._hosts_of([row["id"]]).get(row["id"], ()))
+        first = rows[0]
+        instance_hosts = tuple(
+            Host(server_id=r[8], name=r[9], role=HostRole(r[10]), ip=r[11])
+            for r in rows if r[8] is not None
+        )
+        return Instance(
+            id=first[0],
+            owner=first[1],
+            name=first[2],
+            status=InstanceStatus[first[3]],
+            services=tuple(first[4] or ()),
+            hosts=instance_hosts,
+            failure_message=first[5],
+            created_at=first[6],
+            updated_at=first[7],
+        )
 
     def list(self, owner: str, limit: int | None, offset: int) -> list[Instance]:
         query = (
@@ -96,6 +186,7 @@ class SqlInstanceRepository:
         return self._conn.execute(query).scalar_one()
 
     def add(self, instance: Instance) -> None:
+        self._before_write()
         now = utcnow()
         self._conn.execute(
             insert(instances).values(
@@ -126,6 +217,7 @@ class SqlInstanceRepository:
             )
 
     def delete(self, instance_id: str) -> None:
+        self._before_write()
         self._conn.execute(delete(instances).where(instances.c.id == instance_id))
 
     def compare_and_set_status(
@@ -136,12 +228,14 @@ class SqlInstanceRepository:
         One UPDATE ... WHERE status IN (...) is atomic on SQLite and PostgreSQL alike, so
         of two racing requests exactly one sees a row changed.
         """
-        query = update(instances).where(instances.c.id == instance_id)
-        if expected is not None:
-            query = query.where(instances.c.status.in_([s.name for s in expected]))
-        result = self._conn.execute(
-            query.values(status=new.name, failure_message=failure_message, updated_at=utcnow())
-        )
+        self._before_write()
+        params = {"b_id": instance_id, "b_status": new.name,
+                  "b_failure_message": failure_message, "b_updated_at": utcnow()}
+        if expected is None:
+            result = self._conn.execute(_SET_STATUS, params)
+        else:
+            params["b_expected"] = [s.name for s in expected]
+            result = self._conn.execute(_COMPARE_AND_SET_STATUS, params)
         return result.rowcount == 1
 
     def _hosts_of(self, instance_ids: list[str]) -> dict[str, tuple[Host, ...]]:
@@ -179,23 +273,26 @@ class SqlInstanceRepository:
 
 
 class SqlActionRepository:
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, before_write=_no_op):
         self._conn = conn
+        self._before_write = before_write
 
     def add(self, action: Action, compute_url: str | None, token_cipher: str | None) -> None:
+        self._before_write()
         self._conn.execute(
-            insert(actions).values(
-                id=action.id,
-                instance_id=action.instance_id,
-                owner=action.owner,
-                kind=action.kind.value,
-                state=action.state.value,
-                created_at=action.created_at,
-                attempts=0,
-                compute_url=compute_url,
-                token_cipher=token_cipher,
-                dispatched=False,
-            )
+            _INSERT_ACTION,
+            {
+                "id": action.id,
+                "instance_id": action.instance_id,
+                "owner": action.owner,
+                "kind": action.kind.value,
+                "state": action.state.value,
+                "created_at": action.created_at,
+                "attempts": 0,
+                "compute_url": compute_url,
+                "token_cipher": token_cipher,
+                "dispatched": False,
+            },
         )
 
     def get(
@@ -262,12 +359,14 @@ class SqlActionRepository:
         return self._to_action(row) if row else None
 
     def mark_dispatched(self, action_id: str) -> None:
+        self._before_write()
         self._conn.execute(update(actions).where(actions.c.id == action_id).values(dispatched=True))
 
     def claim(
         self, action_id: str, worker: str, now: datetime, lease_seconds: float
     ) -> ActionClaim | None:
         """Take the lease on an unfinished action nobody holds (or whose holder died)."""
+        self._before_write()
         result = self._conn.execute(
             update(actions)
             .where(
@@ -286,6 +385,13 @@ class SqlActionRepository:
         if result.rowcount != 1:
             return None
         row = self._conn.execute(select(actions).where(actions.c.id == action_id)).mappings().one()
+        # Steps an earlier attempt left running were cut off (its worker stopped or died).
+        self._conn.execute(
+            update(steps)
+            .where(steps.c.action_id == action_id, steps.c.state == StepState.RUNNING.value)
+            .values(state=StepState.FAILED.value, finished_at=now,
+                    message=f"interrupted; resumed as attempt {row['attempts']}")
+        )
         return ActionClaim(
             action_id=row["id"],
             instance_id=row["instance_id"],
@@ -296,6 +402,7 @@ class SqlActionRepository:
         )
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
+        self._before_write()
         result = self._conn.execute(
             update(actions)
             .where(
@@ -309,6 +416,7 @@ class SqlActionRepository:
 
     def release(self, action_id: str, worker: str) -> None:
         """Give the lease back without finishing, so another worker resumes at once."""
+        self._before_write()
         self._conn.execute(
             update(actions)
             .where(actions.c.id == action_id, actions.c.lease_owner == worker)
@@ -324,6 +432,7 @@ class SqlActionRepository:
         now: datetime,
     ) -> bool:
         """End the action; erase the token it carried."""
+        self._before_write()
         query = update(actions).where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED))
         if worker is not None:
             query = query.where(actions.c.lease_owner == worker)
@@ -357,6 +466,7 @@ class SqlActionRepository:
         return [r[0] for r in rows]
 
     def start_step(self, action_id: str, attempt: int, name: StepName, now: datetime) -> int:
+        self._before_write()
         result = self._conn.execute(
             insert(steps).values(
                 action_id=action_id,
@@ -377,6 +487,7 @@ class SqlActionRepository:
         now: datetime,
         message: str | None,
     ) -> None:
+        self._before_write()
         self._conn.execute(
             insert(steps).values(
                 action_id=action_id,
@@ -390,6 +501,7 @@ class SqlActionRepository:
         )
 
     def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None) -> None:
+        self._before_write()
         self._conn.execute(
             update(steps)
             .where(steps.c.id == step_id)
@@ -397,6 +509,7 @@ class SqlActionRepository:
         )
 
     def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None:
+        self._before_write()
         if not results:
             return
         self._conn.execute(

@@ -1,0 +1,367 @@
+"""Part 1 (API ceiling ratio), part 2 (identity round trips) and the API's memory.
+
+One run serves, under the same gunicorn settings (those of ``lambda-service serve``):
+(a) the bare Falcon responder of ``benchmarks.bare_app`` and (b) the product
+(``lambda-service serve``) against the Synnefo emulator, its database seeded with the
+demo's instances (``lambda-service seed``) plus many more for the accept path. wrk loads
+each in turn, interleaved (a, b, a, b, ...), and every figure of (b) is divided by (a).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+from cryptography.fernet import Fernet
+
+from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
+from benchmarks import wrk
+from benchmarks.procs import Proc, free_port, python_cmd, status_kb, tree
+
+log = logging.getLogger(__name__)
+
+# The accept path's instances: ids ACCEPT_PREFIX + 12 hex digits, all STOPPED.
+ACCEPT_PREFIX = "b0000000-0000-4000-8000-"
+SCENARIOS = ("reject", "details", "accept")
+
+
+@dataclass
+class HttpConfig:
+    duration: float = 6.0
+    warmup: float = 2.0
+    rounds: int = 2
+    connections: int = 32
+    accept_instances: int = 40_000
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    identity_requests: int = 10_000
+    cold_samples: int = 11
+    scenarios: tuple[str, ...] = SCENARIOS
+    identity: bool = True
+    dispatcher: str = "auto"  # auto (celery when available) | noop
+    workers: int | None = None  # None: the product's defaults (LAMBDA_HTTP_WORKERS)
+    threads: int | None = None
+
+
+@dataclass
+class Pair:
+    bare: wrk.WrkResult
+    product: wrk.WrkResult
+
+
+@dataclass
+class HttpReport:
+    dispatcher: str
+    workers: int
+    threads: int
+    pairs: dict[str, list[Pair]] = field(default_factory=dict)
+    identity: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def ratio(self, scenario: str) -> float:
+        return statistics.median(p.product.rps / p.bare.rps for p in self.pairs[scenario])
+
+    def median(self, scenario: str, side: str, attr: str) -> float:
+        return statistics.median(getattr(getattr(p, side), attr) for p in self.pairs[scenario])
+
+
+def broker_reachable(url: str) -> bool:
+    from kombu.utils.url import url_to_parts
+
+    parts = url_to_parts(url)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672),
+                                 timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def celery_dispatcher_present() -> bool:
+    try:
+        import api.worker.celery_dispatch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def delete_queue(broker_url: str, queue: str) -> None:
+    from kombu import Connection
+
+    try:
+        with Connection(broker_url, connect_timeout=3) as conn:
+            conn.default_channel.queue_delete(queue)
+    except Exception as exc:  # a leftover queue is harmless; say so and go on
+        log.warning("could not delete queue %s: %s", queue, exc)
+
+
+def bench_seed(extra_tokens: list[str]) -> dict:
+    """The demo's seed (250 instances of the demo user), plus tokens for identity tests."""
+    seed = demo_seed(instances=250)
+    seed["users"][0]["tokens"] = [DEMO_TOKEN, *extra_tokens]
+    return seed
+
+
+def add_accept_instances(database_url: str, count: int) -> None:
+    """Bulk-insert ``count`` STOPPED instances of the demo user (3 hosts each)."""
+    from sqlalchemy import insert
+
+    from api.adapters.db.engine import create_db_engine
+    from api.adapters.db.tables import hosts, instances
+    from api.domain.clock import utcnow
+    from api.seed import DEMO_USER_ID
+
+    engine = create_db_engine(database_url)
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            for start in range(0, count, 5000):
+                ids = [f"{ACCEPT_PREFIX}{k:012x}" for k in range(start, min(count, start + 5000))]
+                conn.execute(insert(instances), [
+                    {"id": i, "owner": DEMO_USER_ID, "name": f"bench-{i[-6:]}",
+                     "status": "STOPPED", "services": ["hdfs", "yarn", "spark"],
+                     "failure_message": None, "created_at": now, "updated_at": now}
+                    for i in ids])
+                conn.execute(insert(hosts), [
+                    {"instance_id": i, "server_id": f"b{i[-8:]}-{j}", "position": j,
+                     "name": f"bench-{i[-6:]}-{j}", "role": "master" if j == 0 else "slave",
+                     "ip": f"10.99.{j}.1"}
+                    for i in ids for j in range(3)])
+    finally:
+        engine.dispose()
+
+
+class HttpBench:
+    def __init__(self, workdir: Path, config: HttpConfig, out):
+        self.workdir = workdir
+        self.config = config
+        self.out = out
+        self.procs: list[Proc] = []
+        self.emulator = None
+        self.queue = f"lambda-bench-{os.getpid()}"
+        self.dispatcher = "celery"
+        self.tokens = [f"benchTok{n:03d}_{os.urandom(8).hex()}" for n in
+                       range(2 + config.cold_samples * 2)]
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # --- set up ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from api.emulator import Emulator
+
+        seed = bench_seed(self.tokens)
+        self.emulator = Emulator.from_seed({"users": seed["users"]})
+        self.emulator.start("127.0.0.1", 0)
+        state = self.workdir / "api-state"
+        state.mkdir()
+        self.database_url = f"sqlite:///{state / 'lambda.db'}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_")}
+        env.update({
+            "LAMBDA_DATABASE_URL": self.database_url,
+            "LAMBDA_AUTH_URL": self.emulator.auth_url,
+            "LAMBDA_STATE_DIR": str(state),
+            "LAMBDA_SECRET_KEY": Fernet.generate_key().decode(),
+            "LAMBDA_BROKER_URL": self.config.broker_url,
+            "LAMBDA_QUEUE": self.queue,
+        })
+        if self.config.workers:
+            env["LAMBDA_HTTP_WORKERS"] = str(self.config.workers)
+        if self.config.threads:
+            env["LAMBDA_HTTP_THREADS"] = str(self.config.threads)
+        if self.config.dispatcher == "noop":
+            self.dispatcher = "noop (asked for)"
+            env["LAMBDA_DISPATCHER"] = "local"
+            product_cmd = python_cmd("-m", "benchmarks.serve", "product-noop")
+        elif celery_dispatcher_present() and broker_reachable(self.config.broker_url):
+            env["LAMBDA_DISPATCHER"] = "celery"
+            product_cmd = python_cmd("-m", "api.cli", "serve")
+        else:
+            self.dispatcher = "noop (no Celery dispatcher or no broker)"
+            env["LAMBDA_DISPATCHER"] = "local"
+            product_cmd = python_cmd("-m", "benchmarks.serve", "product-noop")
+        seed_file = self.workdir / "seed.yml"
+        seed_file.write_text(yaml.safe_dump(seed, sort_keys=False))
+        import subprocess
+
+        subprocess.run(python_cmd("-m", "api.cli", "seed", str(seed_file)), env=env,
+                       check=True, capture_output=True)
+        add_accept_instances(self.database_url, self.config.accept_instances)
+
+        from api.settings import load_settings
+
+        settings = load_settings(env)
+        self.workers, self.threads = settings.http_workers, settings.http_threads
+        self.bare_port, self.product_port = free_port(), free_port()
+        self.bare = Proc("bare", python_cmd("-m", "benchmarks.serve", "bare"),
+                         dict(env, LAMBDA_BIND=f"127.0.0.1:{self.bare_port}"),
+                         self.workdir / "bare.log")
+        self.procs.append(self.bare)
+        self.product = Proc("product", product_cmd,
+                            dict(env, LAMBDA_BIND=f"127.0.0.1:{self.product_port}"),
+                            self.workdir / "product.log")
+        self.procs.append(self.product)
+        self.bare.wait_http(f"http://127.0.0.1:{self.bare_port}/api/lambda-instances/x/")
+        self.product.wait_http(f"http://127.0.0.1:{self.product_port}/api/openapi.json")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self.dispatcher == "celery":
+            delete_queue(self.config.broker_url, self.queue)
+
+    # --- scripts and checks ---------------------------------------------------------------
+
+    def scripts(self, token: str = DEMO_TOKEN) -> dict[str, Path]:
+        d = self.workdir
+        path = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+        return {
+            "reject": wrk.write_script(d, "reject", wrk.POST_ONE, token=token, path=path,
+                                       action="stop"),
+            "details": wrk.write_script(d, "details", wrk.GET_ONE, token=token, path=path),
+            "accept": wrk.write_script(d, "accept", wrk.POST_CYCLE, token=token,
+                                       prefix=f"/api/lambda-instances/{ACCEPT_PREFIX}",
+                                       action="start"),
+        }
+
+    def check_product(self) -> None:
+        """The scenarios answer what they claim to measure (409, 200, 202)."""
+        s = requests.Session()
+        s.trust_env = False
+        base = f"http://127.0.0.1:{self.product_port}"
+        auth = {"Authorization": f"Token {DEMO_TOKEN}"}
+        url = f"{base}/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+        r = s.post(url, data={"action": "stop"}, headers=auth, timeout=10)
+        assert r.status_code == 409, (r.status_code, r.text)
+        assert "already stopped" in r.text, r.text
+        r = s.get(url, headers=auth, timeout=10)
+        assert r.status_code == 200, (r.status_code, r.text)
+        last = self.config.accept_instances - 1
+        r = s.post(f"{base}/api/lambda-instances/{ACCEPT_PREFIX}{last:012x}/",
+                   data={"action": "start"}, headers=auth, timeout=10)
+        assert r.status_code == 202, (r.status_code, r.text)
+
+    # --- the runs -------------------------------------------------------------------------
+
+    def _run(self, port: int, scenario: str, script: Path, duration: float,
+             id_range: tuple[int, int] | None = None) -> wrk.WrkResult:
+        args = None
+        if scenario == "accept":
+            lo, hi = id_range or (0, 1)
+            args = [str(lo), "2", str(hi)]
+        return wrk.run(f"http://127.0.0.1:{port}/", script, duration=duration,
+                       connections=self.config.connections, args=args)
+
+    def run_ratios(self) -> HttpReport:
+        cfg = self.config
+        report = HttpReport(dispatcher=self.dispatcher, workers=self.workers,
+                            threads=self.threads)
+        scripts = self.scripts()
+        # Accept ranges: the last id is the check's; the rest is cut in equal slices, one
+        # per product run (warm-up included), so every request names a STOPPED instance.
+        slices = cfg.rounds + 1
+        size = (cfg.accept_instances - 1) // slices
+        ranges = iter([(i * size, (i + 1) * size) for i in range(slices)])
+        self.say(f"warm-up: {cfg.warmup:g} s of each scenario on each server")
+        for scenario in cfg.scenarios:
+            self._run(self.bare_port, scenario, scripts[scenario], cfg.warmup)
+            self._run(self.product_port, scenario, scripts[scenario], cfg.warmup,
+                      next(ranges) if scenario == "accept" else None)
+        for scenario in cfg.scenarios:
+            report.pairs[scenario] = []
+            for n in range(cfg.rounds):
+                bare = self._run(self.bare_port, scenario, scripts[scenario], cfg.duration)
+                product = self._run(self.product_port, scenario, scripts[scenario],
+                                    cfg.duration,
+                                    next(ranges) if scenario == "accept" else None)
+                report.pairs[scenario].append(Pair(bare, product))
+                self.say(f"  {scenario:8s} round {n + 1}: bare {bare.rps:8.0f} req/s "
+                         f"p50 {bare.p50_ms:6.2f} ms p99 {bare.p99_ms:6.2f} ms | product "
+                         f"{product.rps:8.0f} req/s p50 {product.p50_ms:6.2f} ms "
+                         f"p99 {product.p99_ms:6.2f} ms | non-2xx {product.non_2xx} "
+                         f"errors {product.socket_errors}")
+                if scenario == "accept" and product.non_2xx:
+                    report.notes.append(f"accept round {n + 1}: {product.non_2xx} non-202 "
+                                        "answers (ran out of STOPPED instances?)")
+                if product.socket_errors:
+                    report.notes.append(f"{scenario} round {n + 1}: "
+                                        f"{product.socket_errors} socket errors")
+        return report
+
+    def run_identity(self, report: HttpReport) -> None:
+        """Upstream token checks for N requests with one new token, and cold vs warm."""
+        cfg = self.config
+        token = self.tokens[0]
+        script = wrk.write_script(self.workdir, "counted", wrk.GET_COUNTED, token=token,
+                                  path=f"/api/lambda-instances/{DEMO_INSTANCE_ID}/")
+        # wrk runs for a fixed time; each of its threads stops after its share of
+        # requests, so give it ample time at the measured rate of the details path.
+        rate = (report.median("details", "product", "rps") if "details" in report.pairs
+                else 500.0)
+        duration = min(120.0, max(3.0, 3.0 * cfg.identity_requests / max(rate, 1.0)))
+        before = self.emulator.request_counts().get("tokens", 0)
+        started = time.monotonic()
+        threads = 2
+        result = wrk.run(f"http://127.0.0.1:{self.product_port}/", script, duration=duration,
+                         connections=cfg.connections, threads=threads,
+                         args=[str(cfg.identity_requests // threads)])
+        elapsed = time.monotonic() - started
+        if result.requests < cfg.identity_requests:
+            report.notes.append(f"identity run: only {result.requests} requests answered")
+        calls = self.emulator.request_counts().get("tokens", 0) - before
+        report.identity.update({
+            "requests": result.requests, "identity_calls": calls, "seconds": elapsed,
+            "ttl": 60.0, "workers": self.workers,
+        })
+        # Cold vs warm: a new token on a new keep-alive connection, then again on it.
+        cold, warm = [], []
+        for token in self.tokens[2:2 + cfg.cold_samples]:
+            conn = http.client.HTTPConnection("127.0.0.1", self.product_port, timeout=10)
+            try:
+                for bucket in (cold, warm):
+                    t0 = time.perf_counter()
+                    conn.request("GET", f"/api/lambda-instances/{DEMO_INSTANCE_ID}/",
+                                 headers={"Authorization": f"Token {token}"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    bucket.append((time.perf_counter() - t0) * 1000)
+                    assert resp.status == 200, resp.status
+            finally:
+                conn.close()
+        report.identity.update({"cold_ms": statistics.median(cold),
+                                "warm_ms": statistics.median(warm),
+                                "samples": len(cold)})
+
+    def measure_memory(self, report: HttpReport) -> None:
+        for name, proc in (("product", self.product), ("bare", self.bare)):
+            pids = tree(proc.pid)
+            report.memory[name] = {pid: status_kb(pid, "VmHWM") or 0 for pid in pids}
+
+
+def run_http(workdir: Path, config: HttpConfig, out) -> HttpReport:
+    bench = HttpBench(workdir, config, out)
+    try:
+        bench.start()
+        bench.check_product()
+        bench.say(f"servers up: bare on :{bench.bare_port}, product on :{bench.product_port}"
+                  f" (gthread {bench.workers} workers x {bench.threads} threads, "
+                  f"dispatcher {bench.dispatcher}); load: wrk -t2 -c{config.connections} "
+                  f"-d{config.duration:g}s, interleaved bare/product x{config.rounds}")
+        report = bench.run_ratios()
+        if config.identity:
+            bench.run_identity(report)
+        bench.measure_memory(report)
+        return report
+    finally:
+        bench.stop()

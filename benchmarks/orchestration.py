@@ -1,0 +1,489 @@
+"""Part 3 (orchestration) and part 4 (memory): start and stop instances of 2, 4, 8 hosts.
+
+The product runs as in the scaled-out shape: the API under ``lambda-service serve`` and a
+``lambda-service worker`` (Celery over the machine's RabbitMQ; the local dispatcher in the
+API process when no broker answers), against the Synnefo emulator in this process. With
+``--lab`` (the default where root and ``ip netns`` work) the hosts are SSH lab hosts
+(network namespaces running sshd) whose power the emulator drives through
+``api.lab.LabPowerHooks``; without it they are loopback addresses reached with
+``ansible_connection=local`` (as the demo and tests/e2e do).
+
+Each start and stop is timed from the action resource (its steps: power_on, wait_ssh,
+playbook, power_off). Beside it, in the same run, a naive serial baseline runs the same
+action through the product's own orchestrator with the VMs powered on (off) and waited
+one by one, and SSH waited host by host, as the original service did: same playbook, so
+the difference is what parallel power and waits buy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import requests
+import yaml
+from cryptography.fernet import Fernet
+
+from api.seed import DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
+from benchmarks.procs import Proc, RssSampler, free_port, python_cmd
+
+LAB_NAME = "lambdabench"
+LAB_SUBNET = "10.213.230.0/24"
+DEFAULT_SERVICES = ("hdfs", "yarn", "kafka")
+STEP_NAMES = ("power_on", "wait_ssh", "playbook", "power_off")
+
+
+def instance_id(kind: str, hosts: int) -> str:
+    prefix = "c0000000" if kind == "product" else "d0000000"
+    return f"{prefix}-0000-4000-8000-{hosts:012x}"
+
+
+def server_id(kind: str, hosts: int, index: int) -> str:
+    return str((1 if kind == "product" else 5) * 1000 + hosts * 100 + index)
+
+
+def lab_usable() -> str | None:
+    """Why the SSH lab cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "not root"
+    for tool in ("ip", "unshare", "ssh"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/usr/sbin/sshd").exists():
+        return "openssh-server is not installed"
+    try:
+        from api.lab.netns import check_usable
+    except ImportError as exc:
+        return f"the lab package is not available ({exc})"
+    return check_usable()
+
+
+@dataclass
+class Timing:
+    kind: str  # product | serial
+    action: str  # start | stop
+    hosts: int
+    total: float  # seconds from the action's creation to its end
+    steps: dict[str, float]
+    state: str
+    error: str | None
+    task_durations: list[float] = field(default_factory=list)
+
+
+@dataclass
+class OrchestrationResult:
+    mode: str
+    services: tuple[str, ...]
+    dispatcher: str
+    timings: list[Timing] = field(default_factory=list)
+    memory: dict = field(default_factory=dict)
+    ansible: dict = field(default_factory=dict)
+    ssh_settings: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def get(self, kind: str, action: str, hosts: int) -> Timing | None:
+        for t in self.timings:
+            if (t.kind, t.action, t.hosts) == (kind, action, hosts):
+                return t
+        return None
+
+    def cycle(self, kind: str, hosts: int) -> float | None:
+        start, stop = self.get(kind, "start", hosts), self.get(kind, "stop", hosts)
+        if start is None or stop is None:
+            return None
+        return start.total + stop.total
+
+    def print(self, out) -> dict[str, str]:
+        def p(text=""):
+            print(text, file=out, flush=True)
+
+        p()
+        p(f"hosts: {self.mode}; services {', '.join(self.services)}; dispatcher "
+          f"{self.dispatcher}")
+        p(f"ssh/ansible settings: {self.ssh_settings}")
+        p("| run | hosts | action | total s | power_on | wait_ssh | playbook | power_off "
+          "| state |")
+        p("|---|---|---|---|---|---|---|---|---|")
+        for t in self.timings:
+            cells = " | ".join(f"{t.steps[s]:.2f}" if s in t.steps else "-" for s in STEP_NAMES)
+            p(f"| {t.kind} | {t.hosts} | {t.action} | {t.total:.2f} | {cells} | {t.state} |")
+        counts = sorted({t.hosts for t in self.timings})
+        for n in counts:
+            product, serial = self.cycle("product", n), self.cycle("serial", n)
+            if product and serial:
+                power = [sum(t.steps.get(s, 0.0) for a in ("start", "stop")
+                             for t in [self.get(kind, a, n)]
+                             for s in ("power_on", "wait_ssh", "power_off"))
+                         for kind in ("product", "serial")]
+                p(f"{n} hosts: start+stop {product:.2f} s parallel vs {serial:.2f} s serial "
+                  f"baseline (serial/parallel {serial / product:.2f}); power and SSH steps "
+                  f"alone {power[0]:.2f} s vs {power[1]:.2f} s "
+                  f"(serial/parallel {power[1] / max(power[0], 1e-9):.2f})")
+        summary = {}
+        if counts:
+            lo, hi = min(counts), max(counts)
+            t_lo, t_hi = self.cycle("product", lo), self.cycle("product", hi)
+            if t_lo and t_hi:
+                starts = [self.get("product", "start", n) for n in (lo, hi)]
+                p(f"T({hi})/T({lo}) start+stop {t_hi / t_lo:.2f} (start only "
+                  f"{starts[1].total / starts[0].total:.2f})")
+                summary[f"T{hi}/T{lo}"] = f"{t_hi / t_lo:.2f}"
+        tasks = [d for t in self.timings if t.kind == "product" for d in t.task_durations]
+        if tasks:
+            p(f"playbook task results: {len(tasks)}, median {statistics.median(tasks):.2f} s "
+              f"per task and host (from the action resource)")
+        if self.ansible:
+            a = self.ansible
+            p(f"ansible-playbook start-up (empty play, local): {a['empty']:.2f} s; "
+              f"per task ({a['tasks']} command tasks, 1 host): {a['per_task']:.3f} s")
+        for name, values in self.memory.items():
+            p(f"memory {name}: {values}")
+        for note in self.notes:
+            p(f"note: {note}")
+        return summary
+
+
+class SerialCompute:
+    """Wraps a compute client so that VMs are powered and waited one at a time."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def ensure_active(self, server_id: str, timeout: float):
+        with self._lock:
+            return self._inner.ensure_active(server_id, timeout)
+
+    def ensure_stopped(self, server_id: str, timeout: float):
+        with self._lock:
+            return self._inner.ensure_stopped(server_id, timeout)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class SerialSshWaiter:
+    """Waits for SSH host by host."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __call__(self, hosts, timeout, cancel):
+        for host in hosts:
+            self._inner([host], timeout, cancel)
+
+
+class OrchestrationBench:
+    def __init__(self, workdir: Path, host_counts: list[int], use_lab: bool,
+                 services: tuple[str, ...], out, broker_url: str):
+        self.workdir = workdir / "orchestration"
+        self.workdir.mkdir()
+        self.counts = host_counts
+        self.use_lab = use_lab
+        self.services = services
+        self.out = out
+        self.broker_url = broker_url
+        self.lab = None
+        self.emulator = None
+        self.procs: list[Proc] = []
+        self.queue = f"lambda-bench-orch-{os.getpid()}"
+        self.dispatcher = "celery"
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.headers["Authorization"] = f"Token {DEMO_TOKEN}"
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # --- set up ---------------------------------------------------------------------------
+
+    def _host_layout(self) -> list[tuple[str, str]]:
+        """(name, ip) of the largest instance's hosts; smaller ones take a prefix."""
+        biggest = max(self.counts)
+        if self.use_lab:
+            from api.lab import Lab
+            from api.lab.provision import host_names, install_distributions
+
+            self.lab = Lab(LAB_NAME, hosts=host_names(biggest - 1, instance=1),
+                           subnet=LAB_SUBNET)
+            self.say(f"building the SSH lab ({biggest} hosts) and installing the stand-ins")
+            self.lab.up(power_on=False)
+            install_distributions(self.lab)
+            return [(h.name, h.ip) for h in self.lab.hosts]
+        names = ["lambda-b-master"] + [f"lambda-b-slave-{i}" for i in range(1, biggest)]
+        return [(name, f"127.42.240.{i + 1}") for i, name in enumerate(names)]
+
+    def _seed(self, layout) -> tuple[dict, dict[str, str]]:
+        instances, servers, server_to_host = [], [], {}
+        for kind in ("product", "serial"):
+            for n in self.counts:
+                hosts = []
+                for i, (name, ip) in enumerate(layout[:n]):
+                    sid = server_id(kind, n, i)
+                    server_to_host[sid] = name
+                    hosts.append({"server_id": sid, "name": name,
+                                  "role": "master" if i == 0 else "slave", "ip": ip})
+                    servers.append({"id": sid, "name": name, "owner": DEMO_USER_ID,
+                                    "status": "STOPPED", "ips": [ip]})
+                instances.append({"id": instance_id(kind, n), "owner": DEMO_USER_ID,
+                                  "name": f"bench-{kind}-{n}", "status": "STOPPED",
+                                  "services": list(self.services), "hosts": hosts})
+        seed = {"users": [{"id": DEMO_USER_ID, "name": DEMO_USER_NAME,
+                           "tokens": [DEMO_TOKEN]}],
+                "instances": instances, "servers": servers,
+                "emulator": {"transition_seconds": 1.0}}
+        return seed, server_to_host
+
+    def _extravars(self) -> dict:
+        if self.use_lab:
+            from api.lab.provision import lab_extravars
+
+            return lab_extravars()
+        from api import standins
+
+        homes = standins.install(self.workdir / "dist")
+        return dict(homes, lambda_host_root=str(self.workdir / "hosts")
+                    + "/{{ inventory_hostname }}")
+
+    def start(self) -> None:
+        from api.emulator import Emulator
+        from benchmarks.http_bench import broker_reachable, celery_dispatcher_present
+
+        layout = self._host_layout()
+        seed, server_to_host = self._seed(layout)
+        hooks = None
+        if self.lab is not None:
+            from api.lab import LabPowerHooks
+
+            hooks = LabPowerHooks(self.lab, server_to_host)
+        self.emulator = Emulator.from_seed(seed, power_hooks=hooks)
+        self.emulator.start("127.0.0.1", 0)
+        state = self.workdir / "state"
+        state.mkdir()
+        extravars_file = state / "extravars.yml"
+        extravars_file.write_text(yaml.safe_dump(self._extravars()))
+        seed_file = self.workdir / "seed.yml"
+        seed_file.write_text(yaml.safe_dump(seed))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_")}
+        env.update({
+            "LAMBDA_DATABASE_URL": f"sqlite:///{state / 'lambda.db'}",
+            "LAMBDA_AUTH_URL": self.emulator.auth_url,
+            "LAMBDA_BIND": f"127.0.0.1:{free_port()}",
+            "LAMBDA_STATE_DIR": str(state),
+            "LAMBDA_SECRET_KEY": Fernet.generate_key().decode(),
+            "LAMBDA_EXTRAVARS_FILE": str(extravars_file),
+            "LAMBDA_POLL_INTERVAL": "0.2",
+            "LAMBDA_SSH_TIMEOUT": "60",
+            "LAMBDA_POWER_TIMEOUT": "120",
+            "LAMBDA_BROKER_URL": self.broker_url,
+            "LAMBDA_QUEUE": self.queue,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        })
+        if self.lab is not None:
+            env.update({"LAMBDA_ANSIBLE_CONNECTION": "ssh",
+                        "LAMBDA_SSH_USER": self.lab.ssh_user,
+                        "LAMBDA_SSH_KEY_FILE": str(self.lab.ssh_key)})
+        else:
+            env["LAMBDA_ANSIBLE_CONNECTION"] = "local"
+        use_celery = celery_dispatcher_present() and broker_reachable(self.broker_url)
+        env["LAMBDA_DISPATCHER"] = "celery" if use_celery else "local"
+        if not use_celery:
+            self.dispatcher = "local (no broker): the API process is the worker"
+        self.env = env
+        subprocess.run(python_cmd("-m", "api.cli", "seed", str(seed_file)), env=env,
+                       check=True, capture_output=True)
+        self.base = f"http://{env['LAMBDA_BIND']}"
+        self.api = Proc("api", python_cmd("-m", "api.cli", "serve"), env,
+                        self.workdir / "api.log")
+        self.procs.append(self.api)
+        self.worker = None
+        if use_celery:
+            self.worker = Proc("worker", python_cmd("-m", "api.cli", "worker",
+                                                    "--concurrency", "2"),
+                               env, self.workdir / "worker.log")
+            self.procs.append(self.worker)
+        self.api.wait_http(f"{self.base}/api/openapi.json")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        if self.lab is not None:
+            self.lab.down()
+        else:
+            from api.demo import kill_processes_under
+
+            kill_processes_under(self.workdir)
+        if self.dispatcher == "celery":
+            from benchmarks.http_bench import delete_queue
+
+            delete_queue(self.broker_url, self.queue)
+
+    # --- product actions through the API ----------------------------------------------------
+
+    def _act(self, instance: str, action: str, timeout: float = 600.0) -> dict:
+        resp = self.session.post(f"{self.base}/api/lambda-instances/{instance}/",
+                                 data={"action": action}, timeout=30)
+        if resp.status_code != 202:
+            raise RuntimeError(f"{action} of {instance}: {resp.status_code} {resp.text}")
+        location = resp.headers["Location"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            data = self.session.get(f"{self.base}{location}", timeout=30).json()["data"]
+            if data["state"] in ("succeeded", "failed"):
+                return data
+            time.sleep(0.2)
+        raise RuntimeError(f"{action} of {instance} did not end within {timeout}s")
+
+    @staticmethod
+    def _timing(kind: str, action: str, hosts: int, data: dict) -> Timing:
+        created = datetime.fromisoformat(data["created_at"])
+        finished = datetime.fromisoformat(data["finished_at"])
+        steps = {s["name"]: s["duration"] for s in data["steps"]
+                 if s["duration"] is not None and s["state"] != "skipped"}
+        tasks = [t["duration"] for t in data["playbook"]["tasks"] if t.get("duration")]
+        return Timing(kind, action, hosts, (finished - created).total_seconds(), steps,
+                      data["state"], data.get("error"), tasks)
+
+    def run_product(self, n: int, result: OrchestrationResult) -> None:
+        iid = instance_id("product", n)
+        samplers = []
+        if n == max(self.counts):
+            samplers = [RssSampler(self.api.pid)]
+            if self.worker is not None:
+                samplers.append(RssSampler(self.worker.pid))
+        for s in samplers:
+            s.__enter__()
+        try:
+            start = self._act(iid, "start")
+        finally:
+            for s in samplers:
+                s.__exit__(None, None, None)
+        result.timings.append(self._timing("product", "start", n, start))
+        if start["state"] != "succeeded":
+            result.notes.append(f"{n}-host start failed: {start.get('error')}")
+        for name, sampler in zip(("api", "worker"), samplers, strict=False):
+            main_hwm = sampler.peak_hwm_kb.get(sampler.pid, 0)
+            others = sorted((kb for pid, kb in sampler.peak_hwm_kb.items()
+                             if pid != sampler.pid), reverse=True)
+            result.memory[f"{name} during the {n}-host start"] = (
+                f"peak summed RSS of the process tree {sampler.peak_tree_kb / 1024:.0f} MiB;"
+                f" VmHWM of the {name} process {main_hwm / 1024:.0f} MiB, of its largest "
+                f"descendants {[round(kb / 1024) for kb in others[:4]]} MiB")
+        stop = self._act(iid, "stop")
+        result.timings.append(self._timing("product", "stop", n, stop))
+        if stop["state"] != "succeeded":
+            result.notes.append(f"{n}-host stop failed: {stop.get('error')}")
+
+    # --- the serial baseline, in this process ------------------------------------------------
+
+    def run_serial(self, n: int, result: OrchestrationResult) -> None:
+        from api.adapters.crypto import TokenCipher
+        from api.adapters.db.engine import create_db_engine
+        from api.adapters.db.uow import UnitOfWorkFactory
+        from api.adapters.ssh import SshWaiter
+        from api.bootstrap import build_orchestrator
+        from api.domain import services
+        from api.domain.ports import Identity
+        from api.settings import load_settings
+
+        settings = load_settings(self.env)
+        engine = create_db_engine(settings.database_url)
+        try:
+            uow_factory = UnitOfWorkFactory(engine)
+            cipher = TokenCipher.from_settings(settings)
+            from api.adapters.compute import compute_factory
+
+            make = compute_factory(settings)
+            orchestrator = build_orchestrator(
+                settings, uow_factory, cipher,
+                compute_factory=lambda url, token: SerialCompute(make(url, token)))
+            if orchestrator.deps.wait_for_ssh is not None:
+                orchestrator.deps.wait_for_ssh = SerialSshWaiter(SshWaiter(port=settings.ssh_port))
+            identity = Identity(user_id=DEMO_USER_ID, user_name=DEMO_USER_NAME,
+                                compute_url=self.emulator.compute_url)
+            for action in ("start", "stop"):
+                accepted = services.request_action(
+                    uow_factory, identity, instance_id("serial", n), action,
+                    token_cipher=lambda: cipher.encrypt(DEMO_TOKEN))
+                orchestrator.run(accepted.action.id)
+                data = self.session.get(
+                    f"{self.base}/api/lambda-instances/{instance_id('serial', n)}/actions/"
+                    f"{accepted.action.id}", timeout=30).json()["data"]
+                timing = self._timing("serial", action, n, data)
+                result.timings.append(timing)
+                if timing.state != "succeeded":
+                    result.notes.append(f"serial {n}-host {action} failed: {timing.error}")
+        finally:
+            engine.dispose()
+
+
+def ansible_costs(workdir: Path) -> dict:
+    """ansible-playbook's own start-up (an empty play) and the cost of a command task."""
+    bin_dir = Path(sys.executable).parent
+    playbook = shutil.which("ansible-playbook", path=str(bin_dir)) or "ansible-playbook"
+    empty = workdir / "empty.yml"
+    empty.write_text("- hosts: localhost\n  gather_facts: false\n  tasks: []\n")
+    five = workdir / "five.yml"
+    five.write_text("- hosts: localhost\n  gather_facts: false\n  tasks:\n" + "".join(
+        f"    - name: Task {i}\n      ansible.builtin.command: /bin/true\n"
+        "      changed_when: false\n" for i in range(5)))
+    env = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_PYTHON_INTERPRETER=sys.executable)
+
+    def timed(path: Path) -> float:
+        started = time.monotonic()
+        subprocess.run([playbook, "-i", "localhost,", "-c", "local", str(path)], env=env,
+                       check=True, capture_output=True, timeout=120)
+        return time.monotonic() - started
+
+    empties = [timed(empty) for _ in range(3)]
+    fives = [timed(five) for _ in range(3)]
+    e, f = statistics.median(empties), statistics.median(fives)
+    return {"empty": e, "tasks": 5, "per_task": (f - e) / 5}
+
+
+def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | None, out,
+                      services: tuple[str, ...] = DEFAULT_SERVICES,
+                      broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+                      ) -> OrchestrationResult:
+    reason = lab_usable()
+    if use_lab is None:
+        use_lab = reason is None
+    elif use_lab and reason is not None:
+        raise SystemExit(f"--lab: the SSH lab cannot run here: {reason}")
+    from api.adapters.ansible import SSH_ARGS
+
+    mode = ("SSH lab (network namespaces with sshd)" if use_lab
+            else "local hosts (ansible_connection=local)"
+            + (f"; the lab is not usable: {reason}" if reason else ""))
+    bench = OrchestrationBench(workdir, host_counts, use_lab, services, out, broker_url)
+    result = OrchestrationResult(mode=mode, services=services, dispatcher=bench.dispatcher)
+    try:
+        bench.start()
+        result.dispatcher = bench.dispatcher
+        result.ssh_settings = (f"ANSIBLE_PIPELINING=True, forks "
+                               f"{bench.env.get('LAMBDA_ANSIBLE_FORKS', '20')}, ssh args "
+                               f"'{SSH_ARGS}'" if use_lab else
+                               "connection local (no SSH); pipelining on, forks 20")
+        # Warm-up, untimed: the first playbooks of a run pay for cold caches (SSH
+        # masters, Python byte code of the stand-ins, page cache) that later ones do not.
+        bench.say(f"  warm-up: an untimed start+stop of {min(host_counts)} hosts")
+        bench.run_serial(min(host_counts), OrchestrationResult(mode, services, ""))
+        for n in host_counts:
+            bench.say(f"  {n} hosts: product start+stop, then the serial baseline")
+            bench.run_product(n, result)
+            bench.run_serial(n, result)
+        result.ansible = ansible_costs(bench.workdir)
+        return result
+    finally:
+        bench.stop()

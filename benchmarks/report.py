@@ -1,0 +1,47 @@
+"""Printing the figures: tables for people, then the summary's values."""
+
+from __future__ import annotations
+
+
+def _kb(kb: int) -> str:
+    return f"{kb / 1024:.0f} MiB"
+
+
+def print_http(report, out) -> dict[str, str]:
+    def p(text=""):
+        print(text, file=out, flush=True)
+
+    p()
+    p(f"dispatcher on the accept path: {report.dispatcher}")
+    p("| scenario | bare req/s | bare p50/p99 ms | product req/s | product p50/p99 ms "
+      "| ratio | p99 x bare |")
+    p("|---|---|---|---|---|---|---|")
+    summary = {}
+    for scenario in report.pairs:
+        ratio = report.ratio(scenario)
+        b_rps, pr_rps = (report.median(scenario, s, "rps") for s in ("bare", "product"))
+        b50, b99 = (report.median(scenario, "bare", a) for a in ("p50_ms", "p99_ms"))
+        r50, r99 = (report.median(scenario, "product", a) for a in ("p50_ms", "p99_ms"))
+        p(f"| {scenario} | {b_rps:.0f} | {b50:.2f} / {b99:.2f} | {pr_rps:.0f} | "
+          f"{r50:.2f} / {r99:.2f} | {ratio:.2f} | {r99 / b99:.2f} |")
+        summary[f"RATIO {scenario}"] = f"{ratio:.2f}"
+    for note in report.notes:
+        p(f"note: {note}")
+    ident = report.identity
+    if ident:
+        p()
+        p(f"identity: {ident['requests']} requests with one new token cost "
+          f"{ident['identity_calls']} identity calls in {ident['seconds']:.1f} s "
+          f"({ident['workers']} gunicorn workers, cache TTL {ident['ttl']:g} s: expected "
+          f"<= 1 per worker per TTL)")
+        p(f"identity: cold token {ident['cold_ms']:.2f} ms vs warm {ident['warm_ms']:.2f} ms "
+          f"(median of {ident['samples']}): a cold token adds "
+          f"{ident['cold_ms'] - ident['warm_ms']:.2f} ms")
+    for name, hwm in report.memory.items():
+        parts = ", ".join(_kb(v) for v in hwm.values())
+        p(f"memory (VmHWM) {name}: arbiter+workers {parts}; sum {_kb(sum(hwm.values()))}")
+    return summary
+
+
+def print_orchestration(result, out) -> dict[str, str]:
+    return result.print(out)
