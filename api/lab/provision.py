@@ -21,7 +21,9 @@ are the lab's hosts, with ``server_to_host`` for ``LabPowerHooks``.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import os
 import shlex
 import shutil
 import subprocess
@@ -46,12 +48,48 @@ def host_names(slaves: int = 2, instance: int = 1) -> list[str]:
     ]
 
 
+# The interpreter the stand-ins run with inside a host. Not this venv's: a checkout (and
+# its venv) under /tmp is invisible inside a host, whose /tmp is private. They need only
+# the standard library.
+HOST_PYTHON = "/usr/bin/python3"
+
+
 def spark_home() -> str:
-    """pyspark's package directory: it carries bin/spark-class and sbin/spark-daemon.sh."""
+    """A Spark home every host can see: pyspark's package directory (it carries
+    bin/spark-class and sbin/spark-daemon.sh), mirrored once outside /tmp when the venv
+    lives under /tmp (a fresh clone there, as in CI), since a host's /tmp is private."""
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.origin:
         raise LabError("pyspark is not installed in this venv (scripts/install-lab-deps.sh)")
-    return str(Path(spec.origin).parent)
+    package = Path(spec.origin).resolve().parent
+    if not package.is_relative_to("/tmp"):
+        return str(package)
+    return str(_mirror_outside_tmp(package))
+
+
+def _mirror_outside_tmp(package: Path) -> Path:
+    try:
+        version = importlib.metadata.version("pyspark")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    cache = Path(os.environ.get("LAMBDA_CACHE_DIR", Path.home() / ".cache" / "lambda-service"))
+    target = cache / f"spark-home-{version}"
+    if (target / ".complete").is_file():
+        return target
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    # Hard links when the cache shares the file system (instant), else a copy (~0.5 GB).
+    if subprocess.run(["cp", "-al", str(package), str(partial)], capture_output=True,
+                      check=False).returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(package, partial, symlinks=True)
+    (partial / ".complete").touch()
+    try:
+        partial.rename(target)
+    except OSError:  # another process mirrored it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
 
 
 def java_home() -> str:
@@ -74,14 +112,14 @@ def missing_requirements() -> str | None:
 
 def install_distributions(lab: Lab, hosts: list[str] | None = None) -> None:
     """Install the stand-ins and the ZooKeeper home on each host's disk (hosts on or off)."""
-    python = sys.executable
+    python = sys.executable  # installs, outside the host; the stand-ins run HOST_PYTHON
     code = "import sys; from api.standins import install; install(sys.argv[1], sys.argv[2])"
     for name in hosts or [h.name for h in lab.hosts]:
         host = lab.host(name)
         host.root.mkdir(parents=True, exist_ok=True)
         script = (
             f"mount --bind {shlex.quote(str(host.root))} {MOUNT_POINT} && "
-            f"exec {shlex.quote(python)} -c {shlex.quote(code)} {DIST_DIR} {shlex.quote(python)}"
+            f"exec {shlex.quote(python)} -c {shlex.quote(code)} {DIST_DIR} {HOST_PYTHON}"
         )
         result = subprocess.run(
             ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],

@@ -374,8 +374,12 @@ def test_worker_killed_mid_playbook_resumes_once(rabbitmq, make_cluster):
     assert action.attempts == 2
     assert cluster.instance(1).status.name == "STARTED"
     rows = cluster.step_rows(action_id)
-    done = [(r["attempt"], r["name"], r["state"]) for r in rows if r["state"] != "running"]
-    assert [d for d in done if d[1] == "playbook"] == [(2, "playbook", "succeeded")], rows
+    # The killed attempt's playbook step is closed as interrupted when attempt 2 claims.
+    playbooks = [(r["attempt"], r["state"]) for r in rows if r["name"] == "playbook"]
+    assert playbooks == [(1, "failed"), (2, "succeeded")], rows
+    assert "resumed as attempt 2" in next(r["message"] for r in rows
+                                          if r["name"] == "playbook" and r["attempt"] == 1)
+    assert not [r for r in rows if r["state"] == "running"], rows
     # The killed worker's playbook was reaped by the survivor, not left to finish beside
     # the second attempt: every "end" line is from the second run.
     runs = [r for r in cluster.runs() if r[2] == action_id]

@@ -85,7 +85,9 @@ def spark_home() -> str:
     if shutil.which("java") is None:
         missing = "java is not installed"
     require(missing, "the real Spark test needs pyspark (scripts/install-lab-deps.sh)")
-    return os.path.dirname(spec.origin)
+    from api.lab.provision import spark_home as visible_spark_home
+
+    return visible_spark_home()  # outside /tmp, which is private inside a host
 
 
 @pytest.fixture

@@ -162,7 +162,7 @@ def test_cli_up_leaves_the_lab_running_and_down_from_another_process(
 
     try:
         up = run("up", "--name", name, "--hosts", "2", "--subnet", "10.213.203.0/24",
-                 "--base-dir", str(base_dir))  # fmt: skip
+                 "--base-dir", str(base_dir), "--bare")  # fmt: skip
         assert up.returncode == 0, up.stderr
         assert "ssh key:" in up.stdout and "example: ssh" in up.stdout
         # The CLI has exited; its hosts keep running.
