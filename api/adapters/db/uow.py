@@ -90,7 +90,10 @@ class SqlUnitOfWork:
     def __enter__(self) -> SqlUnitOfWork:
         conn = self._engine.connect()
         if self._readonly:
-            conn = conn.execution_options(lambda_begin="BEGIN")
+            # SQLite: no BEGIN at all. The hot reads are single statements (an instance
+            # and its hosts in one join), atomic by themselves; a BEGIN/ROLLBACK pair
+            # would cost more than the query.
+            conn = conn.execution_options(lambda_begin=None)
         elif self._lazy_write:
             # Reads before the first write run in autocommit, each statement atomic.
             conn = conn.execution_options(lambda_begin=None)
