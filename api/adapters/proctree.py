@@ -43,37 +43,32 @@ def find_processes_with_cmdline(fragment: str) -> list[int]:
     """Pids of every live process whose command line contains ``fragment`` (a path of
     ours, such as a demo's state dir: never a program name), not this process."""
     needle = fragment.encode()
-    me = os.getpid()
     found = []
-    for name in os.listdir(_PROC):
-        if not name.isdigit() or int(name) == me:
-            continue
+    for pid in _other_pids():
         try:
-            with open(f"{_PROC}/{name}/cmdline", "rb") as fh:
+            with open(f"{_PROC}/{pid}/cmdline", "rb") as fh:
                 if needle in fh.read():
-                    found.append(int(name))
+                    found.append(pid)
         except OSError:
             continue
     return sorted(found)
 
 
-def find_processes_with_env(key: str, value: str) -> list[int]:
-    """Pids of every live process whose environment holds ``key=value`` (not this process)."""
-    needle = f"{key}={value}".encode()
-    me = os.getpid()
-    found = []
+def _other_pids() -> list[int]:
+    """Every live pid but this process's (a snapshot: any may exit while we look)."""
     try:
         entries = os.listdir(_PROC)
     except OSError:
         log.warning("cannot list %s; no processes found", _PROC)
         return []
-    for name in entries:
-        if not name.isdigit():
-            continue
-        pid = int(name)
-        if pid != me and _environ_has(pid, needle):
-            found.append(pid)
-    return sorted(found)
+    me = os.getpid()
+    return [int(name) for name in entries if name.isdigit() and int(name) != me]
+
+
+def find_processes_with_env(key: str, value: str) -> list[int]:
+    """Pids of every live process whose environment holds ``key=value`` (not this process)."""
+    needle = f"{key}={value}".encode()
+    return sorted(pid for pid in _other_pids() if _environ_has(pid, needle))
 
 
 class _Proc:
@@ -155,22 +150,19 @@ def find_unix_socket_holders(directory: str) -> list[int]:
         return []
     if not inodes:
         return []
-    me = os.getpid()
     found = []
-    for name in os.listdir(_PROC):
-        if not name.isdigit() or int(name) == me:
-            continue
+    for pid in _other_pids():
         try:
-            fds = os.listdir(f"{_PROC}/{name}/fd")
+            fds = os.listdir(f"{_PROC}/{pid}/fd")
         except OSError:
             continue  # exited, or not ours to look at
         for fd in fds:
             try:
-                target = os.readlink(f"{_PROC}/{name}/fd/{fd}")
+                target = os.readlink(f"{_PROC}/{pid}/fd/{fd}")
             except OSError:
                 continue
             if target in inodes:
-                found.append(int(name))
+                found.append(pid)
                 break
     return sorted(found)
 

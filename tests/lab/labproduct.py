@@ -26,18 +26,11 @@ from api.emulator import Emulator
 from api.lab import Lab, LabPowerHooks, netns
 from api.lab.provision import host_names, install_distributions, lab_extravars, lab_seed
 from tests.e2e.conftest import ROOT, Service, free_port
+from tests.support import port_open
 
 # A powered-on host with no daemons runs only these: its sshd (PID 1 of the host) and
 # sessions, and `unshare`, which booted it and waits for it in the host's network namespace.
 SSHD_COMMANDS = {"sshd", "sshd-session", "unshare"}
-
-
-def port_open(ip: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def ruok(ip: str, port: int = 2181) -> str:

@@ -17,6 +17,7 @@ import pytest
 
 from api.lab import Lab
 from api.lab.zookeeper_home import install_zookeeper_home
+from tests.support import port_open
 
 pytestmark = pytest.mark.lab
 
@@ -42,14 +43,6 @@ def four_letter(ip: str, word: bytes, port: int = 2181) -> bytes:
             return conn.recv(4096)
     except OSError:
         return b""
-
-
-def port_open(ip: str, port: int) -> bool:
-    try:
-        with socket.create_connection((ip, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def ssh_ok(lab: Lab, host: str, command: str, timeout: float = 120) -> str:
