@@ -2,7 +2,6 @@
 
 from sqlalchemy import (
     JSON,
-    Boolean,
     Column,
     DateTime,
     Float,
@@ -70,7 +69,6 @@ actions = Table(
     Column("token_cipher", Text),
     Column("lease_owner", String(128)),
     Column("lease_expires_at", DateTime),
-    Column("dispatched", Boolean, nullable=False, default=False),
     Index("ix_actions_instance", "instance_id", "created_at"),
     Index("ix_actions_state", "state"),
 )

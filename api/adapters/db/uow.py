@@ -294,7 +294,6 @@ class SqlActionRepository:
                 "attempts": 0,
                 "compute_url": compute_url,
                 "token_cipher": token_cipher,
-                "dispatched": False,
             },
         )
 
@@ -360,10 +359,6 @@ class SqlActionRepository:
             .first()
         )
         return self._to_action(row) if row else None
-
-    def mark_dispatched(self, action_id: str) -> None:
-        self._before_write()
-        self._conn.execute(update(actions).where(actions.c.id == action_id).values(dispatched=True))
 
     def claim(
         self, action_id: str, worker: str, now: datetime, lease_seconds: float

@@ -1,0 +1,46 @@
+"""Migrations upgrade a database that holds data, and step back down (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect, text
+
+from api.adapters.db.engine import alembic_config, create_db_engine, migrate
+from tests.conftest import _fresh_postgres_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    yield url
+    drop()
+
+
+def test_upgrade_from_the_first_revision_keeps_the_actions(empty_database):
+    engine = create_db_engine(empty_database)
+    config = alembic_config(empty_database)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
+            "updated_at) VALUES ('i1', 'u', 'n', 'STOPPED', '[]', '2026-01-01', '2026-01-01')"))
+        conn.execute(text(
+            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts, "
+            "dispatched) VALUES ('a1', 'i1', 'u', 'start', 'accepted', '2026-01-01', 0, "
+            "false)"))
+    migrate(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("actions")}
+    assert "dispatched" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, state FROM actions")).all() == [("a1", "accepted")]
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert "dispatched" in {c["name"] for c in inspect(engine).get_columns("actions")}
+    engine.dispose()
