@@ -45,6 +45,13 @@ class Service:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", "serve"], env=self.env, cwd=ROOT,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop(signal.SIGKILL)  # a server that never came up must not outlive us
+            raise
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -126,13 +133,15 @@ def product(tmp_path):
     subprocess.run([sys.executable, "-m", "api.cli", "seed", str(seed_file)], env=env,
                    cwd=ROOT, check=True, capture_output=True)
     service = Service(env, tmp_path / "serve.log")
-    service.start()
     service.emulator = emulator
     service.state = state
-    yield service
-    service.stop()
-    emulator.stop()
-    kill_processes_under(state)
+    try:
+        service.start()
+        yield service
+    finally:
+        service.stop()
+        emulator.stop()
+        kill_processes_under(state)
 
 
 __all__ = ["DEMO_INSTANCE_ID", "DEMO_TOKEN", "Service", "free_port", "product"]
