@@ -7,9 +7,12 @@ Layout of one lab (root namespace side)::
 Inside a host, sshd runs as PID 1 of its own pid, mount and uts namespaces, so:
 - `hostname` is the host's name and the lab's hosts file is `/etc/hosts`;
 - `/opt/lambda` is the host's private directory (its "disk") and `/tmp` is private too;
+- `/root` is the host's own, empty home, as on a fresh VM: the machine's root dotfiles
+  (here a .bashrc that runs `pyenv init`, ~0.1 CPU-s) would otherwise run in every SSH
+  session Ansible opens, once per task and host;
 - killing that PID 1 powers the host off with every daemon it started.
 
-Everything else (/usr, /root, the project's venv) is the machine's own file system, shared by
+Everything else (/usr, the project's venv) is the machine's own file system, shared by
 all hosts: install software there, keep per-host state under /opt/lambda. Paths under /tmp on
 the machine are *not* visible inside a host (its /tmp is private).
 
@@ -75,6 +78,10 @@ class LabHost:
     @property
     def tmp_dir(self) -> Path:
         return self.state_dir / "tmp"
+
+    @property
+    def home_dir(self) -> Path:
+        return self.state_dir / "home"
 
     def outside(self, inside_path: str) -> Path:
         """The machine's path of `inside_path` (which must be under /opt/lambda)."""
@@ -190,6 +197,7 @@ class Lab:
             host.sshd_dir.mkdir(parents=True, exist_ok=True)
             host.tmp_dir.mkdir(parents=True, exist_ok=True)
             host.tmp_dir.chmod(0o1777)
+            host.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             sshd.keygen(host.sshd_dir / "host_ed25519", f"host-{host.name}")
             (host.sshd_dir / "authorized_keys").write_text(public_key)
             (host.sshd_dir / "sshd_config").write_text(
@@ -303,6 +311,7 @@ class Lab:
             f"hostname {q(h.name)}",
             f"mount --bind {q(str(h.root))} {MOUNT_POINT}",
             f"mount --bind {q(str(self.hosts_file))} /etc/hosts",
+            f"mount --bind {q(str(h.home_dir))} /root",
         ]
         inner = _tmp_relative(h.sshd_dir)
         if inner is not None:
