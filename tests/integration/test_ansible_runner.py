@@ -371,15 +371,20 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
-def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
-    port, key = sshd
-    out = tmp_path / "out"
-    out.mkdir()
-    inventory = (
+def ssh_inventory(port: int, key) -> str:
+    """One host, s1, reached over real SSH at the test's own sshd."""
+    return (
         "[lambda]\n"
         f"s1 ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
         f"ansible_ssh_private_key_file={key} ansible_python_interpreter={sys.executable}\n"
     )
+
+
+def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
+    port, key = sshd
+    out = tmp_path / "out"
+    out.mkdir()
+    inventory = ssh_inventory(port, key)
     run = PlaybookRun(
         playbook="marker.yml", inventory=inventory, ident="ssh", extravars={"out_dir": str(out)}
     )
@@ -406,11 +411,7 @@ def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
     port, key = sshd
     out = tmp_path / "out"
     out.mkdir()
-    inventory = (
-        "[lambda]\n"
-        f"s1 ansible_host=127.0.0.1 ansible_port={port} ansible_user=root "
-        f"ansible_ssh_private_key_file={key} ansible_python_interpreter={sys.executable}\n"
-    )
+    inventory = ssh_inventory(port, key)
     run = PlaybookRun(
         playbook="hang.yml",
         inventory=inventory,
