@@ -52,27 +52,31 @@ def host_names(slaves: int = 2, instance: int = 1) -> list[str]:
 # its venv) under /tmp is invisible inside a host, whose /tmp is private. They need only
 # the standard library.
 HOST_PYTHON = "/usr/bin/python3"
+# Paths every lab host has its own of (api.lab.lab mounts them privately).
+PRIVATE_IN_HOSTS = ("/tmp", "/root")
 
 
 def spark_home() -> str:
     """A Spark home every host can see: pyspark's package directory (it carries
-    bin/spark-class and sbin/spark-daemon.sh), mirrored once outside /tmp when the venv
-    lives under /tmp (a fresh clone there, as in CI), since a host's /tmp is private."""
+    bin/spark-class and sbin/spark-daemon.sh), mirrored once to a shared place when the
+    venv lives where hosts have their own (/tmp or /root: a fresh clone under /tmp, as
+    in CI)."""
     spec = importlib.util.find_spec("pyspark")
     if spec is None or not spec.origin:
         raise LabError("pyspark is not installed in this venv (scripts/install-lab-deps.sh)")
     package = Path(spec.origin).resolve().parent
-    if not package.is_relative_to("/tmp"):
+    if not any(package.is_relative_to(p) for p in PRIVATE_IN_HOSTS):
         return str(package)
-    return str(_mirror_outside_tmp(package))
+    return str(_mirror_for_hosts(package))
 
 
-def _mirror_outside_tmp(package: Path) -> Path:
+def _mirror_for_hosts(package: Path) -> Path:
     try:
         version = importlib.metadata.version("pyspark")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    cache = Path(os.environ.get("LAMBDA_CACHE_DIR", Path.home() / ".cache" / "lambda-service"))
+    # Not under ~/.cache: /root is private inside a host too.
+    cache = Path(os.environ.get("LAMBDA_LAB_CACHE_DIR", "/var/cache/lambda-service"))
     target = cache / f"spark-home-{version}"
     if (target / ".complete").is_file():
         return target
