@@ -7,11 +7,10 @@ import logging
 import signal
 import sys
 import threading
-from pathlib import Path
-
-import yaml
 
 from api.emulator.server import Emulator
+from api.seed import SeedError
+from api.seed import load_seed as read_seed_file
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +24,9 @@ def parse_bind(value: str) -> tuple[str, int]:
 
 def load_seed(path: str) -> dict:
     try:
-        seed = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SystemExit(f"cannot read seed file {path}: {exc}") from exc
-    if not isinstance(seed, dict):
-        raise SystemExit(f"seed file {path} must hold a mapping")
-    return seed
+        return read_seed_file(path)
+    except SeedError as exc:
+        raise SystemExit(str(exc)) from exc
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -347,19 +347,6 @@ class SqlActionRepository:
         ]
         return action
 
-    def latest_for_instance(self, instance_id: str) -> Action | None:
-        row = (
-            self._conn.execute(
-                select(actions)
-                .where(actions.c.instance_id == instance_id)
-                .order_by(actions.c.created_at.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-        return self._to_action(row) if row else None
-
     def claim(
         self, action_id: str, worker: str, now: datetime, lease_seconds: float
     ) -> ActionClaim | None:
