@@ -17,6 +17,12 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# mitogen_linear: api/adapters/ansible_plugins/strategy; linear: Ansible's own; auto:
+# Mitogen over SSH, linear over a local connection. Mitogen gives every local "host" of one
+# machine the same interpreter, which then runs their tasks one after another.
+ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 
@@ -56,6 +62,7 @@ class Settings:
     ssh_port: int = 22
     ssh_key_file: str | None = None
     ansible_forks: int = 20
+    ansible_strategy: str = "auto"  # auto | mitogen_linear | linear
     extravars_file: str | None = None  # YAML of extra variables for every playbook run
     log_level: str = "INFO"
 
@@ -129,4 +136,8 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
             f"LAMBDA_DISPATCHER must be local or celery, not {settings.dispatcher!r}")
     if settings.ansible_connection not in ("ssh", "local"):
         raise SettingsError("LAMBDA_ANSIBLE_CONNECTION must be ssh or local")
+    if settings.ansible_strategy not in ANSIBLE_STRATEGIES:
+        raise SettingsError(
+            f"LAMBDA_ANSIBLE_STRATEGY must be one of {', '.join(ANSIBLE_STRATEGIES)}, "
+            f"not {settings.ansible_strategy!r}")
     return settings

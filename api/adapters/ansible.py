@@ -49,6 +49,8 @@ SSH_ARGS = (
     "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=2 "
     "-o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 )
+# Holds the mitogen_linear strategy (Mitogen's, loaded by import; see the module there).
+STRATEGY_PLUGINS_DIR = str(Path(__file__).resolve().parent / "ansible_plugins" / "strategy")
 # Unix socket paths must stay under 108 bytes: keep the control directory short.
 CONTROL_ROOT = "/tmp/lambda-cp"
 RUN_DIR_FLAG = ".lambda-run"  # only directories holding it are ever pruned
@@ -214,6 +216,13 @@ class _Events:
         return _clip(" ".join(lines[-5:])) if lines else None
 
 
+def resolve_strategy(strategy: str, connection: str) -> str:
+    """The strategy plugin for a ``LAMBDA_ANSIBLE_STRATEGY`` (see ``api.settings``)."""
+    if strategy != "auto":
+        return strategy
+    return "mitogen_linear" if connection == "ssh" else "linear"
+
+
 class AnsibleRunner:
     """``PlaybookRunnerPort`` over ansible-runner, with a process-tree kill."""
 
@@ -224,6 +233,7 @@ class AnsibleRunner:
         roles_dir: str,
         artifacts_dir: str,
         forks: int = 20,
+        strategy: str = "linear",
         ssh_timeout: int = 10,
         extra_env: dict | None = None,
         keep_artifacts: int = 50,
@@ -235,6 +245,7 @@ class AnsibleRunner:
         self.roles_dir = str(roles_dir)
         self.artifacts_dir = Path(artifacts_dir)
         self.forks = int(forks)
+        self.strategy = strategy
         self.ssh_timeout = int(ssh_timeout)
         self.extra_env = {str(k): str(v) for k, v in (extra_env or {}).items()}
         self.keep_artifacts = int(keep_artifacts)  # <= 0 keeps every run directory
@@ -265,6 +276,7 @@ class AnsibleRunner:
             roles_dir=settings.roles_dir,
             artifacts_dir=str(settings.artifacts_dir),
             forks=settings.ansible_forks,
+            strategy=resolve_strategy(settings.ansible_strategy, settings.ansible_connection),
             default_timeout=settings.playbook_timeout,
             base_extravars=base_extravars,
         )
@@ -449,6 +461,11 @@ class AnsibleRunner:
             "ANSIBLE_HOST_KEY_CHECKING": "False",
             "ANSIBLE_TIMEOUT": str(self.ssh_timeout),
             "ANSIBLE_FORKS": str(self.forks),
+            "ANSIBLE_STRATEGY": self.strategy,
+            "ANSIBLE_STRATEGY_PLUGINS": STRATEGY_PLUGINS_DIR,
+            # ansible-core deprecates every third-party strategy on each run; the notice
+            # would crowd the real warnings out of a failed run's message.
+            "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_SSH_ARGS": SSH_ARGS,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
             "ANSIBLE_HOME": str(home),

@@ -15,9 +15,16 @@ from pathlib import Path
 import pytest
 
 from api.adapters import proctree
-from api.adapters.ansible import CONTROL_ROOT, RUN_DIR_FLAG, RUN_MARKER_ENV, AnsibleRunner
+from api.adapters.ansible import (
+    CONTROL_ROOT,
+    RUN_DIR_FLAG,
+    RUN_MARKER_ENV,
+    AnsibleRunner,
+    resolve_strategy,
+)
 from api.domain.ports import PlaybookRun
 from api.settings import Settings
+from tests.support import wait_until
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "playbooks"
 
@@ -61,6 +68,19 @@ def runner(tmp_path) -> AnsibleRunner:
         artifacts_dir=str(tmp_path / "runs"),
         forks=5,
         ssh_timeout=5,
+    )
+
+
+@pytest.fixture
+def mitogen_runner(tmp_path) -> AnsibleRunner:
+    """The runner as the product builds it for SSH hosts (``LAMBDA_ANSIBLE_STRATEGY=auto``)."""
+    return AnsibleRunner(
+        playbook_dir=str(FIXTURES),
+        roles_dir=str(FIXTURES / "roles"),
+        artifacts_dir=str(tmp_path / "runs"),
+        forks=5,
+        ssh_timeout=5,
+        strategy=resolve_strategy("auto", "ssh"),
     )
 
 
@@ -438,6 +458,67 @@ def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
         cancel.set()
         # The remote side belongs to the host, not the run: the sshd fixture reaps it,
         # and the detached sleep (reparented when its session ended) is killed here.
+        if remote.is_file():
+            pid = int(remote.read_text())
+            if "sleep" in processes_mentioning("sleep").get(pid, ""):
+                os.kill(pid, 9)
+
+
+def mitogen_contexts() -> dict[int, str]:
+    # Mitogen retitles its interpreters "python3(mitogen:user@host:pid)", both sides.
+    return processes_mentioning("(mitogen:")
+
+
+def test_auto_strategy_is_mitogen_over_ssh_and_linear_over_a_local_connection():
+    assert resolve_strategy("auto", "ssh") == "mitogen_linear"
+    # Mitogen would run every local "host" of the demo in one interpreter, one at a time.
+    assert resolve_strategy("auto", "local") == "linear"
+    assert resolve_strategy("linear", "ssh") == "linear"
+
+
+def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
+        mitogen_runner, sshd, tmp_path):
+    port, key = sshd
+    out = tmp_path / "out"
+    out.mkdir()
+    run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
+                      ident="mitogen", extravars={"out_dir": str(out)})
+    during: list[str] = []
+    result = mitogen_runner.run(run, on_task=lambda _: during.extend(mitogen_contexts().values()))
+
+    assert result.status == "successful", result.failure
+    assert {(t.host, t.task, t.status) for t in result.tasks} == {
+        ("s1", "Touch the host over its connection", "ok"),
+        ("s1", "Record the run marker", "changed"),
+    }
+    assert during, "no Mitogen interpreter was seen during the run: nothing was tested"
+    marker = (out / "s1.marker").read_text().strip()
+    assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
+    # The host's interpreter exits once its connection is gone.
+    assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+
+
+@pytest.mark.timeout(90)
+def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
+        mitogen_runner, sshd, tmp_path):
+    port, key = sshd
+    out = tmp_path / "out"
+    out.mkdir()
+    run = PlaybookRun(playbook="hang.yml", inventory=ssh_inventory(port, key),
+                      ident="mitogen-hang", extravars={"out_dir": str(out)}, timeout=30)
+    cancel = threading.Event()
+    remote = out / "s1.remote"
+    threading.Thread(target=lambda: wait_for_files([remote], 60) and cancel.set()).start()
+    try:
+        result = mitogen_runner.run(run, cancel=cancel)
+
+        assert result.status == "canceled"
+        assert result.failure.task == "Sleep for a long time on the host"
+        marker = (out / "s1.marker").read_text().strip()
+        assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
+        assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+    finally:
+        cancel.set()
         if remote.is_file():
             pid = int(remote.read_text())
             if "sleep" in processes_mentioning("sleep").get(pid, ""):

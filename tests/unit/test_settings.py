@@ -48,6 +48,7 @@ def test_yaml_file_then_environment(tmp_path, monkeypatch):
     ({"LAMBDA_POOL_SIZE": "many"}, "not a number"),
     ({"LAMBDA_DISPATCHER": "rq"}, "local or celery"),
     ({"LAMBDA_ANSIBLE_CONNECTION": "winrm"}, "ssh or local"),
+    ({"LAMBDA_ANSIBLE_STRATEGY": "free"}, "auto, mitogen_linear, linear"),
     ({"LAMBDA_CONFIG": "/nonexistent/lambda.yml"}, "cannot read"),
 ])
 def test_bad_settings_are_clear_errors(env, message):
