@@ -50,6 +50,7 @@ lab-down: venv
 	$(BIN)/lambda-service lab down $(LAB_ARGS)
 
 bench: venv lab-deps
+	scripts/install-bench-deps.sh
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
