@@ -24,7 +24,7 @@ from cryptography.fernet import Fernet
 
 from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 from benchmarks import wrk
-from benchmarks.procs import Proc, free_port, python_cmd, status_kb, tree
+from benchmarks.procs import Proc, children, cpu_seconds, free_port, python_cmd, status_kb, tree
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class HttpConfig:
     warmup: float = 2.0
     rounds: int = 2
     connections: int = 32
-    accept_instances: int = 40_000
+    accept_instances: int = 150_000
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     identity_requests: int = 10_000
     cold_samples: int = 11
@@ -48,6 +48,8 @@ class HttpConfig:
     dispatcher: str = "auto"  # auto (celery when available) | noop
     workers: int | None = None  # None: the product's defaults (LAMBDA_HTTP_WORKERS)
     threads: int | None = None
+    max_worker_share: float = 0.8  # busiest worker's share of CPU for a balanced run
+    max_retries: int = 2  # reruns of an unbalanced round
 
 
 @dataclass
@@ -65,6 +67,7 @@ class HttpReport:
     identity: dict = field(default_factory=dict)
     memory: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    retries: int = 0  # rounds run again because one worker took every connection
 
     def ratio(self, scenario: str) -> float:
         return statistics.median(p.product.rps / p.bare.rps for p in self.pairs[scenario])
@@ -263,6 +266,20 @@ class HttpBench:
         return wrk.run(f"http://127.0.0.1:{port}/", script, duration=duration,
                        connections=self.config.connections, args=args)
 
+    def _balanced_run(self, server: Proc, port: int, scenario: str, script: Path,
+                      duration: float, id_range=None) -> tuple[wrk.WrkResult, float]:
+        """One wrk run and the busiest gunicorn worker's share of the workers' CPU.
+
+        wrk opens its keep-alive connections in one burst, and whichever worker wakes
+        first may accept them all: the run then measures one process, not the server.
+        """
+        workers = children(server.pid)
+        before = {pid: cpu_seconds(pid) for pid in workers}
+        result = self._run(port, scenario, script, duration, id_range)
+        used = [cpu_seconds(pid) - cpu for pid, cpu in before.items()]
+        share = max(used) / sum(used) if len(used) > 1 and sum(used) > 0 else 1.0
+        return result, share
+
     def run_ratios(self) -> HttpReport:
         cfg = self.config
         report = HttpReport(dispatcher=self.dispatcher, workers=self.workers,
@@ -270,7 +287,7 @@ class HttpBench:
         scripts = self.scripts()
         # Accept ranges: the last id is the check's; the rest is cut in equal slices, one
         # per product run (warm-up included), so every request names a STOPPED instance.
-        slices = cfg.rounds + 1
+        slices = cfg.rounds * (cfg.max_retries + 1) + 1
         size = (cfg.accept_instances - 1) // slices
         ranges = iter([(i * size, (i + 1) * size) for i in range(slices)])
         self.say(f"warm-up: {cfg.warmup:g} s of each scenario on each server")
@@ -281,16 +298,30 @@ class HttpBench:
         for scenario in cfg.scenarios:
             report.pairs[scenario] = []
             for n in range(cfg.rounds):
-                bare = self._run(self.bare_port, scenario, scripts[scenario], cfg.duration)
-                product = self._run(self.product_port, scenario, scripts[scenario],
-                                    cfg.duration,
-                                    next(ranges) if scenario == "accept" else None)
+                # A round counts when neither server had one worker take (nearly) every
+                # connection; an unbalanced pair is run again, up to max_retries times.
+                for attempt in range(cfg.max_retries + 1):
+                    bare, bare_share = self._balanced_run(
+                        self.bare, self.bare_port, scenario, scripts[scenario], cfg.duration)
+                    product, product_share = self._balanced_run(
+                        self.product, self.product_port, scenario, scripts[scenario],
+                        cfg.duration, next(ranges) if scenario == "accept" else None)
+                    balanced = max(bare_share, product_share) <= cfg.max_worker_share
+                    if balanced or attempt == cfg.max_retries:
+                        break
+                    report.retries += 1
+                    self.say(f"  {scenario:8s} round {n + 1}: busiest worker's CPU share "
+                             f"bare {bare_share:.2f}, product {product_share:.2f}: run again")
+                if not balanced:
+                    report.notes.append(f"{scenario} round {n + 1}: workers unbalanced after "
+                                        f"{cfg.max_retries} retries (kept)")
                 report.pairs[scenario].append(Pair(bare, product))
                 self.say(f"  {scenario:8s} round {n + 1}: bare {bare.rps:8.0f} req/s "
                          f"p50 {bare.p50_ms:6.2f} ms p99 {bare.p99_ms:6.2f} ms | product "
                          f"{product.rps:8.0f} req/s p50 {product.p50_ms:6.2f} ms "
                          f"p99 {product.p99_ms:6.2f} ms | non-2xx {product.non_2xx} "
-                         f"errors {product.socket_errors}")
+                         f"errors {product.socket_errors} | busiest worker "
+                         f"{bare_share:.2f} / {product_share:.2f}")
                 if scenario == "accept" and product.non_2xx:
                     report.notes.append(f"accept round {n + 1}: {product.non_2xx} non-202 "
                                         "answers (ran out of STOPPED instances?)")

@@ -86,6 +86,7 @@ class OrchestrationResult:
     timings: list[Timing] = field(default_factory=list)
     memory: dict = field(default_factory=dict)
     ansible: dict = field(default_factory=dict)
+    ssh_costs: dict = field(default_factory=dict)  # strategy -> per task and host
     ssh_settings: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -144,6 +145,16 @@ class OrchestrationResult:
             a = self.ansible
             p(f"ansible-playbook start-up (empty play, local): {a['empty']:.2f} s; "
               f"per task ({a['tasks']} command tasks, 1 host): {a['per_task']:.3f} s")
+        if self.ssh_costs:
+            c = self.ssh_costs
+            p(f"per task and host over SSH ({c['hosts']} lab hosts, {c['tasks']} command "
+              f"tasks, minus an empty play; median of {c['repeats']}):")
+            for name in ("linear", "mitogen_linear"):
+                v = c[name]
+                p(f"  {name:15s} {v['cpu'] * 1000:6.1f} ms CPU (whole machine), "
+                  f"{v['wall'] * 1000:6.1f} ms wall; empty play {v['empty']:.2f} s")
+            p(f"  linear/mitogen_linear: CPU {c['linear']['cpu'] / c['mitogen_linear']['cpu']:.2f}"
+              f", wall {c['linear']['wall'] / c['mitogen_linear']['wall']:.2f}")
         for name, values in self.memory.items():
             p(f"memory {name}: {values}")
         for note in self.notes:
@@ -197,6 +208,7 @@ class OrchestrationBench:
         self.procs: list[Proc] = []
         self.queue = f"lambda-bench-orch-{os.getpid()}"
         self.dispatcher = "celery"
+        self.strategy = "linear"  # set from the settings in start()
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["Authorization"] = f"Token {DEMO_TOKEN}"
@@ -299,6 +311,11 @@ class OrchestrationBench:
         if not use_celery:
             self.dispatcher = "local (no broker): the API process is the worker"
         self.env = env
+        from api.adapters.ansible import resolve_strategy
+        from api.settings import load_settings
+
+        settings = load_settings(env)
+        self.strategy = resolve_strategy(settings.ansible_strategy, settings.ansible_connection)
         subprocess.run(python_cmd("-m", "api.cli", "seed", str(seed_file)), env=env,
                        check=True, capture_output=True)
         self.base = f"http://{env['LAMBDA_BIND']}"
@@ -452,6 +469,68 @@ def ansible_costs(workdir: Path) -> dict:
     return {"empty": e, "tasks": 5, "per_task": (f - e) / 5}
 
 
+def _machine_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (every core; /proc/stat)."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dict:
+    """CPU and wall time of one command task on one host, linear vs Mitogen, over SSH.
+
+    Every lab host is powered on and gets ``tasks`` command tasks; the cost is the
+    difference to an empty play, divided by tasks x hosts. CPU is the whole machine's (the
+    hosts share its cores, so this counts the controller, sshd and the hosts' Pythons).
+    """
+    from api.adapters.ansible import SSH_ARGS, STRATEGY_PLUGINS_DIR
+
+    for host in lab.hosts:
+        lab.power_on(host.name)
+    inventory = workdir / "ssh-costs.ini"
+    inventory.write_text("[lambda]\n" + "".join(
+        f"{h.name} ansible_host={h.ip}\n" for h in lab.hosts) + "[lambda:vars]\n"
+        f"ansible_user={lab.ssh_user}\nansible_ssh_private_key_file={lab.ssh_key}\n"
+        "ansible_python_interpreter=/usr/bin/python3\nmitogen_ssh_compression=False\n")
+    plays = {}
+    for count in (0, tasks):
+        plays[count] = workdir / f"ssh-costs-{count}.yml"
+        plays[count].write_text(
+            "- hosts: lambda\n  gather_facts: false\n  tasks:" + ("\n" if count else " []\n")
+            + "".join(f"    - name: Task {i}\n      ansible.builtin.command: /bin/true\n"
+                      "      changed_when: false\n" for i in range(count)))
+    bin_dir = Path(sys.executable).parent
+    playbook = shutil.which("ansible-playbook", path=str(bin_dir)) or "ansible-playbook"
+    base = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_HOST_KEY_CHECKING="False",
+                ANSIBLE_SSH_ARGS=SSH_ARGS, ANSIBLE_FORKS="20",
+                ANSIBLE_STRATEGY_PLUGINS=STRATEGY_PLUGINS_DIR,
+                ANSIBLE_DEPRECATION_WARNINGS="False")
+
+    def timed(strategy: str, count: int) -> tuple[float, float]:
+        cpu, started = _machine_cpu_seconds(), time.monotonic()
+        subprocess.run([playbook, "-i", str(inventory), str(plays[count])],
+                       env=dict(base, ANSIBLE_STRATEGY=strategy), check=True,
+                       capture_output=True, timeout=300)
+        return time.monotonic() - started, _machine_cpu_seconds() - cpu
+
+    try:
+        samples = {(s, n): [] for s in ("linear", "mitogen_linear") for n in (0, tasks)}
+        for _ in range(repeats):  # interleaved, so drifting load hits both alike
+            for key in samples:
+                samples[key].append(timed(*key))
+        result = {"hosts": len(lab.hosts), "tasks": tasks, "repeats": repeats}
+        units = tasks * len(lab.hosts)
+        for strategy in ("linear", "mitogen_linear"):
+            empty = [statistics.median(v[i] for v in samples[(strategy, 0)]) for i in (0, 1)]
+            full = [statistics.median(v[i] for v in samples[(strategy, tasks)]) for i in (0, 1)]
+            result[strategy] = {"wall": (full[0] - empty[0]) / tasks,
+                                "cpu": (full[1] - empty[1]) / units, "empty": empty[0]}
+        return result
+    finally:
+        for host in lab.hosts:
+            lab.power_off(host.name)
+
+
 def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | None, out,
                       services: tuple[str, ...] = DEFAULT_SERVICES,
                       broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
@@ -471,7 +550,7 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
     try:
         bench.start()
         result.dispatcher = bench.dispatcher
-        result.ssh_settings = (f"ANSIBLE_PIPELINING=True, forks "
+        result.ssh_settings = (f"strategy {bench.strategy}, ANSIBLE_PIPELINING=True, forks "
                                f"{bench.env.get('LAMBDA_ANSIBLE_FORKS', '20')}, ssh args "
                                f"'{SSH_ARGS}'" if use_lab else
                                "connection local (no SSH); pipelining on, forks 20")
@@ -484,6 +563,8 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
             bench.run_product(n, result)
             bench.run_serial(n, result)
         result.ansible = ansible_costs(bench.workdir)
+        if bench.lab is not None:
+            result.ssh_costs = ssh_task_costs(bench.lab, bench.workdir)
         return result
     finally:
         bench.stop()

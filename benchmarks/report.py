@@ -25,6 +25,9 @@ def print_http(report, out) -> dict[str, str]:
         p(f"| {scenario} | {b_rps:.0f} | {b50:.2f} / {b99:.2f} | {pr_rps:.0f} | "
           f"{r50:.2f} / {r99:.2f} | {ratio:.2f} | {r99 / b99:.2f} |")
         summary[f"RATIO {scenario}"] = f"{ratio:.2f}"
+    if report.retries:
+        p(f"rounds run again because one gunicorn worker took (nearly) every connection: "
+          f"{report.retries}")
     for note in report.notes:
         p(f"note: {note}")
     ident = report.identity

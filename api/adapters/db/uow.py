@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from api.adapters.db.tables import actions, hosts, instances, steps, tasks
+from api.adapters.db.writer_gate import WriterGate
 from api.domain.clock import utcnow
 from api.domain.model import (
     Action,
@@ -80,9 +81,12 @@ class SqlUnitOfWork:
     Reads made before the first write are not isolated from it: every write that depends
     on them is a compare-and-set (``UPDATE ... WHERE status IN ...``) or fails on a key."""
 
-    def __init__(self, engine: Engine, readonly: bool = False):
+    def __init__(self, engine: Engine, readonly: bool = False,
+                 writer_gate: WriterGate | None = None):
         self._engine = engine
         self._readonly = readonly
+        self._writer_gate = writer_gate
+        self._gated = False
         self._conn: Connection | None = None
         self._lazy_write = not readonly and engine.dialect.name == "sqlite"
         self._writing = not self._lazy_write
@@ -111,6 +115,8 @@ class SqlUnitOfWork:
         self._writing = True
         conn = self._conn
         self._tx.rollback()  # nothing written, no transaction open: no statement is sent
+        if self._writer_gate is not None:
+            self._gated = self._writer_gate.acquire()
         conn.execution_options(lambda_begin="BEGIN IMMEDIATE")  # in place, for the next begin
         self._tx = conn.begin()
 
@@ -121,19 +127,31 @@ class SqlUnitOfWork:
         finally:
             self._conn.close()
             self._conn = None
+            if self._gated:
+                self._gated = False
+                self._writer_gate.release()
 
     def commit(self) -> None:
         self._tx.commit()
 
 
 class UnitOfWorkFactory:
-    """Hands out units of work on one engine; ``readonly`` ones skip SQLite's write lock."""
+    """Hands out units of work on one engine; ``readonly`` ones skip SQLite's write lock.
 
-    def __init__(self, engine: Engine):
+    On a SQLite file, writers queue at the database's ``WriterGate`` before they ask
+    SQLite for its write lock (see ``writer_gate``); ``writer_gate=False`` turns that off.
+    """
+
+    def __init__(self, engine: Engine, writer_gate: bool = True):
         self.engine = engine
+        self.writer_gate = None
+        database = engine.url.database
+        if writer_gate and engine.dialect.name == "sqlite" and database not in (None, "",
+                                                                                 ":memory:"):
+            self.writer_gate = WriterGate.for_database(database)
 
     def __call__(self, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, readonly=readonly)
+        return SqlUnitOfWork(self.engine, readonly=readonly, writer_gate=self.writer_gate)
 
 
 def _no_op() -> None:
