@@ -37,6 +37,7 @@ class Settings:
     dispatcher: str = "local"  # local | celery
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     queue: str = "lambda-actions"  # the Celery queue of action ids
+    broker_confirm: bool = False  # RabbitMQ publisher confirms on every dispatch
     sweep_interval: float = 0.0  # seconds between orphan sweeps; 0: a third of the lease
     auth_url: str | None = None
     bind: str = "127.0.0.1:8000"
@@ -84,8 +85,18 @@ def _coerce(name: str, raw):
             return int(raw)
         if kind == "float":
             return float(raw)
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            word = str(raw).strip().lower()
+            if word in ("1", "true", "yes", "on"):
+                return True
+            if word in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
     except (TypeError, ValueError) as exc:
-        raise SettingsError(f"setting {name}: {raw!r} is not a number") from exc
+        expected = "true or false" if kind == "bool" else "a number"
+        raise SettingsError(f"setting {name}: {raw!r} is not {expected}") from exc
     return None if raw in ("", None) else str(raw)
 
 

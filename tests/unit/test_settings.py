@@ -49,6 +49,7 @@ def test_yaml_file_then_environment(tmp_path, monkeypatch):
     ({"LAMBDA_DISPATCHER": "rq"}, "local or celery"),
     ({"LAMBDA_ANSIBLE_CONNECTION": "winrm"}, "ssh or local"),
     ({"LAMBDA_ANSIBLE_STRATEGY": "free"}, "auto, mitogen_linear, linear"),
+    ({"LAMBDA_BROKER_CONFIRM": "maybe"}, "not true or false"),
     ({"LAMBDA_CONFIG": "/nonexistent/lambda.yml"}, "cannot read"),
 ])
 def test_bad_settings_are_clear_errors(env, message):
@@ -61,3 +62,9 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
     config.write_text("pool_sise: 3\n")
     with pytest.raises(SettingsError, match="unknown setting 'pool_sise'"):
         load_settings({"LAMBDA_CONFIG": str(config)})
+
+
+@pytest.mark.parametrize(("raw", "value"), [("1", True), ("on", True), ("True", True),
+                                            ("0", False), ("off", False), ("no", False)])
+def test_boolean_settings_read_the_usual_words(raw, value):
+    assert load_settings({"LAMBDA_BROKER_CONFIRM": raw}).broker_confirm is value
