@@ -37,7 +37,7 @@ SCENARIOS = ("reject", "details", "accept")
 class HttpConfig:
     duration: float = 6.0
     warmup: float = 2.0
-    rounds: int = 2
+    rounds: int = 3
     connections: int = 32
     accept_instances: int = 150_000
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"

@@ -76,6 +76,7 @@ class Timing:
     state: str
     error: str | None
     task_durations: list[float] = field(default_factory=list)
+    repeat: int = 0  # which of the product's repeated start+stop cycles
 
 
 @dataclass
@@ -96,11 +97,15 @@ class OrchestrationResult:
                 return t
         return None
 
+    def totals(self, kind: str, action: str, hosts: int) -> list[float]:
+        return [t.total for t in self.timings if (t.kind, t.action, t.hosts) ==
+                (kind, action, hosts)]
+
     def cycle(self, kind: str, hosts: int) -> float | None:
-        start, stop = self.get(kind, "start", hosts), self.get(kind, "stop", hosts)
-        if start is None or stop is None:
-            return None
-        return start.total + stop.total
+        """Median over the repeats of start + stop (each repeat's pair summed)."""
+        starts, stops = self.totals(kind, "start", hosts), self.totals(kind, "stop", hosts)
+        pairs = [a + b for a, b in zip(starts, stops, strict=False)]
+        return statistics.median(pairs) if pairs else None
 
     def print(self, out) -> dict[str, str]:
         def p(text=""):
@@ -115,7 +120,8 @@ class OrchestrationResult:
         p("|---|---|---|---|---|---|---|---|---|")
         for t in self.timings:
             cells = " | ".join(f"{t.steps[s]:.2f}" if s in t.steps else "-" for s in STEP_NAMES)
-            p(f"| {t.kind} | {t.hosts} | {t.action} | {t.total:.2f} | {cells} | {t.state} |")
+            run = t.kind if not t.repeat else f"{t.kind} ({t.repeat + 1})"
+            p(f"| {run} | {t.hosts} | {t.action} | {t.total:.2f} | {cells} | {t.state} |")
         counts = sorted({t.hosts for t in self.timings})
         for n in counts:
             product, serial = self.cycle("product", n), self.cycle("serial", n)
@@ -133,9 +139,11 @@ class OrchestrationResult:
             lo, hi = min(counts), max(counts)
             t_lo, t_hi = self.cycle("product", lo), self.cycle("product", hi)
             if t_lo and t_hi:
-                starts = [self.get("product", "start", n) for n in (lo, hi)]
+                starts = [statistics.median(self.totals("product", "start", n))
+                          for n in (lo, hi)]
+                repeats = len(self.totals("product", "start", lo))
                 p(f"T({hi})/T({lo}) start+stop {t_hi / t_lo:.2f} (start only "
-                  f"{starts[1].total / starts[0].total:.2f})")
+                  f"{starts[1] / starts[0]:.2f}; medians of {repeats} product cycles)")
                 summary[f"T{hi}/T{lo}"] = f"{t_hi / t_lo:.2f}"
         tasks = [d for t in self.timings if t.kind == "product" for d in t.task_durations]
         if tasks:
@@ -363,19 +371,19 @@ class OrchestrationBench:
         raise RuntimeError(f"{action} of {instance} did not end within {timeout}s")
 
     @staticmethod
-    def _timing(kind: str, action: str, hosts: int, data: dict) -> Timing:
+    def _timing(kind: str, action: str, hosts: int, data: dict, repeat: int = 0) -> Timing:
         created = datetime.fromisoformat(data["created_at"])
         finished = datetime.fromisoformat(data["finished_at"])
         steps = {s["name"]: s["duration"] for s in data["steps"]
                  if s["duration"] is not None and s["state"] != "skipped"}
         tasks = [t["duration"] for t in data["playbook"]["tasks"] if t.get("duration")]
         return Timing(kind, action, hosts, (finished - created).total_seconds(), steps,
-                      data["state"], data.get("error"), tasks)
+                      data["state"], data.get("error"), tasks, repeat)
 
-    def run_product(self, n: int, result: OrchestrationResult) -> None:
+    def run_product(self, n: int, result: OrchestrationResult, repeat: int = 0) -> None:
         iid = instance_id("product", n)
         samplers = []
-        if n == max(self.counts):
+        if n == max(self.counts) and repeat == 0:
             samplers = [RssSampler(self.api.pid)]
             if self.worker is not None:
                 samplers.append(RssSampler(self.worker.pid))
@@ -386,7 +394,7 @@ class OrchestrationBench:
         finally:
             for s in samplers:
                 s.__exit__(None, None, None)
-        result.timings.append(self._timing("product", "start", n, start))
+        result.timings.append(self._timing("product", "start", n, start, repeat))
         if start["state"] != "succeeded":
             result.notes.append(f"{n}-host start failed: {start.get('error')}")
         for name, sampler in zip(("api", "worker"), samplers, strict=False):
@@ -398,7 +406,7 @@ class OrchestrationBench:
                 f" VmHWM of the {name} process {main_hwm / 1024:.0f} MiB, of its largest "
                 f"descendants {[round(kb / 1024) for kb in others[:4]]} MiB")
         stop = self._act(iid, "stop")
-        result.timings.append(self._timing("product", "stop", n, stop))
+        result.timings.append(self._timing("product", "stop", n, stop, repeat))
         if stop["state"] != "succeeded":
             result.notes.append(f"{n}-host stop failed: {stop.get('error')}")
 
@@ -533,8 +541,8 @@ def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dic
 
 def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | None, out,
                       services: tuple[str, ...] = DEFAULT_SERVICES,
-                      broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
-                      ) -> OrchestrationResult:
+                      broker_url: str = "amqp://guest:guest@127.0.0.1:5672//",
+                      repeats: int = 3) -> OrchestrationResult:
     reason = lab_usable()
     if use_lab is None:
         use_lab = reason is None
@@ -559,8 +567,9 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         bench.say(f"  warm-up: an untimed start+stop of {min(host_counts)} hosts")
         bench.run_serial(min(host_counts), OrchestrationResult(mode, services, ""))
         for n in host_counts:
-            bench.say(f"  {n} hosts: product start+stop, then the serial baseline")
-            bench.run_product(n, result)
+            bench.say(f"  {n} hosts: product start+stop x{repeats}, then the serial baseline")
+            for repeat in range(repeats):
+                bench.run_product(n, result, repeat)
             bench.run_serial(n, result)
         result.ansible = ansible_costs(bench.workdir)
         if bench.lab is not None:

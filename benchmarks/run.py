@@ -54,7 +54,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk run")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--rounds", type=int, default=3,
                    help="interleaved bare/product pairs per scenario (median taken)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--scenarios", default="reject,details,accept")
@@ -71,6 +71,8 @@ def parse_args(argv):
     p.add_argument("--no-lab", dest="lab", action="store_false",
                    help="orchestrate local hosts (ansible_connection=local) instead")
     p.add_argument("--hosts", default="2,4,8", help="host counts of the orchestration runs")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="product start+stop cycles per host count (median taken)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
 
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print("\n== 3-4. Orchestration and memory ==", flush=True)
             hosts = [int(x) for x in args.hosts.split(",")]
-            result = run_orchestration(workdir, hosts, args.lab, out)
+            result = run_orchestration(workdir, hosts, args.lab, out, repeats=args.repeats)
             summary.update(print_orchestration(result, out))
     finally:
         if args.keep:
