@@ -1,7 +1,7 @@
 """Ansible's linear strategy run over Mitogen, or plain linear where Mitogen is missing.
 
 Mitogen keeps one Python interpreter per host for the whole play instead of starting a
-new one for every task, which cuts the CPU a task costs on the hosts by about five times
+new one for every task: a task costs about a third of the CPU and half the wall time
 (``benchmarks/README.md``). Its own plugin file cannot be found by a path that does not
 depend on where the package is installed, so ``ansible.cfg`` and the runner adapter point
 at this directory and this module loads Mitogen's strategy by import, as Mitogen's own
