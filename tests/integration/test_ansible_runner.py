@@ -60,28 +60,26 @@ def wait_for_files(paths: list[Path], timeout: float) -> bool:
     return False
 
 
-@pytest.fixture
-def runner(tmp_path) -> AnsibleRunner:
+def fixture_runner(tmp_path, strategy: str = "linear") -> AnsibleRunner:
     return AnsibleRunner(
         playbook_dir=str(FIXTURES),
         roles_dir=str(FIXTURES / "roles"),
         artifacts_dir=str(tmp_path / "runs"),
         forks=5,
         ssh_timeout=5,
+        strategy=strategy,
     )
+
+
+@pytest.fixture
+def runner(tmp_path) -> AnsibleRunner:
+    return fixture_runner(tmp_path)
 
 
 @pytest.fixture
 def mitogen_runner(tmp_path) -> AnsibleRunner:
     """The runner as the product builds it for SSH hosts (``LAMBDA_ANSIBLE_STRATEGY=auto``)."""
-    return AnsibleRunner(
-        playbook_dir=str(FIXTURES),
-        roles_dir=str(FIXTURES / "roles"),
-        artifacts_dir=str(tmp_path / "runs"),
-        forks=5,
-        ssh_timeout=5,
-        strategy=resolve_strategy("auto", "ssh"),
-    )
+    return fixture_runner(tmp_path, resolve_strategy("auto", "ssh"))
 
 
 def by_host_task(tasks):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import sqlite3
@@ -82,39 +83,39 @@ def _hold_flock(path: str, held, release) -> None:
     gate.release()
 
 
-def test_a_writer_waits_for_another_process_then_gets_its_turn(tmp_path):
-    path = str(tmp_path / "db.writers")
+@contextlib.contextmanager
+def gate_held_by_another_process(path: str):
+    """Another process holds the gate of ``path`` until the yielded event is set."""
     held, release = FORK.Event(), FORK.Event()
     holder = FORK.Process(target=_hold_flock, args=(path, held, release))
     holder.start()
     try:
         assert held.wait(10)
+        yield release
+    finally:
+        release.set()
+        holder.join(10)
+
+
+def test_a_writer_waits_for_another_process_then_gets_its_turn(tmp_path):
+    path = str(tmp_path / "db.writers")
+    with gate_held_by_another_process(path) as release:
         gate = WriterGate(path, timeout=10)
         threading.Timer(0.3, release.set).start()
         started = time.monotonic()
         assert gate.acquire()
         waited = time.monotonic() - started
         gate.release()
-        assert waited >= 0.25, "the gate did not wait for the other process"
-    finally:
-        release.set()
-        holder.join(10)
+    assert waited >= 0.25, "the gate did not wait for the other process"
 
 
 def test_a_gate_held_too_long_lets_the_writer_go_on_without_it(tmp_path):
     path = str(tmp_path / "db.writers")
-    held, release = FORK.Event(), FORK.Event()
-    holder = FORK.Process(target=_hold_flock, args=(path, held, release))
-    holder.start()
-    try:
-        assert held.wait(10)
+    with gate_held_by_another_process(path):
         gate = WriterGate(path, timeout=0.2)
         assert gate.acquire() is False
         # Giving up left nothing held in this process: the next writer tries again.
         assert gate.acquire() is False
-    finally:
-        release.set()
-        holder.join(10)
     assert gate.acquire() is True
     gate.release()
 
