@@ -139,15 +139,14 @@ class UnitOfWorkFactory:
     """Hands out units of work on one engine; ``readonly`` ones skip SQLite's write lock.
 
     On a SQLite file, writers queue at the database's ``WriterGate`` before they ask
-    SQLite for its write lock (see ``writer_gate``); ``writer_gate=False`` turns that off.
+    SQLite for its write lock (see ``writer_gate``).
     """
 
-    def __init__(self, engine: Engine, writer_gate: bool = True):
+    def __init__(self, engine: Engine):
         self.engine = engine
         self.writer_gate = None
         database = engine.url.database
-        if writer_gate and engine.dialect.name == "sqlite" and database not in (None, "",
-                                                                                 ":memory:"):
+        if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
             self.writer_gate = WriterGate.for_database(database)
 
     def __call__(self, readonly: bool = False) -> SqlUnitOfWork:
