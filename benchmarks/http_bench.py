@@ -272,12 +272,15 @@ class HttpBench:
 
         wrk opens its keep-alive connections in one burst, and whichever worker wakes
         first may accept them all: the run then measures one process, not the server.
+        With a single worker the share is 0.0: there is nothing to balance.
         """
         workers = children(server.pid)
         before = {pid: cpu_seconds(pid) for pid in workers}
         result = self._run(port, scenario, script, duration, id_range)
         used = [cpu_seconds(pid) - cpu for pid, cpu in before.items()]
-        share = max(used) / sum(used) if len(used) > 1 and sum(used) > 0 else 1.0
+        if len(used) < 2:
+            return result, 0.0
+        share = max(used) / sum(used) if sum(used) > 0 else 1.0
         return result, share
 
     def run_ratios(self) -> HttpReport:
