@@ -424,42 +424,44 @@ def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
     assert not Path(control_dir).exists()
 
 
-@pytest.mark.timeout(90)
-def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
+@contextlib.contextmanager
+def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float):
+    """Run hang.yml over SSH, cancel it once the host's sleep runs; yield (result, marker).
+
+    The remote side belongs to the host, not the run: the sshd fixture reaps it, and the
+    detached sleep (reparented when its session ended) is killed here afterwards.
+    """
     port, key = sshd
     out = tmp_path / "out"
     out.mkdir()
-    inventory = ssh_inventory(port, key)
-    run = PlaybookRun(
-        playbook="hang.yml",
-        inventory=inventory,
-        ident="ssh-hang",
-        extravars={"out_dir": str(out)},
-        timeout=8,
-    )
+    run = PlaybookRun(playbook="hang.yml", inventory=ssh_inventory(port, key), ident=ident,
+                      extravars={"out_dir": str(out)}, timeout=timeout)
     cancel = threading.Event()
     remote = out / "s1.remote"
-    # Cancel once the remote sleep runs, so the masters are up; the timeout is the backstop.
+    # Cancel once the remote sleep runs, so the connections are up; the timeout is the
+    # backstop.
     threading.Thread(target=lambda: wait_for_files([remote], 60) and cancel.set()).start()
     try:
         result = runner.run(run, cancel=cancel)
+        yield result, (out / "s1.marker").read_text().strip()
+    finally:
+        cancel.set()
+        if remote.is_file():
+            pid = int(remote.read_text())
+            if "sleep" in processes_mentioning("sleep").get(pid, ""):
+                os.kill(pid, 9)
 
+
+@pytest.mark.timeout(90)
+def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
+    with canceled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=8) as (result, marker):
         assert result.status == "canceled"
         assert result.failure.task == "Sleep for a long time on the host"
-        marker = (out / "s1.marker").read_text().strip()
         control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
         # The master's environment block is overwritten by its title: only the control
         # directory identifies it, and it must be gone with every marked process.
         assert processes_mentioning(control_dir) == {}
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
-    finally:
-        cancel.set()
-        # The remote side belongs to the host, not the run: the sshd fixture reaps it,
-        # and the detached sleep (reparented when its session ended) is killed here.
-        if remote.is_file():
-            pid = int(remote.read_text())
-            if "sleep" in processes_mentioning("sleep").get(pid, ""):
-                os.kill(pid, 9)
 
 
 def mitogen_contexts() -> dict[int, str]:
@@ -499,25 +501,9 @@ def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
 @pytest.mark.timeout(90)
 def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         mitogen_runner, sshd, tmp_path):
-    port, key = sshd
-    out = tmp_path / "out"
-    out.mkdir()
-    run = PlaybookRun(playbook="hang.yml", inventory=ssh_inventory(port, key),
-                      ident="mitogen-hang", extravars={"out_dir": str(out)}, timeout=30)
-    cancel = threading.Event()
-    remote = out / "s1.remote"
-    threading.Thread(target=lambda: wait_for_files([remote], 60) and cancel.set()).start()
-    try:
-        result = mitogen_runner.run(run, cancel=cancel)
-
+    with canceled_ssh_hang(mitogen_runner, sshd, tmp_path, "mitogen-hang",
+                           timeout=30) as (result, marker):
         assert result.status == "canceled"
         assert result.failure.task == "Sleep for a long time on the host"
-        marker = (out / "s1.marker").read_text().strip()
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
         assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
-    finally:
-        cancel.set()
-        if remote.is_file():
-            pid = int(remote.read_text())
-            if "sleep" in processes_mentioning("sleep").get(pid, ""):
-                os.kill(pid, 9)
