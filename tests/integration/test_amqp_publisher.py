@@ -1,0 +1,106 @@
+"""The API's RabbitMQ publisher: Celery's own message format, on a real broker, through a
+dead connection, with the broker away, and across a fork (gunicorn workers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+
+import pytest
+from kombu import Connection
+
+from api.settings import Settings
+from api.worker.amqp_publisher import AmqpTaskPublisher, PublishFailed, celery_task_message
+from api.worker.celery_app import TASK_NAME, create_celery_app
+from api.worker.celery_dispatch import CeleryDispatcher
+from tests.integration.test_scaleout import free_port, rabbitmq, wait_for  # noqa: F401
+
+
+def test_message_is_the_one_celery_builds_for_send_task():
+    """Same headers, properties and body as Celery's ``as_task_v2`` (a Celery upgrade that
+    changes its protocol fails here, not in a worker)."""
+    app = create_celery_app(Settings(broker_url="amqp://guest:guest@127.0.0.1:1//"), "q-fmt")
+    task_id, action_id = str(uuid.uuid4()), str(uuid.uuid4())
+    celery = app.amqp.as_task_v2(task_id, TASK_NAME, args=[action_id], kwargs={})
+    headers, properties, body = celery_task_message(TASK_NAME, task_id, [action_id], "me@host")
+    assert {k: v for k, v in headers.items() if k != "origin"} == {
+        k: v for k, v in celery.headers.items() if k != "origin"}
+    assert properties == celery.properties
+    assert json.loads(body) == json.loads(json.dumps(celery.body))
+
+
+@pytest.fixture
+def queue_and_publisher(rabbitmq):  # noqa: F811 (the fixture imported above)
+    name = f"q-pub-{uuid.uuid4().hex[:8]}"
+    app = create_celery_app(Settings(broker_url=rabbitmq), name)
+    publisher = AmqpTaskPublisher(rabbitmq, app.amqp.queues[name], TASK_NAME)
+    yield name, publisher
+    publisher.close()
+    with Connection(rabbitmq) as conn:
+        conn.default_channel.queue_delete(name)
+        conn.default_channel.exchange_delete(name)
+
+
+def _take(broker_url: str, queue: str):
+    with Connection(broker_url) as conn:
+        channel = conn.channel()
+        return wait_for(lambda: channel.basic_get(queue, no_ack=True), 10, "the message")
+
+
+def test_publish_declares_the_queue_and_sends_a_persistent_task_message(
+        rabbitmq, queue_and_publisher):  # noqa: F811
+    queue, publisher = queue_and_publisher
+    task_id = publisher.publish("action-1")  # no worker yet: the queue must exist anyway
+    message = _take(rabbitmq, queue)
+    assert message.headers["task"] == TASK_NAME and message.headers["id"] == task_id
+    assert message.properties["correlation_id"] == task_id
+    assert message.properties["delivery_mode"] == 2
+    assert message.content_type == "application/json"
+    assert json.loads(message.body)[:2] == [["action-1"], {}]
+
+
+def test_a_dead_connection_is_replaced_and_the_message_still_sent(
+        rabbitmq, queue_and_publisher):  # noqa: F811
+    queue, publisher = queue_and_publisher
+    publisher.publish("before")
+    # What a broker restart leaves behind: a socket the other end has dropped.
+    publisher._connection.connection.transport.sock.shutdown(socket.SHUT_RDWR)
+    publisher.publish("after")
+    bodies = {json.loads(_take(rabbitmq, queue).body)[0][0] for _ in range(2)}
+    assert bodies == {"before", "after"}
+
+
+def test_with_the_broker_away_dispatch_reports_at_once_and_later_recovers(caplog):
+    port = free_port()
+    url = f"amqp://guest:guest@127.0.0.1:{port}//"
+    dispatcher = CeleryDispatcher(Settings(broker_url=url), queue="q-away")
+    try:
+        assert dispatcher.publisher is not None  # RabbitMQ: the direct publisher
+        assert dispatcher.dispatch("a1") is False
+        # Within retry_after the next dispatch does not even try to connect.
+        with pytest.raises(PublishFailed, match="unreachable moments ago"):
+            dispatcher.publisher.publish("a2")
+    finally:
+        dispatcher.stop()
+    assert "sweeper will dispatch it" in caplog.text
+
+
+def test_a_forked_child_publishes_on_its_own_connection(
+        rabbitmq, queue_and_publisher):  # noqa: F811
+    queue, publisher = queue_and_publisher
+    publisher.publish("parent-1")
+    pid = os.fork()
+    if pid == 0:  # the child: a gunicorn worker forked after the app was loaded
+        code = 1
+        try:
+            publisher.publish("child")
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    publisher.publish("parent-2")  # the parent's connection survived the child's exit
+    bodies = {json.loads(_take(rabbitmq, queue).body)[0][0] for _ in range(3)}
+    assert bodies == {"parent-1", "child", "parent-2"}
