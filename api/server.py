@@ -10,6 +10,9 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
+ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+                     'request_id=%({x-request-id}o)s location=%({location}o)s')
+
 
 def _worker_exit(server, worker) -> None:
     # Hand unfinished actions back so the next process resumes them at once.
@@ -38,6 +41,9 @@ class GunicornServer(BaseApplication):
             "control_socket_disable": True,
             "worker_exit": _worker_exit,
             "accesslog": "-",
+            # gunicorn's default line plus the request id (joins it to the app's log
+            # lines) and the Location of a 202 (the action it created).
+            "access_log_format": ACCESS_LOG_FORMAT,
             "proc_name": "lambda-service",
         }
         options.update(self.extra)

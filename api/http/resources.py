@@ -59,8 +59,10 @@ class InstanceResource:
             self.uow_factory, req.context.identity, instance_id, read_action_param(req),
             token_cipher=lambda: self.token_cipher.encrypt(token))
         action = accepted.action
-        log.info("request %s: accepted %s of instance %s as action %s",
-                 req.context.request_id, action.kind.value, action.instance_id, action.id)
+        # At debug only: the access log line already names the request and, in its
+        # location, the action (an info line here cost ~7% of the accept path's CPU).
+        log.debug("request %s: accepted %s of instance %s as action %s",
+                  req.context.request_id, action.kind.value, action.instance_id, action.id)
         try:
             self.dispatcher.dispatch(action.id)
         except Exception:  # the row is committed; the sweeper dispatches it later

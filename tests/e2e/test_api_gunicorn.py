@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 
 from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
 
@@ -20,6 +21,20 @@ def test_seed_curl_example_verbatim(product):
     assert '"status": {"code": 202, "short-description": "Your request has been accepted"}' \
         in body
     assert f"location: /api/lambda-instances/{DEMO_INSTANCE_ID}/actions/" in head.lower()
+    # The access log line names the request and, by its location, the action it created.
+    headers = dict(line.split(": ", 1) for line in head.splitlines()[1:] if ": " in line)
+    headers = {k.lower(): v.strip() for k, v in headers.items()}
+    wanted = (f'"POST {URL} HTTP/1.1" 202',
+              f"request_id={headers['x-request-id']} location={headers['location']}")
+
+    def access_lines():  # gunicorn writes the line just after the response
+        return [line for line in product.log_path.read_text().splitlines() if wanted[0] in line]
+
+    deadline = time.monotonic() + 10
+    while not access_lines() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    access = access_lines()
+    assert access and wanted[1] in access[-1], access
 
 
 def test_hostile_inputs_never_500(product):
