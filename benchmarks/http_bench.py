@@ -23,7 +23,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
-from benchmarks import wrk
+from benchmarks import openloop, wrk
 from benchmarks.procs import Proc, children, cpu_seconds, free_port, python_cmd, status_kb, tree
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ class HttpConfig:
     threads: int | None = None
     max_worker_share: float = 0.8  # busiest worker's share of CPU for a balanced run
     max_retries: int = 2  # reruns of an unbalanced round
+    # p99 at the same offered load: both servers paced at this fraction of the product's
+    # median throughput of the scenario (0 skips it).
+    paced_fraction: float = 0.5
 
 
 @dataclass
@@ -68,6 +71,7 @@ class HttpReport:
     memory: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     retries: int = 0  # rounds run again because one worker took every connection
+    paced: dict[str, Pair] = field(default_factory=dict)  # same offered load on both
 
     def ratio(self, scenario: str) -> float:
         return statistics.median(p.product.rps / p.bare.rps for p in self.pairs[scenario])
@@ -238,6 +242,26 @@ class HttpBench:
                                        action="start"),
         }
 
+    @staticmethod
+    def open_loop_requests(scenario: str, id_range=None, token: str = DEMO_TOKEN):
+        """Request k of a scenario as bytes, the same requests the wrk scripts send."""
+        auth = {"Authorization": f"Token {token}"}
+        form = dict(auth, **{"Content-Type": "application/x-www-form-urlencoded"})
+        path = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+        if scenario == "reject":
+            one = openloop.request_bytes("POST", path, form, b"action=stop")
+            return lambda k: one
+        if scenario == "details":
+            one = openloop.request_bytes("GET", path, auth)
+            return lambda k: one
+        lo, hi = id_range
+
+        def accept(k: int) -> bytes:
+            n = min(lo + k, hi - 1)
+            return openloop.request_bytes(
+                "POST", f"/api/lambda-instances/{ACCEPT_PREFIX}{n:012x}/", form, b"action=start")
+        return accept
+
     def check_product(self) -> None:
         """The scenarios answer what they claim to measure (409, 200, 202)."""
         s = requests.Session()
@@ -290,7 +314,7 @@ class HttpBench:
         scripts = self.scripts()
         # Accept ranges: the last id is the check's; the rest is cut in equal slices, one
         # per product run (warm-up included), so every request names a STOPPED instance.
-        slices = cfg.rounds * (cfg.max_retries + 1) + 1
+        slices = cfg.rounds * (cfg.max_retries + 1) + 2  # + the warm-up and the paced run
         size = (cfg.accept_instances - 1) // slices
         ranges = iter([(i * size, (i + 1) * size) for i in range(slices)])
         self.say(f"warm-up: {cfg.warmup:g} s of each scenario on each server")
@@ -331,7 +355,32 @@ class HttpBench:
                 if product.socket_errors:
                     report.notes.append(f"{scenario} round {n + 1}: "
                                         f"{product.socket_errors} socket errors")
+            if cfg.paced_fraction > 0:
+                self._paced_run(report, scenario, next(ranges) if scenario == "accept" else None)
         return report
+
+    def _paced_run(self, report: HttpReport, scenario: str, id_range) -> None:
+        """Latency of both servers at the same offered load, below the product's ceiling.
+
+        The closed-loop rounds compare p99 at saturation, where 32 connections queue
+        behind whichever server is slower; this offers both one fixed request rate
+        (``benchmarks.openloop``) and compares the latency each request saw.
+        """
+        cfg = self.config
+        rate = cfg.paced_fraction * report.median(scenario, "product", "rps")
+        results = {}
+        for side, port, ids in (("bare", self.bare_port, (0, 1 << 40)),
+                                ("product", self.product_port, id_range)):
+            results[side] = openloop.run(
+                "127.0.0.1", port, self.open_loop_requests(scenario, ids), rate=rate,
+                duration=cfg.duration, connections=cfg.connections)
+        bare, product = results["bare"], results["product"]
+        report.paced[scenario] = Pair(bare, product)
+        if scenario == "accept" and set(product.statuses) != {202}:
+            report.notes.append(f"accept at a fixed rate: answers {product.statuses}")
+        self.say(f"  {scenario:8s} open loop at {rate:.0f} req/s: bare p50 {bare.p50_ms:6.2f} "
+                 f"ms p99 {bare.p99_ms:6.2f} ms | product p50 {product.p50_ms:6.2f} ms p99 "
+                 f"{product.p99_ms:6.2f} ms | late sends {bare.late} / {product.late}")
 
     def run_identity(self, report: HttpReport) -> None:
         """Upstream token checks for N requests with one new token, and cold vs warm."""

@@ -25,6 +25,18 @@ def print_http(report, out) -> dict[str, str]:
         p(f"| {scenario} | {b_rps:.0f} | {b50:.2f} / {b99:.2f} | {pr_rps:.0f} | "
           f"{r50:.2f} / {r99:.2f} | {ratio:.2f} | {r99 / b99:.2f} |")
         summary[f"RATIO {scenario}"] = f"{ratio:.2f}"
+    if report.paced:
+        p()
+        p("p99 at the same load: both servers offered one fixed rate, half the product's "
+          "median req/s above (open loop, latency from when each request was due):")
+        p("| scenario | offered req/s | answered req/s (bare / product) | bare p50/p99 ms "
+          "| product p50/p99 ms | p99 x bare |")
+        p("|---|---|---|---|---|---|")
+        for scenario, pair in report.paced.items():
+            b, r = pair.bare, pair.product
+            p(f"| {scenario} | {b.rate:.0f} | {b.achieved:.0f} / {r.achieved:.0f} | "
+              f"{b.p50_ms:.2f} / {b.p99_ms:.2f} | {r.p50_ms:.2f} / {r.p99_ms:.2f} | "
+              f"{r.p99_ms / b.p99_ms:.2f} |")
     if report.retries:
         p(f"rounds run again because one gunicorn worker took (nearly) every connection: "
           f"{report.retries}")
