@@ -80,7 +80,11 @@ async def _run(host: str, port: int, make_request: Callable[[int], bytes], rate:
         finally:
             writer.close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    workers = []
+    for _ in range(connections):
+        # A few ms apart, not in one burst: a burst tends to land on one gunicorn worker.
+        workers.append(asyncio.create_task(connection()))
+        await asyncio.sleep(0.005)
     await asyncio.sleep(0.2)  # connections open before the clock starts
     start = time.perf_counter()
     for k in range(total):
