@@ -67,7 +67,7 @@ def request_action(
 
     404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
     The status moves with one compare-and-set, so of racing requests exactly one wins.
-    ``token_cipher`` is called only once the request is accepted.
+    ``token_cipher`` is called only once the request has passed those checks.
     """
     instance_id = parse_instance_id(raw_instance_id)
     with uow_factory() as uow:
@@ -78,6 +78,12 @@ def request_action(
         rule = ACTION_RULES[kind]
         if instance.status not in rule.allowed_from:
             raise ActionConflict(conflict_detail(kind, instance.status))
+        # Everything the writes need is made before the first of them: writers queue
+        # one at a time (SQLite), so the write section holds only the writes.
+        action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
+                        owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
+                        created_at=utcnow())
+        cipher = token_cipher()
         if not uow.instances.compare_and_set_status(
             instance_id, {instance.status}, rule.transitional,
             failure_message=None,
@@ -85,10 +91,7 @@ def request_action(
             # Lost a race: someone moved the instance between our read and our write.
             current = uow.instances.get(instance_id)
             raise ActionConflict(conflict_detail(kind, current.status))
-        action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
-                        owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
-                        created_at=utcnow())
-        uow.actions.add(action, compute_url=identity.compute_url, token_cipher=token_cipher())
+        uow.actions.add(action, compute_url=identity.compute_url, token_cipher=cipher)
         uow.commit()
     return AcceptedAction(action=action, instance=instance)
 
