@@ -135,23 +135,28 @@ class SqlUnitOfWork:
         self._conn = conn
         self._tx = conn.begin()
         self._writing = not self._lazy_write
+        self._raw_tx = False
         # The driver's own connection, for the hot statements (see _SQLITE_*).
         raw = conn.connection.driver_connection if self._engine.dialect.name == "sqlite" else None
+        self._raw = raw
         self.instances = SqlInstanceRepository(conn, self._before_write, raw)
         self.actions = SqlActionRepository(conn, self._before_write, raw)
         return self
 
     def _before_write(self) -> None:
-        """Turn a deferred SQLite read into a write transaction before the first write."""
+        """Turn a deferred SQLite read into a write transaction before the first write.
+
+        BEGIN IMMEDIATE and, in ``commit``, COMMIT go straight to the driver: SQLAlchemy's
+        transaction (begun in autocommit, no statement sent) stays open around them, and
+        its rollback when the unit of work ends undoes an uncommitted write.
+        """
         if self._writing:
             return
         self._writing = True
-        conn = self._conn
-        self._tx.rollback()  # nothing written, no transaction open: no statement is sent
         if self._writer_gate is not None:
             self._gated = self._writer_gate.acquire()
-        conn.execution_options(lambda_begin="BEGIN IMMEDIATE")  # in place, for the next begin
-        self._tx = conn.begin()
+        self._raw.execute("BEGIN IMMEDIATE")
+        self._raw_tx = True
 
     def __exit__(self, *exc) -> None:
         try:
@@ -165,6 +170,10 @@ class SqlUnitOfWork:
                 self._writer_gate.release()
 
     def commit(self) -> None:
+        if self._raw_tx:
+            self._raw.execute("COMMIT")
+            self._raw_tx = False
+            return
         self._tx.commit()
 
 
