@@ -1,0 +1,41 @@
+"""The roles' test that a pid file names a running daemon, not a pid reused by the check
+itself: run as the roles run it (sh), against real processes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROLES = Path(__file__).resolve().parents[2] / "roles"
+
+
+def outside_this_check(role: str) -> str:
+    defaults = yaml.safe_load((ROLES / role / "defaults" / "main.yml").read_text())
+    return defaults[f"{role}_pid_outside_this_check"]
+
+
+def verdict(check: str, pid_expression: str, setup: str = "") -> str:
+    script = f"{setup}\npid={pid_expression}\nif {check}; then echo daemon; else echo not; fi"
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.parametrize("role", ["hadoop", "kafka", "zookeeper", "spark"])
+def test_only_a_process_outside_the_checking_shells_session_counts(role):
+    check = outside_this_check(role)
+    # A daemon: its own session (setsid), as a started daemon has.
+    daemon = subprocess.Popen(["setsid", "sleep", "30"])
+    try:
+        assert verdict(check, str(daemon.pid)) == "daemon"
+    finally:
+        daemon.kill()
+        daemon.wait()
+    # What a stale pid can turn out to be when pids start over at boot: the check's shell,
+    # one of its subshells, or a command it runs (grep's own command line holds the path).
+    assert verdict(check, "$$") == "not"
+    assert verdict(check, "$(sh -c 'echo $PPID')") == "not"
+    assert verdict(check, "$!", setup="sleep 5 >/dev/null 2>&1 &") == "not"
+    assert verdict(check, "999999999") == "not"  # no such process
