@@ -100,16 +100,15 @@ class AmqpTaskPublisher:
         self._connect_timeout = connect_timeout
         self._retry_after = retry_after
         self._origin = f"{os.getpid()}@{socket.gethostname()}"
-        self._lock = threading.Lock()
         self._connection: Connection | None = None
-        self._channel = None
-        self._down_until = 0.0
+        self._forget_parent_state()
         _publishers.add(self)
 
     def _forget_parent_state(self) -> None:
-        """In a forked child (a gunicorn worker): a fresh lock, and no connection.
+        """The per-process state, fresh: a new lock, no connection, the broker not down.
 
-        The parent's socket is dropped, never closed or used: it is still the parent's.
+        Also what a forked child (a gunicorn worker) starts from: the parent's socket is
+        dropped, never closed or used, since it is still the parent's.
         """
         self._lock = threading.Lock()
         self._connection = self._channel = None
