@@ -64,6 +64,7 @@ class Settings:
     ssh_key_file: str | None = None
     ansible_forks: int = 20
     ansible_strategy: str = "auto"  # auto | mitogen_linear | linear
+    ssh_kex: str = "auto"  # auto | default | an OpenSSH KexAlgorithms value
     extravars_file: str | None = None  # YAML of extra variables for every playbook run
     log_level: str = "INFO"
 

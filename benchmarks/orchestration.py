@@ -491,7 +491,7 @@ def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dic
     difference to an empty play, divided by tasks x hosts. CPU is the whole machine's (the
     hosts share its cores, so this counts the controller, sshd and the hosts' Pythons).
     """
-    from api.adapters.ansible import SSH_ARGS, STRATEGY_PLUGINS_DIR
+    from api.adapters.ansible import STRATEGY_PLUGINS_DIR, resolve_kex, ssh_args
 
     for host in lab.hosts:
         lab.power_on(host.name)
@@ -510,7 +510,8 @@ def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dic
     bin_dir = Path(sys.executable).parent
     playbook = shutil.which("ansible-playbook", path=str(bin_dir)) or "ansible-playbook"
     base = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_HOST_KEY_CHECKING="False",
-                ANSIBLE_SSH_ARGS=SSH_ARGS, ANSIBLE_FORKS="20",
+                ANSIBLE_SSH_ARGS=ssh_args(resolve_kex(os.environ.get("LAMBDA_SSH_KEX", "auto"))),
+                ANSIBLE_FORKS="20",
                 ANSIBLE_STRATEGY_PLUGINS=STRATEGY_PLUGINS_DIR,
                 ANSIBLE_DEPRECATION_WARNINGS="False")
 
@@ -548,7 +549,7 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         use_lab = reason is None
     elif use_lab and reason is not None:
         raise SystemExit(f"--lab: the SSH lab cannot run here: {reason}")
-    from api.adapters.ansible import SSH_ARGS
+    from api.adapters.ansible import resolve_kex, ssh_args
 
     mode = ("SSH lab (network namespaces with sshd)" if use_lab
             else "local hosts (ansible_connection=local)"
@@ -560,7 +561,8 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         result.dispatcher = bench.dispatcher
         result.ssh_settings = (f"strategy {bench.strategy}, ANSIBLE_PIPELINING=True, forks "
                                f"{bench.env.get('LAMBDA_ANSIBLE_FORKS', '20')}, ssh args "
-                               f"'{SSH_ARGS}'" if use_lab else
+                               f"'{ssh_args(resolve_kex(bench.env.get('LAMBDA_SSH_KEX', 'auto')))}'"
+                               if use_lab else
                                "connection local (no SSH); pipelining on, forks 20")
         # Warm-up, untimed: the first playbooks of a run pay for cold caches (SSH
         # masters, Python byte code of the stand-ins, page cache) that later ones do not.

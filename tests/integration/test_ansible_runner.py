@@ -17,9 +17,12 @@ import pytest
 from api.adapters import proctree
 from api.adapters.ansible import (
     CONTROL_ROOT,
+    FAST_KEX,
     RUN_DIR_FLAG,
     RUN_MARKER_ENV,
     AnsibleRunner,
+    client_kex_algorithms,
+    resolve_kex,
     resolve_strategy,
 )
 from api.domain.ports import PlaybookRun
@@ -321,7 +324,10 @@ def _wait_port(port: int, timeout: float) -> bool:
 
 @pytest.fixture
 def sshd(tmp_path):
-    """A throwaway sshd on a free loopback port, with its own host and client keys."""
+    """A throwaway sshd on a free loopback port, with its own host and client keys.
+
+    It logs at DEBUG1 to ``sshd.log`` beside the client key (the key exchange it agreed).
+    """
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if os.geteuid() != 0 or not os.path.exists(binary) or not shutil.which("ssh-keygen"):
         pytest.skip("needs root, sshd and ssh-keygen")
@@ -338,10 +344,10 @@ def sshd(tmp_path):
         f"ListenAddress 127.0.0.1:{port}\nHostKey {d / 'host_key'}\nPidFile none\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nUsePAM no\nUseDNS no\nStrictModes no\n"
-        "MaxStartups 100:30:200\nMaxSessions 100\n"
+        "MaxStartups 100:30:200\nMaxSessions 100\nLogLevel DEBUG1\n"
     )
     proc = subprocess.Popen(
-        [binary, "-D", "-e", "-f", str(d / "sshd_config")],
+        [binary, "-D", "-E", str(d / "sshd.log"), "-f", str(d / "sshd_config")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -474,6 +480,43 @@ def test_auto_strategy_is_mitogen_over_ssh_and_linear_over_a_local_connection():
     # Mitogen would run every local "host" of the demo in one interpreter, one at a time.
     assert resolve_strategy("auto", "local") == "linear"
     assert resolve_strategy("linear", "ssh") == "linear"
+
+
+def test_ssh_kex_setting_puts_a_fast_exchange_first_only_where_the_client_has_it():
+    both = frozenset({"sntrup761x25519-sha512", "curve25519-sha256", "mlkem768x25519-sha256"})
+    assert resolve_kex("auto", both) == "^mlkem768x25519-sha256"
+    assert resolve_kex("auto", both - {"mlkem768x25519-sha256"}) == "^curve25519-sha256"
+    assert resolve_kex("auto", frozenset({"diffie-hellman-group14-sha256"})) is None
+    assert resolve_kex("auto", frozenset()) is None  # no ssh client to ask
+    assert resolve_kex("default", both) is None
+    assert resolve_kex("curve25519-sha256,ecdh-sha2-nistp256", both) == (
+        "curve25519-sha256,ecdh-sha2-nistp256")
+    assert AnsibleRunner(playbook_dir=".", roles_dir=".", artifacts_dir=".",
+                         ssh_kex="^curve25519-sha256").ssh_args.endswith(
+        " -o KexAlgorithms=^curve25519-sha256")
+
+
+def test_runner_over_ssh_agrees_the_preferred_key_exchange(sshd, tmp_path):
+    """The real ssh client takes the option and the real sshd agrees on that exchange."""
+    kex = resolve_kex("auto")
+    if kex is None:
+        pytest.skip(f"this ssh client knows none of {FAST_KEX}: {sorted(client_kex_algorithms())}")
+    port, key = sshd
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = AnsibleRunner(playbook_dir=str(FIXTURES), roles_dir=str(FIXTURES / "roles"),
+                           artifacts_dir=str(tmp_path / "runs"), forks=5, ssh_timeout=5,
+                           strategy=resolve_strategy("auto", "ssh"), ssh_kex=kex)
+    run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
+                      ident="kex", extravars={"out_dir": str(out)})
+
+    result = runner.run(run)
+
+    assert result.status == "successful", result.failure
+    agreed = [line.split("kex: algorithm: ", 1)[1].split()[0]
+              for line in (key.parent / "sshd.log").read_text().splitlines()
+              if "kex: algorithm: " in line]
+    assert agreed and set(agreed) == {kex.lstrip("^")}, agreed
 
 
 def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
