@@ -42,7 +42,10 @@ class Settings:
     auth_url: str | None = None
     bind: str = "127.0.0.1:8000"
     http_workers: int = 2  # gunicorn worker processes
-    http_threads: int = 4  # threads per gunicorn worker
+    # Threads per gunicorn worker. A request here is CPU work (SQLite, a cached token), so
+    # more threads only contend for the GIL: 2 x 2 beat 2 x 4 on 2 cores in throughput and
+    # p99 (benchmarks/README.md). Raise it when the database or identity service is remote.
+    http_threads: int = 2
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
     secret_key: str | None = None  # Fernet key; else generated under state_dir
     pool_size: int = 4  # concurrent actions per process (local dispatcher)
