@@ -217,6 +217,7 @@ class OrchestrationBench:
         self.queue = f"lambda-bench-orch-{os.getpid()}"
         self.dispatcher = "celery"
         self.strategy = "linear"  # set from the settings in start()
+        self.ssh_args = ""  # likewise: what the product's runner passes to ssh
         self.session = requests.Session()
         self.session.trust_env = False
         self.session.headers["Authorization"] = f"Token {DEMO_TOKEN}"
@@ -319,11 +320,12 @@ class OrchestrationBench:
         if not use_celery:
             self.dispatcher = "local (no broker): the API process is the worker"
         self.env = env
-        from api.adapters.ansible import resolve_strategy
+        from api.adapters.ansible import resolve_kex, resolve_strategy, ssh_args
         from api.settings import load_settings
 
         settings = load_settings(env)
         self.strategy = resolve_strategy(settings.ansible_strategy, settings.ansible_connection)
+        self.ssh_args = ssh_args(resolve_kex(settings.ssh_kex))
         subprocess.run(python_cmd("-m", "api.cli", "seed", str(seed_file)), env=env,
                        check=True, capture_output=True)
         self.base = f"http://{env['LAMBDA_BIND']}"
@@ -484,14 +486,15 @@ def _machine_cpu_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dict:
+def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
+                   repeats: int = 3) -> dict:
     """CPU and wall time of one command task on one host, linear vs Mitogen, over SSH.
 
     Every lab host is powered on and gets ``tasks`` command tasks; the cost is the
     difference to an empty play, divided by tasks x hosts. CPU is the whole machine's (the
     hosts share its cores, so this counts the controller, sshd and the hosts' Pythons).
     """
-    from api.adapters.ansible import STRATEGY_PLUGINS_DIR, resolve_kex, ssh_args
+    from api.adapters.ansible import STRATEGY_PLUGINS_DIR
 
     for host in lab.hosts:
         lab.power_on(host.name)
@@ -510,8 +513,7 @@ def ssh_task_costs(lab, workdir: Path, tasks: int = 10, repeats: int = 3) -> dic
     bin_dir = Path(sys.executable).parent
     playbook = shutil.which("ansible-playbook", path=str(bin_dir)) or "ansible-playbook"
     base = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_HOST_KEY_CHECKING="False",
-                ANSIBLE_SSH_ARGS=ssh_args(resolve_kex(os.environ.get("LAMBDA_SSH_KEX", "auto"))),
-                ANSIBLE_FORKS="20",
+                ANSIBLE_SSH_ARGS=ssh_args, ANSIBLE_FORKS="20",
                 ANSIBLE_STRATEGY_PLUGINS=STRATEGY_PLUGINS_DIR,
                 ANSIBLE_DEPRECATION_WARNINGS="False")
 
@@ -549,8 +551,6 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         use_lab = reason is None
     elif use_lab and reason is not None:
         raise SystemExit(f"--lab: the SSH lab cannot run here: {reason}")
-    from api.adapters.ansible import resolve_kex, ssh_args
-
     mode = ("SSH lab (network namespaces with sshd)" if use_lab
             else "local hosts (ansible_connection=local)"
             + (f"; the lab is not usable: {reason}" if reason else ""))
@@ -561,8 +561,7 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         result.dispatcher = bench.dispatcher
         result.ssh_settings = (f"strategy {bench.strategy}, ANSIBLE_PIPELINING=True, forks "
                                f"{bench.env.get('LAMBDA_ANSIBLE_FORKS', '20')}, ssh args "
-                               f"'{ssh_args(resolve_kex(bench.env.get('LAMBDA_SSH_KEX', 'auto')))}'"
-                               if use_lab else
+                               f"'{bench.ssh_args}'" if use_lab else
                                "connection local (no SSH); pipelining on, forks 20")
         # Warm-up, untimed: the first playbooks of a run pay for cold caches (SSH
         # masters, Python byte code of the stand-ins, page cache) that later ones do not.
@@ -575,7 +574,7 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
             bench.run_serial(n, result)
         result.ansible = ansible_costs(bench.workdir)
         if bench.lab is not None:
-            result.ssh_costs = ssh_task_costs(bench.lab, bench.workdir)
+            result.ssh_costs = ssh_task_costs(bench.lab, bench.workdir, bench.ssh_args)
         return result
     finally:
         bench.stop()
