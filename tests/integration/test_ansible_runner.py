@@ -541,6 +541,34 @@ def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
     assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
 
 
+def _worker_cpus_over_mitogen(sshd, tmp_path, ident: str, extra_env=None) -> str:
+    port, key = sshd
+    out = tmp_path / ident
+    out.mkdir()
+    runner = AnsibleRunner(playbook_dir=str(FIXTURES), roles_dir=str(FIXTURES / "roles"),
+                           artifacts_dir=str(tmp_path / "runs"), forks=5, ssh_timeout=5,
+                           strategy=resolve_strategy("auto", "ssh"), extra_env=extra_env)
+    run = PlaybookRun(playbook="controller_cpus.yml", inventory=ssh_inventory(port, key),
+                      ident=ident, extravars={"out_dir": str(out)})
+    result = runner.run(run)
+    assert result.status == "successful", result.failure
+    return (out / "s1.cpus").read_text().split(":", 1)[1].strip()
+
+
+def test_mitogen_leaves_the_controllers_cpus_to_the_kernel(sshd, tmp_path):
+    """Mitogen pins a task's worker to one CPU (CPU 1 on a 2-3 CPU machine); the strategy
+    shim turns that off unless LAMBDA_MITOGEN_PINNING=1 asks for it."""
+    own = Path("/proc/self/status").read_text().split("Cpus_allowed_list:", 1)[1].split()[0]
+
+    assert _worker_cpus_over_mitogen(sshd, tmp_path, "unpinned") == own
+
+    if len(os.sched_getaffinity(0)) < 2 or len(os.sched_getaffinity(0)) != os.cpu_count():
+        pytest.skip(f"Mitogen pins nothing with the CPUs this test may use ({own})")
+    pinned = _worker_cpus_over_mitogen(sshd, tmp_path, "pinned",
+                                       extra_env={"LAMBDA_MITOGEN_PINNING": "1"})
+    assert pinned != own and "," not in pinned and "-" not in pinned, pinned  # one CPU
+
+
 @pytest.mark.timeout(90)
 def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         mitogen_runner, sshd, tmp_path):
