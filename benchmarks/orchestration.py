@@ -103,9 +103,21 @@ class OrchestrationResult:
 
     def cycle(self, kind: str, hosts: int) -> float | None:
         """Median over the repeats of start + stop (each repeat's pair summed)."""
-        starts, stops = self.totals(kind, "start", hosts), self.totals(kind, "stop", hosts)
-        pairs = [a + b for a, b in zip(starts, stops, strict=False)]
+        pairs = list(self.cycles(kind, hosts).values())
         return statistics.median(pairs) if pairs else None
+
+    def cycles(self, kind: str, hosts: int, actions=("start", "stop")) -> dict[int, float]:
+        """Each repeat's summed time of ``actions`` (start + stop), by repeat."""
+        by_repeat: dict[int, dict[str, float]] = {}
+        for t in self.timings:
+            if (t.kind, t.hosts) == (kind, hosts) and t.action in actions:
+                by_repeat.setdefault(t.repeat, {})[t.action] = t.total
+        return {r: sum(v.values()) for r, v in by_repeat.items() if len(v) == len(actions)}
+
+    def round_ratios(self, lo: int, hi: int, actions=("start", "stop")) -> list[float]:
+        """T(hi)/T(lo) of each round (the repeats of both sizes ran in the same round)."""
+        t_lo, t_hi = self.cycles("product", lo, actions), self.cycles("product", hi, actions)
+        return [t_hi[r] / t_lo[r] for r in sorted(t_lo) if r in t_hi and t_lo[r] > 0]
 
     def print(self, out) -> dict[str, str]:
         def p(text=""):
@@ -137,14 +149,13 @@ class OrchestrationResult:
         summary = {}
         if counts:
             lo, hi = min(counts), max(counts)
-            t_lo, t_hi = self.cycle("product", lo), self.cycle("product", hi)
-            if t_lo and t_hi:
-                starts = [statistics.median(self.totals("product", "start", n))
-                          for n in (lo, hi)]
-                repeats = len(self.totals("product", "start", lo))
-                p(f"T({hi})/T({lo}) start+stop {t_hi / t_lo:.2f} (start only "
-                  f"{starts[1] / starts[0]:.2f}; medians of {repeats} product cycles)")
-                summary[f"T{hi}/T{lo}"] = f"{t_hi / t_lo:.2f}"
+            ratios = self.round_ratios(lo, hi)
+            if ratios:
+                ratio = statistics.median(ratios)
+                starts = statistics.median(self.round_ratios(lo, hi, ("start",)))
+                p(f"T({hi})/T({lo}) start+stop {ratio:.2f} (median of the rounds' "
+                  f"{', '.join(f'{r:.2f}' for r in ratios)}; start only {starts:.2f})")
+                summary[f"T{hi}/T{lo}"] = f"{ratio:.2f}"
         tasks = [d for t in self.timings if t.kind == "product" for d in t.task_durations]
         if tasks:
             p(f"playbook task results: {len(tasks)}, median {statistics.median(tasks):.2f} s "
@@ -567,10 +578,16 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         # masters, Python byte code of the stand-ins, page cache) that later ones do not.
         bench.say(f"  warm-up: an untimed start+stop of {min(host_counts)} hosts")
         bench.run_serial(min(host_counts), OrchestrationResult(mode, services, ""))
-        for n in host_counts:
-            bench.say(f"  {n} hosts: product start+stop x{repeats}, then the serial baseline")
-            for repeat in range(repeats):
+        # Rounds of every size, not every round of one size and then the next: load that
+        # drifts over the minutes of a run then weighs on each size alike, and each
+        # round's T(hi)/T(lo) compares cycles run moments apart.
+        sizes = ", ".join(map(str, host_counts))
+        for repeat in range(repeats):
+            bench.say(f"  round {repeat + 1} of {repeats}: product start+stop of {sizes} hosts")
+            for n in host_counts:
                 bench.run_product(n, result, repeat)
+        bench.say(f"  serial baseline: start+stop of {sizes} hosts")
+        for n in host_counts:
             bench.run_serial(n, result)
         result.ansible = ansible_costs(bench.workdir)
         if bench.lab is not None:

@@ -33,3 +33,18 @@ def test_without_mitogen_the_shim_is_plain_linear(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ansible_mitogen", None)
     assert load_shim("shim_without_mitogen").StrategyModule is Linear
     assert "Mitogen is not importable" in capsys.readouterr().err
+
+
+def test_the_shim_turns_mitogens_cpu_pinning_off_unless_asked(monkeypatch):
+    import ansible_mitogen.affinity as affinity
+
+    mitogens = object()  # stands for Mitogen's pinning policy; restored after the test
+    monkeypatch.setattr(affinity, "policy", mitogens)
+    monkeypatch.delenv("LAMBDA_MITOGEN_PINNING", raising=False)
+    load_shim("shim_unpinned")
+    assert type(affinity.policy) is affinity.Policy  # every assign_*() does nothing
+
+    monkeypatch.setattr(affinity, "policy", mitogens)
+    monkeypatch.setenv("LAMBDA_MITOGEN_PINNING", "1")
+    load_shim("shim_pinned")
+    assert affinity.policy is mitogens
