@@ -570,8 +570,9 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
     try:
         bench.start()
         result.dispatcher = bench.dispatcher
-        pinning = "on" if bench.env.get("LAMBDA_MITOGEN_PINNING") == "1" else "off"
-        result.ssh_settings = (f"strategy {bench.strategy} (Mitogen CPU pinning {pinning}), "
+        # Pinning off: the worker's environment has no LAMBDA_* variable but the bench's
+        # own, so no LAMBDA_MITOGEN_PINNING reaches the strategy plugin.
+        result.ssh_settings = (f"strategy {bench.strategy} (Mitogen CPU pinning off), "
                                "ANSIBLE_PIPELINING=True, forks "
                                f"{bench.env.get('LAMBDA_ANSIBLE_FORKS', '20')}, ssh args "
                                f"'{bench.ssh_args}'" if use_lab else
