@@ -63,7 +63,7 @@ def wait_for_files(paths: list[Path], timeout: float) -> bool:
     return False
 
 
-def fixture_runner(tmp_path, strategy: str = "linear") -> AnsibleRunner:
+def fixture_runner(tmp_path, strategy: str = "linear", **options) -> AnsibleRunner:
     return AnsibleRunner(
         playbook_dir=str(FIXTURES),
         roles_dir=str(FIXTURES / "roles"),
@@ -71,6 +71,7 @@ def fixture_runner(tmp_path, strategy: str = "linear") -> AnsibleRunner:
         forks=5,
         ssh_timeout=5,
         strategy=strategy,
+        **options,
     )
 
 
@@ -504,9 +505,7 @@ def test_runner_over_ssh_agrees_the_preferred_key_exchange(sshd, tmp_path):
     port, key = sshd
     out = tmp_path / "out"
     out.mkdir()
-    runner = AnsibleRunner(playbook_dir=str(FIXTURES), roles_dir=str(FIXTURES / "roles"),
-                           artifacts_dir=str(tmp_path / "runs"), forks=5, ssh_timeout=5,
-                           strategy=resolve_strategy("auto", "ssh"), ssh_kex=kex)
+    runner = fixture_runner(tmp_path, resolve_strategy("auto", "ssh"), ssh_kex=kex)
     run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
                       ident="kex", extravars={"out_dir": str(out)})
 
@@ -545,9 +544,7 @@ def _worker_cpus_over_mitogen(sshd, tmp_path, ident: str, extra_env=None) -> str
     port, key = sshd
     out = tmp_path / ident
     out.mkdir()
-    runner = AnsibleRunner(playbook_dir=str(FIXTURES), roles_dir=str(FIXTURES / "roles"),
-                           artifacts_dir=str(tmp_path / "runs"), forks=5, ssh_timeout=5,
-                           strategy=resolve_strategy("auto", "ssh"), extra_env=extra_env)
+    runner = fixture_runner(tmp_path, resolve_strategy("auto", "ssh"), extra_env=extra_env)
     run = PlaybookRun(playbook="controller_cpus.yml", inventory=ssh_inventory(port, key),
                       ident=ident, extravars={"out_dir": str(out)})
     result = runner.run(run)
@@ -562,7 +559,8 @@ def test_mitogen_leaves_the_controllers_cpus_to_the_kernel(sshd, tmp_path):
 
     assert _worker_cpus_over_mitogen(sshd, tmp_path, "unpinned") == own
 
-    if len(os.sched_getaffinity(0)) < 2 or len(os.sched_getaffinity(0)) != os.cpu_count():
+    allowed = len(os.sched_getaffinity(0))
+    if allowed < 2 or allowed != os.cpu_count():
         pytest.skip(f"Mitogen pins nothing with the CPUs this test may use ({own})")
     pinned = _worker_cpus_over_mitogen(sshd, tmp_path, "pinned",
                                        extra_env={"LAMBDA_MITOGEN_PINNING": "1"})
