@@ -311,9 +311,9 @@ class HttpBench:
     def _run(self, port: int, scenario: str, script: Path, duration: float,
              id_range: tuple[int, int] | None = None) -> wrk.WrkResult:
         args = None
-        if scenario == "accept" and port == self.product_port:
-            self._empty_broker_queue()
         if scenario == "accept":
+            if port == self.product_port:
+                self._empty_broker_queue()
             lo, hi = id_range or (0, 1)
             args = [str(lo), "2", str(hi)]
         return wrk.run(f"http://127.0.0.1:{port}/", script, duration=duration,
