@@ -508,6 +508,9 @@ class AnsibleRunner:
             "ANSIBLE_HOME": str(home),
             "ANSIBLE_LOCAL_TEMP": str(local_tmp),
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            # As ansible.cfg: no play gathers facts, and injecting them costs a scan of
+            # every connection plugin for each host of each task.
+            "ANSIBLE_INJECT_FACT_VARS": "False",
             "ANSIBLE_NOCOLOR": "1",
             # An inventory no plugin can parse must fail the run, not match no hosts.
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
