@@ -576,3 +576,28 @@ def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         assert result.failure.task == "Sleep for a long time on the host"
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
         assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+
+
+def _render_chain(tmp_path, ident: str, extra_env=None) -> tuple[dict, int]:
+    runner = fixture_runner(tmp_path, "mitogen_linear", extra_env=extra_env)
+    run = PlaybookRun(playbook="code_cache.yml", inventory=local_inventory("h1", "h2", "h3"),
+                      ident=ident)
+    result = runner.run(run)
+    assert result.status == "successful", result.failure
+    tasks = by_host_task(result.tasks)
+    chains = {h: tasks[(h, "Report the rendered chain")].message for h in ("h1", "h2", "h3")}
+    return chains, int(tasks[("h1", "Count the run's cached templates")].message)
+
+
+def test_the_strategy_shares_compiled_templates_within_a_run(tmp_path):
+    """The shim caches compiled Jinja code in the run's local temp dir; off, nothing is."""
+    expected = {h: f"/opt/chain/etc/{h}" for h in ("h1", "h2", "h3")}
+
+    chains, cached = _render_chain(tmp_path, "code-cache-on")
+    assert chains == expected
+    assert cached > 0
+
+    chains, cached = _render_chain(tmp_path, "code-cache-off",
+                                   extra_env={"LAMBDA_JINJA_CODE_CACHE": "0"})
+    assert chains == expected
+    assert cached == 0

@@ -5,9 +5,23 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+import jinja2
+import pytest
+
 from api.adapters.ansible import STRATEGY_PLUGINS_DIR
 
 SHIM = f"{STRATEGY_PLUGINS_DIR}/mitogen_linear.py"
+
+
+@pytest.fixture(autouse=True)
+def local_tmp(monkeypatch, tmp_path):
+    """Loading the shim wraps jinja2's compile: undone after each test, cache in tmp_path."""
+    from ansible import constants
+
+    monkeypatch.setattr(jinja2.Environment, "compile", jinja2.Environment.compile)
+    monkeypatch.setattr(constants, "DEFAULT_LOCAL_TMP", str(tmp_path))
+    monkeypatch.delenv("LAMBDA_JINJA_CODE_CACHE", raising=False)
+    return tmp_path
 
 
 def load_shim(name: str):
@@ -48,3 +62,15 @@ def test_the_shim_turns_mitogens_cpu_pinning_off_unless_asked(monkeypatch):
     monkeypatch.setenv("LAMBDA_MITOGEN_PINNING", "1")
     load_shim("shim_pinned")
     assert affinity.policy is mitogens
+
+
+def test_the_shim_caches_compiled_templates_in_the_runs_local_temp_dir(local_tmp):
+    load_shim("shim_with_code_cache")
+    assert jinja2.Environment.compile.lambda_code_cache == str(local_tmp / "jinja-code")
+
+
+def test_the_code_cache_can_be_turned_off(monkeypatch):
+    before = jinja2.Environment.compile
+    monkeypatch.setenv("LAMBDA_JINJA_CODE_CACHE", "0")
+    load_shim("shim_without_code_cache")
+    assert jinja2.Environment.compile is before

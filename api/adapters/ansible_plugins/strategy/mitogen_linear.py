@@ -14,13 +14,48 @@ over both. On the 2-core benchmark machine a start of 8 lab hosts took 8.3-8.8 s
 and 6.9-7.6 s unpinned (``benchmarks/README.md``). So the pinning is off here (Mitogen's
 own no-op policy) unless ``LAMBDA_MITOGEN_PINNING=1`` asks for it, say on a big
 controller that runs nothing else.
+
+Loading this strategy also shares compiled Jinja templates among the run's forks
+(``../jinja_code_cache.py``): each task's worker would compile every template it reads
+again. ``LAMBDA_JINJA_CODE_CACHE=0`` turns that off.
 """
 
+import importlib.util
 import os
+import sys
 
+from ansible import constants as C
 from ansible.utils.display import Display
 
 PINNING_ENV = "LAMBDA_MITOGEN_PINNING"
+CODE_CACHE_ENV = "LAMBDA_JINJA_CODE_CACHE"
+_CODE_CACHE_MODULE = "lambda_jinja_code_cache"
+
+
+def _flag(name: str, default: bool) -> bool:
+    # Parsed here, not with api.settings: operators run this plugin from ansible-playbook,
+    # where the api package may not be importable.
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in ("1", "true", "yes", "on")
+
+
+def _jinja_code_cache():
+    """The cache module, loaded by path: this file is loaded by path too, not as a package."""
+    module = sys.modules.get(_CODE_CACHE_MODULE)
+    if module is None:
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "jinja_code_cache.py")
+        spec = importlib.util.spec_from_file_location(_CODE_CACHE_MODULE, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[_CODE_CACHE_MODULE] = module
+    return module
+
+
+if _flag(CODE_CACHE_ENV, True):
+    # The strategy loads in ansible-playbook's top-level process, before any fork; the
+    # directory is inside the run's own local temp dir, which Ansible removes at exit.
+    _jinja_code_cache().install(os.path.join(C.DEFAULT_LOCAL_TMP, "jinja-code"))
 
 try:
     import ansible_mitogen.affinity
@@ -31,7 +66,7 @@ except ImportError as exc:  # a broken install still runs its playbooks, only sl
 
     Display().warning(f"Mitogen is not importable ({exc}): running the plain linear strategy")
 else:
-    if os.environ.get(PINNING_ENV, "").strip().lower() not in ("1", "true", "yes", "on"):
+    if not _flag(PINNING_ENV, False):
         # Read at each call (ansible_mitogen.affinity.policy.assign_*()), so this is
         # in place before Mitogen starts its multiplexer and forks any worker.
         ansible_mitogen.affinity.policy = ansible_mitogen.affinity.Policy()
