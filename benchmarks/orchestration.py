@@ -77,6 +77,7 @@ class Timing:
     error: str | None
     task_durations: list[float] = field(default_factory=list)
     repeat: int = 0  # which of the product's repeated start+stop cycles
+    cpu: float | None = None  # busy CPU-s of the whole machine while the action ran
 
 
 @dataclass
@@ -106,18 +107,46 @@ class OrchestrationResult:
         pairs = list(self.cycles(kind, hosts).values())
         return statistics.median(pairs) if pairs else None
 
-    def cycles(self, kind: str, hosts: int, actions=("start", "stop")) -> dict[int, float]:
-        """Each repeat's summed time of ``actions`` (start + stop), by repeat."""
+    def cycles(self, kind: str, hosts: int, actions=("start", "stop"),
+               measure: str = "total") -> dict[int, float]:
+        """Each repeat's summed ``measure`` (wall ``total`` or machine ``cpu``) of
+        ``actions`` (start + stop), by repeat."""
         by_repeat: dict[int, dict[str, float]] = {}
         for t in self.timings:
-            if (t.kind, t.hosts) == (kind, hosts) and t.action in actions:
-                by_repeat.setdefault(t.repeat, {})[t.action] = t.total
+            value = getattr(t, measure)
+            if (t.kind, t.hosts) == (kind, hosts) and t.action in actions and value is not None:
+                by_repeat.setdefault(t.repeat, {})[t.action] = value
         return {r: sum(v.values()) for r, v in by_repeat.items() if len(v) == len(actions)}
+
+    def cycle_cpu(self, hosts: int) -> float | None:
+        """Median over the rounds of the product's start + stop machine CPU-s."""
+        pairs = list(self.cycles("product", hosts, measure="cpu").values())
+        return statistics.median(pairs) if pairs else None
 
     def round_ratios(self, lo: int, hi: int, actions=("start", "stop")) -> list[float]:
         """T(hi)/T(lo) of each round (the repeats of both sizes ran in the same round)."""
         t_lo, t_hi = self.cycles("product", lo, actions), self.cycles("product", hi, actions)
         return [t_hi[r] / t_lo[r] for r in sorted(t_lo) if r in t_hi and t_lo[r] > 0]
+
+    def _print_cpu(self, p, counts: list[int], lo: int, hi: int) -> None:
+        """Machine CPU per cycle, and the floor it puts under T(hi)/T(lo) on these cores.
+
+        The lab's hosts share the machine's cores with the controller, so the CPU a cycle
+        needs bounds its wall time from below: T >= CPU-s / cores.
+        """
+        cpu = {n: self.cycle_cpu(n) for n in counts}
+        if cpu.get(lo) is None or cpu.get(hi) is None:
+            return
+        cores = os.cpu_count() or 1
+        per_host = (cpu[hi] - cpu[lo]) / (hi - lo)
+        p(f"machine CPU per start+stop (every process, {cores} cores; medians of the "
+          f"rounds): {', '.join(f'{n} hosts {cpu[n]:.1f} CPU-s' for n in counts if cpu[n])}"
+          f"; {per_host:.2f} CPU-s per added host")
+        floor = cpu[hi] / cores
+        p(f"CPU floor: {hi} hosts' {cpu[hi]:.1f} CPU-s take at least {floor:.1f} s on "
+          f"{cores} cores, so T({hi})/T({lo}) >= {floor / self.cycle('product', lo):.2f} "
+          f"at this T({lo}) of {self.cycle('product', lo):.2f} s unless the CPU per host "
+          f"falls")
 
     def print(self, out) -> dict[str, str]:
         def p(text=""):
@@ -127,13 +156,15 @@ class OrchestrationResult:
         p(f"hosts: {self.mode}; services {', '.join(self.services)}; dispatcher "
           f"{self.dispatcher}")
         p(f"ssh/ansible settings: {self.ssh_settings}")
-        p("| run | hosts | action | total s | power_on | wait_ssh | playbook | power_off "
-          "| state |")
-        p("|---|---|---|---|---|---|---|---|---|")
+        p("| run | hosts | action | total s | machine CPU-s | power_on | wait_ssh | playbook "
+          "| power_off | state |")
+        p("|---|---|---|---|---|---|---|---|---|---|")
         for t in self.timings:
             cells = " | ".join(f"{t.steps[s]:.2f}" if s in t.steps else "-" for s in STEP_NAMES)
             run = t.kind if not t.repeat else f"{t.kind} ({t.repeat + 1})"
-            p(f"| {run} | {t.hosts} | {t.action} | {t.total:.2f} | {cells} | {t.state} |")
+            cpu = "-" if t.cpu is None else f"{t.cpu:.1f}"
+            p(f"| {run} | {t.hosts} | {t.action} | {t.total:.2f} | {cpu} | {cells} "
+              f"| {t.state} |")
         counts = sorted({t.hosts for t in self.timings})
         for n in counts:
             product, serial = self.cycle("product", n), self.cycle("serial", n)
@@ -156,6 +187,7 @@ class OrchestrationResult:
                 p(f"T({hi})/T({lo}) start+stop {ratio:.2f} (median of the rounds' "
                   f"{', '.join(f'{r:.2f}' for r in ratios)}; start only {starts:.2f})")
                 summary[f"T{hi}/T{lo}"] = f"{ratio:.2f}"
+                self._print_cpu(p, counts, lo, hi)
         tasks = [d for t in self.timings if t.kind == "product" for d in t.task_durations]
         if tasks:
             p(f"playbook task results: {len(tasks)}, median {statistics.median(tasks):.2f} s "
@@ -384,14 +416,15 @@ class OrchestrationBench:
         raise RuntimeError(f"{action} of {instance} did not end within {timeout}s")
 
     @staticmethod
-    def _timing(kind: str, action: str, hosts: int, data: dict, repeat: int = 0) -> Timing:
+    def _timing(kind: str, action: str, hosts: int, data: dict, repeat: int = 0,
+                cpu: float | None = None) -> Timing:
         created = datetime.fromisoformat(data["created_at"])
         finished = datetime.fromisoformat(data["finished_at"])
         steps = {s["name"]: s["duration"] for s in data["steps"]
                  if s["duration"] is not None and s["state"] != "skipped"}
         tasks = [t["duration"] for t in data["playbook"]["tasks"] if t.get("duration")]
         return Timing(kind, action, hosts, (finished - created).total_seconds(), steps,
-                      data["state"], data.get("error"), tasks, repeat)
+                      data["state"], data.get("error"), tasks, repeat, cpu)
 
     def run_product(self, n: int, result: OrchestrationResult, repeat: int = 0) -> None:
         iid = instance_id("product", n)
@@ -402,12 +435,14 @@ class OrchestrationBench:
                 samplers.append(RssSampler(self.worker.pid))
         for s in samplers:
             s.__enter__()
+        cpu = _machine_cpu_seconds()
         try:
             start = self._act(iid, "start")
         finally:
             for s in samplers:
                 s.__exit__(None, None, None)
-        result.timings.append(self._timing("product", "start", n, start, repeat))
+        result.timings.append(self._timing("product", "start", n, start, repeat,
+                                           cpu=_machine_cpu_seconds() - cpu))
         if start["state"] != "succeeded":
             result.notes.append(f"{n}-host start failed: {start.get('error')}")
         for name, sampler in zip(("api", "worker"), samplers, strict=False):
@@ -418,8 +453,10 @@ class OrchestrationBench:
                 f"peak summed RSS of the process tree {sampler.peak_tree_kb / 1024:.0f} MiB;"
                 f" VmHWM of the {name} process {main_hwm / 1024:.0f} MiB, of its largest "
                 f"descendants {[round(kb / 1024) for kb in others[:4]]} MiB")
+        cpu = _machine_cpu_seconds()
         stop = self._act(iid, "stop")
-        result.timings.append(self._timing("product", "stop", n, stop, repeat))
+        result.timings.append(self._timing("product", "stop", n, stop, repeat,
+                                           cpu=_machine_cpu_seconds() - cpu))
         if stop["state"] != "succeeded":
             result.notes.append(f"{n}-host stop failed: {stop.get('error')}")
 
