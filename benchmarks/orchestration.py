@@ -427,24 +427,36 @@ class OrchestrationBench:
                       data["state"], data.get("error"), tasks, repeat, cpu)
 
     def run_product(self, n: int, result: OrchestrationResult, repeat: int = 0) -> None:
+        """One timed start+stop of ``n`` hosts through the API, nothing else sampling."""
         iid = instance_id("product", n)
-        samplers = []
-        if n == max(self.counts) and repeat == 0:
-            samplers = [RssSampler(self.api.pid)]
-            if self.worker is not None:
-                samplers.append(RssSampler(self.worker.pid))
+        for action in ("start", "stop"):
+            cpu = _machine_cpu_seconds()
+            data = self._act(iid, action)
+            result.timings.append(self._timing("product", action, n, data, repeat,
+                                               cpu=_machine_cpu_seconds() - cpu))
+            if data["state"] != "succeeded":
+                result.notes.append(f"{n}-host {action} failed: {data.get('error')}")
+
+    def measure_memory(self, n: int, result: OrchestrationResult) -> None:
+        """An untimed start+stop of ``n`` hosts, the API's and worker's trees sampled.
+
+        Untimed because the samplers read /proc for every process of both trees five
+        times a second: a third of a core during an 8-host start, which a timed cycle
+        would be charged for.
+        """
+        iid = instance_id("product", n)
+        samplers = [RssSampler(self.api.pid)]
+        if self.worker is not None:
+            samplers.append(RssSampler(self.worker.pid))
         for s in samplers:
             s.__enter__()
-        cpu = _machine_cpu_seconds()
         try:
             start = self._act(iid, "start")
         finally:
             for s in samplers:
                 s.__exit__(None, None, None)
-        result.timings.append(self._timing("product", "start", n, start, repeat,
-                                           cpu=_machine_cpu_seconds() - cpu))
         if start["state"] != "succeeded":
-            result.notes.append(f"{n}-host start failed: {start.get('error')}")
+            result.notes.append(f"{n}-host start (memory) failed: {start.get('error')}")
         for name, sampler in zip(("api", "worker"), samplers, strict=False):
             main_hwm = sampler.peak_hwm_kb.get(sampler.pid, 0)
             others = sorted((kb for pid, kb in sampler.peak_hwm_kb.items()
@@ -453,12 +465,9 @@ class OrchestrationBench:
                 f"peak summed RSS of the process tree {sampler.peak_tree_kb / 1024:.0f} MiB;"
                 f" VmHWM of the {name} process {main_hwm / 1024:.0f} MiB, of its largest "
                 f"descendants {[round(kb / 1024) for kb in others[:4]]} MiB")
-        cpu = _machine_cpu_seconds()
         stop = self._act(iid, "stop")
-        result.timings.append(self._timing("product", "stop", n, stop, repeat,
-                                           cpu=_machine_cpu_seconds() - cpu))
         if stop["state"] != "succeeded":
-            result.notes.append(f"{n}-host stop failed: {stop.get('error')}")
+            result.notes.append(f"{n}-host stop (memory) failed: {stop.get('error')}")
 
     # --- the serial baseline, in this process ------------------------------------------------
 
@@ -618,6 +627,8 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         # masters, Python byte code of the stand-ins, page cache) that later ones do not.
         bench.say(f"  warm-up: an untimed start+stop of {min(host_counts)} hosts")
         bench.run_serial(min(host_counts), OrchestrationResult(mode, services, ""))
+        bench.say(f"  memory: an untimed start+stop of {max(host_counts)} hosts, sampled")
+        bench.measure_memory(max(host_counts), result)
         # Rounds of every size, not every round of one size and then the next: load that
         # drifts over the minutes of a run then weighs on each size alike, and each
         # round's T(hi)/T(lo) compares cycles run moments apart.
