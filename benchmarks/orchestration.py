@@ -142,11 +142,10 @@ class OrchestrationResult:
         p(f"machine CPU per start+stop (every process, {cores} cores; medians of the "
           f"rounds): {', '.join(f'{n} hosts {cpu[n]:.1f} CPU-s' for n in counts if cpu[n])}"
           f"; {per_host:.2f} CPU-s per added host")
-        floor = cpu[hi] / cores
+        floor, t_lo = cpu[hi] / cores, self.cycle("product", lo)
         p(f"CPU floor: {hi} hosts' {cpu[hi]:.1f} CPU-s take at least {floor:.1f} s on "
-          f"{cores} cores, so T({hi})/T({lo}) >= {floor / self.cycle('product', lo):.2f} "
-          f"at this T({lo}) of {self.cycle('product', lo):.2f} s unless the CPU per host "
-          f"falls")
+          f"{cores} cores, so T({hi})/T({lo}) >= {floor / t_lo:.2f} at this T({lo}) of "
+          f"{t_lo:.2f} s unless the CPU per host falls")
 
     def print(self, out) -> dict[str, str]:
         def p(text=""):
@@ -440,9 +439,9 @@ class OrchestrationBench:
     def measure_memory(self, n: int, result: OrchestrationResult) -> None:
         """An untimed start+stop of ``n`` hosts, the API's and worker's trees sampled.
 
-        Untimed because the samplers read /proc for every process of both trees five
-        times a second: a third of a core during an 8-host start, which a timed cycle
-        would be charged for.
+        Untimed: the samplers read /proc for every process of both trees five times a
+        second, and this is the first start of the hosts the 2-host warm-up leaves cold
+        (first formats, cold caches); a timed cycle would be charged for both.
         """
         iid = instance_id("product", n)
         samplers = [RssSampler(self.api.pid)]
