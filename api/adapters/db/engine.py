@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +16,7 @@ from sqlalchemy.pool import NullPool
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
 
 
 def create_db_engine(url: str) -> Engine:
@@ -22,7 +25,8 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
+                                                  "check_same_thread": False})
         _tune_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -36,10 +40,10 @@ def _tune_sqlite(engine: Engine) -> None:
         # Let SQLAlchemy's begin event emit BEGIN itself, so writers can take the lock early.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        enter_wal_mode(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -51,6 +55,27 @@ def _tune_sqlite(engine: Engine) -> None:
         begin = conn.get_execution_options().get("lambda_begin", "BEGIN IMMEDIATE")
         if begin:
             conn.exec_driver_sql(begin)
+
+
+def enter_wal_mode(cursor, timeout: float = SQLITE_BUSY_TIMEOUT) -> None:
+    """``PRAGMA journal_mode=WAL``, tried again while another connection holds the file.
+
+    On a new database file, connections racing to switch it to WAL (an API and a worker
+    starting together) can get "database is locked" at once: SQLite does not wait on the
+    busy timeout where waiting could deadlock. The mode is the file's, so once one of
+    them has switched it, the others' pragma finds it done.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def alembic_config(url: str) -> Config:
