@@ -105,6 +105,24 @@ def _from_sqlite_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+class _CoreOnDemand:
+    """The unit of work's SQLAlchemy Connection, opened at the first statement that needs it.
+
+    On SQLite the hot statements use the driver's connection (see ``_SQLITE_*``), so most
+    requests never need SQLAlchemy's Connection, whose set-up and tear-down (execution
+    options, transaction bookkeeping, its rollback) cost ~70 us a unit of work here.
+    """
+
+    def __init__(self, open_core):
+        self._open_core = open_core
+
+    def execute(self, *args, **kwargs):
+        return self._open_core().execute(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._open_core(), name)
+
+
 class SqlUnitOfWork:
     """A transaction. On SQLite a read-write one reads in autocommit mode and takes the
     write lock (``BEGIN IMMEDIATE``) only at its first write, so a request that only
@@ -118,37 +136,48 @@ class SqlUnitOfWork:
         self._readonly = readonly
         self._writer_gate = writer_gate
         self._gated = False
-        self._conn: Connection | None = None
-        self._lazy_write = not readonly and engine.dialect.name == "sqlite"
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._core: Connection | None = None
+        self._pooled = None  # SQLite: the pool's connection, held for the whole unit
+        self._tx = None
+        self._lazy_write = not readonly and self._sqlite
         self._writing = not self._lazy_write
 
     def __enter__(self) -> SqlUnitOfWork:
-        conn = self._engine.connect()
-        if self._readonly:
-            # SQLite: no BEGIN at all. The hot reads are single statements (an instance
-            # and its hosts in one join), atomic by themselves; a BEGIN/ROLLBACK pair
-            # would cost more than the query.
-            conn = conn.execution_options(lambda_begin=None)
-        elif self._lazy_write:
-            # Reads before the first write run in autocommit, each statement atomic.
-            conn = conn.execution_options(lambda_begin=None)
-        self._conn = conn
-        self._tx = conn.begin()
         self._writing = not self._lazy_write
         self._raw_tx = False
-        # The driver's own connection, for the hot statements (see _SQLITE_*).
-        raw = conn.connection.driver_connection if self._engine.dialect.name == "sqlite" else None
-        self._raw = raw
-        self.instances = SqlInstanceRepository(conn, self._before_write, raw)
-        self.actions = SqlActionRepository(conn, self._before_write, raw)
+        if self._sqlite:
+            # SQLite: no BEGIN at all until the first write (see _before_write). Reads are
+            # single statements (an instance and its hosts in one join), atomic by
+            # themselves; a BEGIN/ROLLBACK pair would cost more than the query.
+            self._pooled = self._engine.raw_connection()
+            self._raw = self._pooled.driver_connection  # for the hot statements (_SQLITE_*)
+            self._conn = _CoreOnDemand(self._open_core)
+        else:
+            self._raw = None
+            self._conn = self._open_core()
+        self.instances = SqlInstanceRepository(self._conn, self._before_write, self._raw)
+        self.actions = SqlActionRepository(self._conn, self._before_write, self._raw)
         return self
+
+    def _open_core(self) -> Connection:
+        if self._core is None:
+            if self._pooled is not None:
+                # On the connection the unit of work already holds, in autocommit: the
+                # writes' transaction is the driver-level one _before_write begins.
+                core = Connection(self._engine, connection=self._pooled)
+                core = core.execution_options(lambda_begin=None)
+            else:
+                core = self._engine.connect()
+            self._tx = core.begin()
+            self._core = core
+        return self._core
 
     def _before_write(self) -> None:
         """Turn a deferred SQLite read into a write transaction before the first write.
 
-        BEGIN IMMEDIATE and, in ``commit``, COMMIT go straight to the driver: SQLAlchemy's
-        transaction (begun in autocommit, no statement sent) stays open around them, and
-        its rollback when the unit of work ends undoes an uncommitted write.
+        BEGIN IMMEDIATE and, in ``commit``, COMMIT go straight to the driver; a write not
+        committed is rolled back when the unit of work ends.
         """
         if self._writing:
             return
@@ -159,12 +188,18 @@ class SqlUnitOfWork:
         self._raw_tx = True
 
     def __exit__(self, *exc) -> None:
+        core, pooled = self._core, self._pooled
+        self._core = self._pooled = self._tx = None
         try:
-            if self._tx.is_active:
-                self._tx.rollback()
+            if core is not None:
+                # Rolls back an uncommitted write, the driver-level one included, and
+                # hands the pooled connection back.
+                core.close()
+            elif pooled is not None:
+                if self._raw.in_transaction:
+                    self._raw.rollback()
+                pooled.close()
         finally:
-            self._conn.close()
-            self._conn = None
             if self._gated:
                 self._gated = False
                 self._writer_gate.release()
@@ -174,7 +209,8 @@ class SqlUnitOfWork:
             self._raw.execute("COMMIT")
             self._raw_tx = False
             return
-        self._tx.commit()
+        if self._tx is not None:
+            self._tx.commit()
 
 
 class UnitOfWorkFactory:
