@@ -128,11 +128,13 @@ def purge_queue(broker_url: str, queue: str) -> int:
 
 
 def delete_queue(broker_url: str, queue: str) -> None:
+    """Delete the run's queue and the exchange of the same name Celery declared for it."""
     from kombu import Connection
 
     try:
         with Connection(broker_url, connect_timeout=3) as conn:
             conn.default_channel.queue_delete(queue)
+            conn.default_channel.exchange_delete(queue)
     except Exception as exc:  # a leftover queue is harmless; say so and go on
         log.warning("could not delete queue %s: %s", queue, exc)
 

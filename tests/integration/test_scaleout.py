@@ -235,6 +235,7 @@ class Cluster:
         if self.broker_url == RABBIT_URL:
             with contextlib.suppress(Exception), Connection(self.broker_url) as conn:
                 conn.default_channel.queue_delete(self.queue)
+                conn.default_channel.exchange_delete(self.queue)  # Celery's, of the same name
         assert not left, f"processes left running: {left}"
 
     # -- HTTP ----------------------------------------------------------------------------
