@@ -12,8 +12,9 @@ Even so, py-amqp spent ~130-170 us of CPU a message here building the frames in 
 (the 19-entry header table above all), for ~4 us of socket write. Every message differs
 from the next only in its two ids, which have a fixed length, so ``FrameTemplate`` has
 py-amqp write one message once per channel and each publish copies those bytes with the
-ids put in: ~5 us. Ids of another shape (not canonical UUIDs) and publisher confirms take
-py-amqp's own path.
+ids put in (~5 us; a whole publish, lock and write included, ~40 us). Ids of another
+shape (not canonical UUIDs) and publisher confirms take py-amqp's own path, as does a
+channel whose template could not be built.
 
 It is AMQP only (the ``amqp://`` and ``pyamqp://`` brokers); ``CeleryDispatcher`` keeps
 ``send_task`` for the others (Redis).
@@ -102,15 +103,11 @@ def celery_task_message(task_name: str, task_id: str, args: list, origin: str
     return headers, properties, body
 
 
-def message_properties(properties: dict) -> dict:
-    """The AMQP properties of a task message: Celery's, persistent."""
-    return dict(properties, delivery_mode=2)
-
-
 def prepare_task_message(channel, headers: dict, properties: dict, body: str):
+    """The AMQP message of a task: Celery's properties, persistent."""
     return channel.prepare_message(
         body, priority=0, content_type="application/json", content_encoding="utf-8",
-        headers=headers, properties=message_properties(properties))
+        headers=headers, properties=dict(properties, delivery_mode=2))
 
 
 class _Capture:
@@ -155,12 +152,17 @@ class FrameTemplate:
     @classmethod
     def build(cls, connection, channel, exchange: str, routing_key: str, task_name: str,
               origin: str) -> FrameTemplate | None:
-        """None when the placeholders do not land where expected (the slow path then)."""
+        """None when it cannot be built as expected (py-amqp's own path then)."""
         task_slot, action_slot = str(uuid.uuid4()), str(uuid.uuid4())
         headers, properties, body = celery_task_message(task_name, task_slot, [action_slot],
                                                         origin)
-        message = prepare_task_message(channel, headers, properties, body)
-        frames = publish_frames(connection, channel, message, exchange, routing_key)
+        try:
+            message = prepare_task_message(channel, headers, properties, body)
+            frames = publish_frames(connection, channel, message, exchange, routing_key)
+        except Exception:  # py-amqp internals it relies on changed: publish as py-amqp does
+            log.warning("AMQP frame template: cannot build one; publishing through py-amqp",
+                        exc_info=True)
+            return None
         task_slot_bytes, action_slot_bytes = task_slot.encode(), action_slot.encode()
         if frames.count(task_slot_bytes) != 3 or frames.count(action_slot_bytes) != 2:
             log.warning("AMQP frame template: unexpected layout; publishing through py-amqp")

@@ -147,6 +147,23 @@ def test_other_ids_and_confirms_take_py_amqps_own_publish(
     assert _take(rabbitmq, queue).headers["task"] == TASK_NAME
 
 
+def test_without_a_template_a_uuid_action_still_goes_out(
+        rabbitmq, queue_and_publisher, monkeypatch, caplog):  # noqa: F811
+    """What a py-amqp whose internals moved would do to the template: py-amqp's own path."""
+    from api.worker import amqp_publisher
+
+    def moved(*args, **kwargs):
+        raise AttributeError("frame_writer changed")
+
+    monkeypatch.setattr(amqp_publisher, "publish_frames", moved)
+    queue, publisher = queue_and_publisher
+    action_id = str(uuid.uuid4())
+    publisher.publish(action_id)
+    assert publisher._template is None
+    assert "cannot build one" in caplog.text
+    assert json.loads(_take(rabbitmq, queue).body)[0] == [action_id]
+
+
 @pytest.mark.parametrize("ids", ID_KINDS)
 def test_a_dead_connection_is_replaced_and_the_message_still_sent(
         rabbitmq, queue_and_publisher, ids):  # noqa: F811
