@@ -120,11 +120,12 @@ class _Capture:
         self.chunks.append(bytes(data))
 
 
-def publish_frames(connection, channel, message, exchange: str, routing_key: str) -> bytes:
+def publish_frames(channel, message, exchange: str, routing_key: str) -> bytes:
     """The bytes py-amqp writes for ``channel.basic_publish(message, exchange, routing_key)``.
 
     Its own frame writer, as ``send_method`` calls it, into a capture instead of the socket.
     """
+    connection = channel.connection
     capture = _Capture()
     write_frame = frame_writer(connection, capture)
     sent = connection.bytes_sent
@@ -150,7 +151,7 @@ class FrameTemplate:
         self._action_slot = action_slot
 
     @classmethod
-    def build(cls, connection, channel, exchange: str, routing_key: str, task_name: str,
+    def build(cls, channel, exchange: str, routing_key: str, task_name: str,
               origin: str) -> FrameTemplate | None:
         """None when it cannot be built as expected (py-amqp's own path then)."""
         task_slot, action_slot = str(uuid.uuid4()), str(uuid.uuid4())
@@ -158,7 +159,7 @@ class FrameTemplate:
                                                         origin)
         try:
             message = prepare_task_message(channel, headers, properties, body)
-            frames = publish_frames(connection, channel, message, exchange, routing_key)
+            frames = publish_frames(channel, message, exchange, routing_key)
         except Exception:  # py-amqp internals it relies on changed: publish as py-amqp does
             log.warning("AMQP frame template: cannot build one; publishing through py-amqp",
                         exc_info=True)
@@ -276,8 +277,7 @@ class AmqpTaskPublisher:
         self._connection, self._channel = connection, channel
         # Confirms need py-amqp's own publish (it waits for the broker's ack).
         self._template = None if self._confirm else FrameTemplate.build(
-            channel.connection, channel, self._exchange, self._routing_key,
-            self._task_name, self._origin)
+            channel, self._exchange, self._routing_key, self._task_name, self._origin)
         return channel
 
     def _reset(self) -> None:

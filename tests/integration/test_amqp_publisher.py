@@ -101,8 +101,8 @@ def test_template_frames_are_the_bytes_py_amqp_writes(queue_and_publisher):
         task_id, action_id = str(uuid.uuid4()), str(uuid.uuid4())
         message = prepare_task_message(channel, *celery_task_message(
             TASK_NAME, task_id, [action_id], publisher._origin))
-        expected = publish_frames(channel.connection, channel, message,
-                                  publisher._exchange, publisher._routing_key)
+        expected = publish_frames(channel, message, publisher._exchange,
+                                  publisher._routing_key)
         assert template.fill(task_id, action_id) == expected
 
 
