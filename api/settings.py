@@ -43,9 +43,10 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     http_workers: int = 2  # gunicorn worker processes
     # Threads per gunicorn worker. A request here is CPU work (SQLite, a cached token), so
-    # more threads only contend for the GIL: 2 x 2 beat 2 x 4 on 2 cores in throughput and
-    # p99 (benchmarks/README.md). Raise it when the database or identity service is remote.
-    http_threads: int = 2
+    # a second thread only contends for the GIL, which each SQLite call hands over: on 2
+    # cores 2 x 1 accepted ~15% more than 2 x 2, and 2 x 2 more than 2 x 4
+    # (benchmarks/README.md). Raise it when the database or identity service is remote.
+    http_threads: int = 1
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
     secret_key: str | None = None  # Fernet key; else generated under state_dir
     pool_size: int = 4  # concurrent actions per process (local dispatcher)
