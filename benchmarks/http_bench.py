@@ -94,17 +94,19 @@ class HttpReport:
         return statistics.median(p.product.rps / p.bare.rps for p in self.counted(scenario))
 
     def median(self, scenario: str, side: str, attr: str) -> float:
-        return statistics.median(getattr(getattr(p, side), attr)
-                                 for p in self.counted(scenario))
+        return _median_of(self.counted(scenario), side, attr)
 
     def paced_median(self, scenario: str, side: str, attr: str) -> float:
-        return statistics.median(getattr(getattr(p, side), attr)
-                                 for p in self.paced[scenario])
+        return _median_of(self.paced[scenario], side, attr)
 
     def paced_p99_ratio(self, scenario: str) -> float:
         """Product p99 over bare p99 at the same load: the median of the rounds' own."""
         return statistics.median(p.product.p99_ms / p.bare.p99_ms
                                  for p in self.paced[scenario])
+
+
+def _median_of(pairs: list[Pair], side: str, attr: str) -> float:
+    return statistics.median(getattr(getattr(p, side), attr) for p in pairs)
 
 
 def broker_reachable(url: str) -> bool:
@@ -418,7 +420,7 @@ class HttpBench:
                                         f"{product.socket_errors} socket errors")
             if cfg.paced_fraction > 0:
                 paced_ids = None
-                if scenario == "accept":
+                if scenario == "accept":  # two adjacent slices, as one range
                     paced_ids = (next(ranges)[0], next(ranges)[1])
                 self._paced_runs(report, scenario, paced_ids)
         return report
