@@ -78,6 +78,12 @@ class Timing:
     task_durations: list[float] = field(default_factory=list)
     repeat: int = 0  # which of the product's repeated start+stop cycles
     cpu: float | None = None  # busy CPU-s of the whole machine while the action ran
+    action_id: str | None = None
+
+    @property
+    def power(self) -> float:
+        """Seconds of the steps that power the VMs and wait for SSH (not the playbook)."""
+        return sum(self.steps.get(s, 0.0) for s in ("power_on", "wait_ssh", "power_off"))
 
 
 @dataclass
@@ -89,6 +95,7 @@ class OrchestrationResult:
     memory: dict = field(default_factory=dict)
     ansible: dict = field(default_factory=dict)
     ssh_costs: dict = field(default_factory=dict)  # strategy -> per task and host
+    skeleton: dict = field(default_factory=dict)  # see ansible_share
     ssh_settings: str = ""
     notes: list[str] = field(default_factory=list)
 
@@ -109,8 +116,8 @@ class OrchestrationResult:
 
     def cycles(self, kind: str, hosts: int, actions=("start", "stop"),
                measure: str = "total") -> dict[int, float]:
-        """Each repeat's summed ``measure`` (wall ``total`` or machine ``cpu``) of
-        ``actions`` (start + stop), by repeat."""
+        """Each repeat's summed ``measure`` (wall ``total``, machine ``cpu`` or the ``power``
+        steps' seconds) of ``actions`` (start + stop), by repeat."""
         by_repeat: dict[int, dict[str, float]] = {}
         for t in self.timings:
             value = getattr(t, measure)
@@ -122,6 +129,11 @@ class OrchestrationResult:
         """Median over the rounds of the product's start + stop machine CPU-s."""
         pairs = list(self.cycles("product", hosts, measure="cpu").values())
         return statistics.median(pairs) if pairs else None
+
+    def power_seconds(self, kind: str, hosts: int) -> float:
+        """Median over the repeats of a start+stop's power and SSH steps."""
+        cycles = self.cycles(kind, hosts, measure="power")
+        return statistics.median(cycles.values()) if cycles else 0.0
 
     def round_ratios(self, lo: int, hi: int, actions=("start", "stop")) -> list[float]:
         """T(hi)/T(lo) of each round (the repeats of both sizes ran in the same round)."""
@@ -147,6 +159,23 @@ class OrchestrationResult:
           f"{cores} cores, so T({hi})/T({lo}) >= {floor / t_lo:.2f} at this T({lo}) of "
           f"{t_lo:.2f} s unless the CPU per host falls")
 
+    def _print_skeleton(self, p) -> None:
+        """Ansible's own share of T(hi) - T(lo) (``ansible_share``), and the ratio it leaves."""
+        k = self.skeleton
+        lo, hi, t_lo = k["lo"], k["hi"], self.cycle("product", k["lo"])
+        added = k[hi]["wall"] - k[lo]["wall"]
+        power = self.power_seconds("product", hi) - self.power_seconds("product", lo)
+        p(f"Ansible's own share: the product's playbooks with each task that ran a /bin/true "
+          f"command (the same plays, hosts and tasks per host: {k['host_tasks']['start']} + "
+          f"{k['host_tasks']['stop']} task results at {hi} hosts), through the product's "
+          f"runner, median of {k['repeats']}: start+stop {lo} hosts {k[lo]['wall']:.2f} s "
+          f"({k[lo]['cpu']:.1f} CPU-s), {hi} hosts {k[hi]['wall']:.2f} s "
+          f"({k[hi]['cpu']:.1f} CPU-s), +{added:.2f} s")
+        if t_lo:
+            p(f"  were the roles' own work free per added host, T({hi}) would still be "
+              f"T({lo}) {t_lo:.2f} s + {added:.2f} s + {power:.2f} s more in the power steps: "
+              f"T({hi})/T({lo}) {(t_lo + added + power) / t_lo:.2f}")
+
     def print(self, out) -> dict[str, str]:
         def p(text=""):
             print(text, file=out, flush=True)
@@ -168,10 +197,7 @@ class OrchestrationResult:
         for n in counts:
             product, serial = self.cycle("product", n), self.cycle("serial", n)
             if product and serial:
-                power = [sum(t.steps.get(s, 0.0) for a in ("start", "stop")
-                             for t in [self.get(kind, a, n)]
-                             for s in ("power_on", "wait_ssh", "power_off"))
-                         for kind in ("product", "serial")]
+                power = [self.power_seconds(kind, n) for kind in ("product", "serial")]
                 p(f"{n} hosts: start+stop {product:.2f} s parallel vs {serial:.2f} s serial "
                   f"baseline (serial/parallel {serial / product:.2f}); power and SSH steps "
                   f"alone {power[0]:.2f} s vs {power[1]:.2f} s "
@@ -187,6 +213,8 @@ class OrchestrationResult:
                   f"{', '.join(f'{r:.2f}' for r in ratios)}; start only {starts:.2f})")
                 summary[f"T{hi}/T{lo}"] = f"{ratio:.2f}"
                 self._print_cpu(p, counts, lo, hi)
+                if self.skeleton:
+                    self._print_skeleton(p)
         tasks = [d for t in self.timings if t.kind == "product" for d in t.task_durations]
         if tasks:
             p(f"playbook task results: {len(tasks)}, median {statistics.median(tasks):.2f} s "
@@ -423,7 +451,7 @@ class OrchestrationBench:
                  if s["duration"] is not None and s["state"] != "skipped"}
         tasks = [t["duration"] for t in data["playbook"]["tasks"] if t.get("duration")]
         return Timing(kind, action, hosts, (finished - created).total_seconds(), steps,
-                      data["state"], data.get("error"), tasks, repeat, cpu)
+                      data["state"], data.get("error"), tasks, repeat, cpu, data.get("id"))
 
     def run_product(self, n: int, result: OrchestrationResult, repeat: int = 0) -> None:
         """One timed start+stop of ``n`` hosts through the API, nothing else sampling."""
@@ -535,6 +563,101 @@ def ansible_costs(workdir: Path) -> dict:
     return {"empty": e, "tasks": 5, "per_task": (f - e) / 5}
 
 
+def skeleton_playbook(plays: list[dict], results) -> list[dict]:
+    """``plays`` (a parsed playbook) with every task that ran made a ``/bin/true`` command.
+
+    ``results`` are the (play, host, task) of one real run. Each play keeps its name and
+    hosts and gets as many tasks as its busiest host ran there, so the skeleton has the
+    real run's plays, hosts and tasks per host with the roles' own work (templates,
+    daemons, readiness waits) taken out: what running it costs is Ansible's own share.
+    A play that ran nothing (its service not listed: ``end_play``) stays, empty. Its
+    ``meta`` tasks are left out: they run in the controller and fork nothing, though a
+    skipped one reports a result for each host.
+    """
+    ran: dict[str | None, dict[str, list[str]]] = {}
+    for play, host, task in results:
+        ran.setdefault(play, {}).setdefault(host, []).append(task)
+    skeleton = []
+    for play in plays:
+        meta = {t.get("name") for t in play.get("tasks") or []
+                if "ansible.builtin.meta" in t or "meta" in t}
+        tasks = max(([t for t in names if t not in meta]
+                     for names in ran.get(play.get("name"), {}).values()), key=len, default=[])
+        skeleton.append({
+            "name": play.get("name"), "hosts": play["hosts"], "gather_facts": False,
+            "any_errors_fatal": bool(play.get("any_errors_fatal")),
+            "tasks": [{"name": f"{i + 1}: {task}", "ansible.builtin.command": "/bin/true",
+                       "changed_when": False} for i, task in enumerate(tasks)]})
+    return skeleton
+
+
+def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: int, hi: int,
+                  repeats: int = 3) -> dict:
+    """start+stop of the product's playbooks as skeletons (``skeleton_playbook``), at
+    ``lo`` and ``hi`` hosts, through the product's own runner, settings and inventories.
+
+    The skeletons come from the last product start and stop of ``hi`` hosts. What they
+    take more at ``hi`` than at ``lo`` hosts is what Ansible itself (forks, Mitogen, SSH,
+    the hosts' interpreters) adds per host, whatever the roles do.
+    """
+    from api.adapters.ansible import AnsibleRunner
+    from api.adapters.db.engine import create_db_engine
+    from api.adapters.db.uow import UnitOfWorkFactory
+    from api.adapters.inventory import render_inventory
+    from api.domain.ports import PlaybookRun
+    from api.settings import load_settings
+
+    settings = load_settings(bench.env)
+    skeletons = bench.workdir / "skeleton"
+    skeletons.mkdir()
+    host_tasks = {}  # (host, task) results of the real hi-host run, by action
+    engine = create_db_engine(settings.database_url)
+    try:
+        uow_factory = UnitOfWorkFactory(engine)
+        with uow_factory(readonly=True) as uow:
+            for action in ("start", "stop"):
+                last = [t for t in result.timings if (t.kind, t.action, t.hosts)
+                        == ("product", action, hi) and t.action_id]
+                if not last:
+                    return {}
+                ran = uow.actions.get(last[-1].action_id)
+                host_tasks[action] = len(ran.tasks)
+                plays = yaml.safe_load(
+                    (Path(settings.playbook_dir) / f"lambda-{action}.yml").read_text())
+                (skeletons / f"lambda-{action}.yml").write_text(yaml.safe_dump(
+                    skeleton_playbook(plays, [(t.play, t.host, t.task) for t in ran.tasks]),
+                    sort_keys=False))
+            inventories = {n: render_inventory(uow.instances.get(instance_id("product", n)),
+                                               settings) for n in (lo, hi)}
+    finally:
+        engine.dispose()
+    runner = AnsibleRunner.from_settings(settings.replace(
+        playbook_dir=str(skeletons), state_dir=str(skeletons / "state")))
+    samples: dict[int, list[tuple[float, float]]] = {lo: [], hi: []}
+    for host in bench.lab.hosts:
+        bench.lab.power_on(host.name)
+    try:
+        for repeat in range(repeats):  # interleaved, as the product's rounds
+            for n in (lo, hi):
+                cpu, started = _machine_cpu_seconds(), time.monotonic()
+                for action in ("start", "stop"):
+                    run = runner.run(PlaybookRun(playbook=f"lambda-{action}.yml",
+                                                 inventory=inventories[n], timeout=300,
+                                                 ident=f"skeleton-{action}-{n}-{repeat}"))
+                    if not run.ok:
+                        failure = run.failure.message if run.failure else run.status
+                        raise RuntimeError(f"skeleton {action} of {n} hosts: {failure}")
+                samples[n].append((time.monotonic() - started, _machine_cpu_seconds() - cpu))
+    finally:
+        for host in bench.lab.hosts:
+            bench.lab.power_off(host.name)
+    share = {"repeats": repeats, "lo": lo, "hi": hi, "host_tasks": host_tasks}
+    for n, values in samples.items():
+        share[n] = {"wall": statistics.median(v[0] for v in values),
+                    "cpu": statistics.median(v[1] for v in values)}
+    return share
+
+
 def _machine_cpu_seconds() -> float:
     """Busy CPU time of the whole machine so far (every core; /proc/stat)."""
     with open("/proc/stat") as stat:
@@ -639,6 +762,11 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
         bench.say(f"  serial baseline: start+stop of {sizes} hosts")
         for n in host_counts:
             bench.run_serial(n, result)
+        if bench.lab is not None:
+            lo, hi = min(host_counts), max(host_counts)
+            bench.say(f"  Ansible's own share: skeletons of the playbooks on {lo} and {hi} "
+                      "hosts")
+            result.skeleton = ansible_share(bench, result, lo, hi)
         result.ansible = ansible_costs(bench.workdir)
         if bench.lab is not None:
             result.ssh_costs = ssh_task_costs(bench.lab, bench.workdir, bench.ssh_args)
