@@ -105,6 +105,23 @@ class HttpReport:
                                  for p in self.paced[scenario])
 
 
+    def paced_load(self, scenario: str) -> float:
+        """The paced runs' offered rate as a fraction of the product's median req/s."""
+        return self.paced[scenario][0].bare.rate / self.median(scenario, "product", "rps")
+
+
+def mm1_p99_ratio(throughput_ratio: float, load: float) -> float:
+    """Product p99 over bare p99 that one M/M/1 queue per server predicts.
+
+    Each server is a queue whose mean service time is the inverse of its saturated req/s
+    (the product's ``1 / throughput_ratio`` times the bare one's); both are offered
+    ``load`` times the product's req/s. An M/M/1 queue's time in system is exponential
+    with mean ``s / (1 - utilisation)``, so every quantile, p99 too, scales by that mean.
+    """
+    r, f = throughput_ratio, load
+    return (1 - f * r) / (r * (1 - f))
+
+
 def _median_of(pairs: list[Pair], side: str, attr: str) -> float:
     return statistics.median(getattr(getattr(p, side), attr) for p in pairs)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import statistics
+
+from benchmarks.http_bench import mm1_p99_ratio
+
 
 def _kb(kb: int) -> str:
     return f"{kb / 1024:.0f} MiB"
@@ -31,8 +35,8 @@ def print_http(report, out) -> dict[str, str]:
           "median req/s above (open loop, latency from when each request was due); medians "
           "of the interleaved rounds, p99 x bare the median of the rounds' own:")
         p("| scenario | offered req/s | answered req/s (bare / product) | bare p50/p99 ms "
-          "| product p50/p99 ms | p99 x bare |")
-        p("|---|---|---|---|---|---|")
+          "| product p50/p99 ms | p99 x bare | M/M/1 model |")
+        p("|---|---|---|---|---|---|---|")
         for scenario, pairs in report.paced.items():
             b = {a: report.paced_median(scenario, "bare", a)
                  for a in ("achieved", "p50_ms", "p99_ms")}
@@ -41,7 +45,13 @@ def print_http(report, out) -> dict[str, str]:
             p(f"| {scenario} | {pairs[0].bare.rate:.0f} | {b['achieved']:.0f} / "
               f"{r['achieved']:.0f} | {b['p50_ms']:.2f} / {b['p99_ms']:.2f} | "
               f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} | "
-              f"{report.paced_p99_ratio(scenario):.2f} |")
+              f"{report.paced_p99_ratio(scenario):.2f} | "
+              f"{mm1_p99_ratio(report.ratio(scenario), report.paced_load(scenario)):.2f} |")
+        load = statistics.median(report.paced_load(s) for s in report.paced)
+        p(f"M/M/1 model: each server one queue, its service time the inverse of its req/s "
+          f"above, both offered {load:.2f} of the product's: p99 x bare = (1 - f R) / "
+          f"(R (1 - f)) for the ratio R at the offered fraction f, which is 2 or less only "
+          f"when R >= 1 / (2 - f) = {1 / (2 - load):.2f}")
     if report.retries:
         p(f"rounds run again because one gunicorn worker took (nearly) every connection: "
           f"{report.retries}")
