@@ -17,6 +17,7 @@ the difference is what parallel power and waits buy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import statistics
@@ -634,9 +635,7 @@ def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: in
     runner = AnsibleRunner.from_settings(settings.replace(
         playbook_dir=str(skeletons), state_dir=str(skeletons / "state")))
     samples: dict[int, list[tuple[float, float]]] = {lo: [], hi: []}
-    for host in bench.lab.hosts:
-        bench.lab.power_on(host.name)
-    try:
+    with lab_powered(bench.lab):
         for repeat in range(repeats):  # interleaved, as the product's rounds
             for n in (lo, hi):
                 cpu, started = _machine_cpu_seconds(), time.monotonic()
@@ -648,14 +647,23 @@ def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: in
                         failure = run.failure.message if run.failure else run.status
                         raise RuntimeError(f"skeleton {action} of {n} hosts: {failure}")
                 samples[n].append((time.monotonic() - started, _machine_cpu_seconds() - cpu))
-    finally:
-        for host in bench.lab.hosts:
-            bench.lab.power_off(host.name)
     share = {"repeats": repeats, "lo": lo, "hi": hi, "host_tasks": host_tasks}
     for n, values in samples.items():
         share[n] = {"wall": statistics.median(v[0] for v in values),
                     "cpu": statistics.median(v[1] for v in values)}
     return share
+
+
+@contextlib.contextmanager
+def lab_powered(lab):
+    """Every lab host powered on (its sshd answering) for the block, and off after it."""
+    for host in lab.hosts:
+        lab.power_on(host.name)
+    try:
+        yield lab
+    finally:
+        for host in lab.hosts:
+            lab.power_off(host.name)
 
 
 def _machine_cpu_seconds() -> float:
@@ -675,8 +683,6 @@ def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
     """
     from api.adapters.ansible import STRATEGY_PLUGINS_DIR
 
-    for host in lab.hosts:
-        lab.power_on(host.name)
     inventory = workdir / "ssh-costs.ini"
     inventory.write_text("[lambda]\n" + "".join(
         f"{h.name} ansible_host={h.ip}\n" for h in lab.hosts) + "[lambda:vars]\n"
@@ -703,7 +709,7 @@ def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
                        capture_output=True, timeout=300)
         return time.monotonic() - started, _machine_cpu_seconds() - cpu
 
-    try:
+    with lab_powered(lab):
         samples = {(s, n): [] for s in ("linear", "mitogen_linear") for n in (0, tasks)}
         for _ in range(repeats):  # interleaved, so drifting load hits both alike
             for key in samples:
@@ -716,9 +722,6 @@ def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
             result[strategy] = {"wall": (full[0] - empty[0]) / tasks,
                                 "cpu": (full[1] - empty[1]) / units, "empty": empty[0]}
         return result
-    finally:
-        for host in lab.hosts:
-            lab.power_off(host.name)
 
 
 def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | None, out,
