@@ -298,28 +298,46 @@ class OrchestrationBench:
 
     # --- set up ---------------------------------------------------------------------------
 
-    def _host_layout(self) -> list[tuple[str, str]]:
-        """(name, ip) of the largest instance's hosts; smaller ones take a prefix."""
-        biggest = max(self.counts)
+    def _host_layout(self) -> dict[int, list[tuple[str, str]]]:
+        """(name, ip) of each size's hosts: hosts of its own, as each real instance has.
+
+        Instances of one size (the product's and the serial baseline's, which never run at
+        once) share them. Sharing across sizes would make every start rewrite the
+        configuration of the hosts the sizes have in common (each size's lists the others'
+        hosts differently), work a real instance does only on its first start.
+        """
+        counts = sorted(set(self.counts))
         if self.use_lab:
             from api.lab import Lab
             from api.lab.provision import host_names, install_distributions
 
-            self.lab = Lab(LAB_NAME, hosts=host_names(biggest - 1, instance=1),
+            names = {n: host_names(n - 1, instance=k + 1) for k, n in enumerate(counts)}
+            self.lab = Lab(LAB_NAME, hosts=[h for n in counts for h in names[n]],
                            subnet=LAB_SUBNET)
-            self.say(f"building the SSH lab ({biggest} hosts) and installing the stand-ins")
+            self.say(f"building the SSH lab ({len(self.lab.hosts)} hosts: "
+                     f"{', '.join(map(str, counts))} for the instances of each size) and "
+                     "installing the stand-ins")
             self.lab.up(power_on=False)
             install_distributions(self.lab)
-            return [(h.name, h.ip) for h in self.lab.hosts]
-        names = ["lambda-b-master"] + [f"lambda-b-slave-{i}" for i in range(1, biggest)]
-        return [(name, f"127.42.240.{i + 1}") for i, name in enumerate(names)]
+            return {n: [(h, self.lab.host(h).ip) for h in names[n]] for n in counts}
+        layout, address = {}, 0
+        for n in counts:
+            names = [f"lambda-b{n}-master"] + [f"lambda-b{n}-slave-{i}" for i in range(1, n)]
+            layout[n] = [(name, f"127.42.240.{address + i + 1}")
+                         for i, name in enumerate(names)]
+            address += n
+        return layout
+
+    def hosts_of(self, n: int) -> list[str]:
+        """The lab host names of the instances of ``n`` hosts."""
+        return [name for name, _ in self.layout[n]]
 
     def _seed(self, layout) -> tuple[dict, dict[str, str]]:
         instances, servers, server_to_host = [], [], {}
         for kind in ("product", "serial"):
             for n in self.counts:
                 hosts = []
-                for i, (name, ip) in enumerate(layout[:n]):
+                for i, (name, ip) in enumerate(layout[n]):
                     sid = server_id(kind, n, i)
                     server_to_host[sid] = name
                     hosts.append({"server_id": sid, "name": name,
@@ -350,8 +368,8 @@ class OrchestrationBench:
         from api.emulator import Emulator
         from benchmarks.http_bench import broker_reachable, celery_dispatcher_present
 
-        layout = self._host_layout()
-        seed, server_to_host = self._seed(layout)
+        self.layout = self._host_layout()
+        seed, server_to_host = self._seed(self.layout)
         hooks = None
         if self.lab is not None:
             from api.lab import LabPowerHooks
@@ -469,8 +487,9 @@ class OrchestrationBench:
         """An untimed start+stop of ``n`` hosts, the API's and worker's trees sampled.
 
         Untimed: the samplers read /proc for every process of both trees five times a
-        second, and this is the first start of the hosts the 2-host warm-up leaves cold
-        (first formats, cold caches); a timed cycle would be charged for both.
+        second, and this is the first start of its hosts, which the warm-up of the smaller
+        sizes leaves cold (first formats, cold caches); a timed cycle would be charged for
+        both.
         """
         iid = instance_id("product", n)
         samplers = [RssSampler(self.api.pid)]
@@ -635,7 +654,7 @@ def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: in
     runner = AnsibleRunner.from_settings(settings.replace(
         playbook_dir=str(skeletons), state_dir=str(skeletons / "state")))
     samples: dict[int, list[tuple[float, float]]] = {lo: [], hi: []}
-    with lab_powered(bench.lab):
+    with lab_powered(bench.lab, bench.hosts_of(lo) + bench.hosts_of(hi)):
         for repeat in range(repeats):  # interleaved, as the product's rounds
             for n in (lo, hi):
                 cpu, started = _machine_cpu_seconds(), time.monotonic()
@@ -655,15 +674,15 @@ def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: in
 
 
 @contextlib.contextmanager
-def lab_powered(lab):
-    """Every lab host powered on (its sshd answering) for the block, and off after it."""
-    for host in lab.hosts:
-        lab.power_on(host.name)
+def lab_powered(lab, names: list[str]):
+    """These lab hosts powered on (their sshd answering) for the block, and off after it."""
+    for name in names:
+        lab.power_on(name)
     try:
         yield lab
     finally:
-        for host in lab.hosts:
-            lab.power_off(host.name)
+        for name in names:
+            lab.power_off(name)
 
 
 def _machine_cpu_seconds() -> float:
@@ -673,11 +692,11 @@ def _machine_cpu_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
+def ssh_task_costs(lab, names: list[str], workdir: Path, ssh_args: str, tasks: int = 10,
                    repeats: int = 3) -> dict:
     """CPU and wall time of one command task on one host, linear vs Mitogen, over SSH.
 
-    Every lab host is powered on and gets ``tasks`` command tasks; the cost is the
+    The ``names`` lab hosts are powered on and get ``tasks`` command tasks each; the cost is the
     difference to an empty play, divided by tasks x hosts. CPU is the whole machine's (the
     hosts share its cores, so this counts the controller, sshd and the hosts' Pythons).
     """
@@ -685,7 +704,7 @@ def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
 
     inventory = workdir / "ssh-costs.ini"
     inventory.write_text("[lambda]\n" + "".join(
-        f"{h.name} ansible_host={h.ip}\n" for h in lab.hosts) + "[lambda:vars]\n"
+        f"{name} ansible_host={lab.host(name).ip}\n" for name in names) + "[lambda:vars]\n"
         f"ansible_user={lab.ssh_user}\nansible_ssh_private_key_file={lab.ssh_key}\n"
         "ansible_python_interpreter=/usr/bin/python3\nmitogen_ssh_compression=False\n")
     plays = {}
@@ -709,13 +728,13 @@ def ssh_task_costs(lab, workdir: Path, ssh_args: str, tasks: int = 10,
                        capture_output=True, timeout=300)
         return time.monotonic() - started, _machine_cpu_seconds() - cpu
 
-    with lab_powered(lab):
+    with lab_powered(lab, names):
         samples = {(s, n): [] for s in ("linear", "mitogen_linear") for n in (0, tasks)}
         for _ in range(repeats):  # interleaved, so drifting load hits both alike
             for key in samples:
                 samples[key].append(timed(*key))
-        result = {"hosts": len(lab.hosts), "tasks": tasks, "repeats": repeats}
-        units = tasks * len(lab.hosts)
+        result = {"hosts": len(names), "tasks": tasks, "repeats": repeats}
+        units = tasks * len(names)
         for strategy in ("linear", "mitogen_linear"):
             empty = [statistics.median(v[i] for v in samples[(strategy, 0)]) for i in (0, 1)]
             full = [statistics.median(v[i] for v in samples[(strategy, tasks)]) for i in (0, 1)]
@@ -749,9 +768,12 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
                                f"'{bench.ssh_args}'" if use_lab else
                                "connection local (no SSH); pipelining on, forks 20")
         # Warm-up, untimed: the first playbooks of a run pay for cold caches (SSH
-        # masters, Python byte code of the stand-ins, page cache) that later ones do not.
-        bench.say(f"  warm-up: an untimed start+stop of {min(host_counts)} hosts")
-        bench.run_serial(min(host_counts), OrchestrationResult(mode, services, ""))
+        # masters, Python byte code of the stand-ins, page cache) and each host's first
+        # start (formats, configuration written) that later ones do not. Every size has
+        # hosts of its own; the largest is warmed by the memory cycle.
+        for n in sorted(set(host_counts))[:-1]:
+            bench.say(f"  warm-up: an untimed start+stop of {n} hosts")
+            bench.run_serial(n, OrchestrationResult(mode, services, ""))
         bench.say(f"  memory: an untimed start+stop of {max(host_counts)} hosts, sampled")
         bench.measure_memory(max(host_counts), result)
         # Rounds of every size, not every round of one size and then the next: load that
@@ -772,7 +794,8 @@ def run_orchestration(workdir: Path, host_counts: list[int], use_lab: bool | Non
             result.skeleton = ansible_share(bench, result, lo, hi)
         result.ansible = ansible_costs(bench.workdir)
         if bench.lab is not None:
-            result.ssh_costs = ssh_task_costs(bench.lab, bench.workdir, bench.ssh_args)
+            result.ssh_costs = ssh_task_costs(bench.lab, bench.hosts_of(max(host_counts)),
+                                              bench.workdir, bench.ssh_args)
         return result
     finally:
         bench.stop()
