@@ -100,12 +100,6 @@ class OrchestrationResult:
     ssh_settings: str = ""
     notes: list[str] = field(default_factory=list)
 
-    def get(self, kind: str, action: str, hosts: int) -> Timing | None:
-        for t in self.timings:
-            if (t.kind, t.action, t.hosts) == (kind, action, hosts):
-                return t
-        return None
-
     def totals(self, kind: str, action: str, hosts: int) -> list[float]:
         return [t.total for t in self.timings if (t.kind, t.action, t.hosts) ==
                 (kind, action, hosts)]
