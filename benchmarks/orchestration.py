@@ -277,6 +277,7 @@ class OrchestrationBench:
         self.out = out
         self.broker_url = broker_url
         self.lab = None
+        self.layout: dict[int, list[tuple[str, str]]] = {}  # set in start()
         self.emulator = None
         self.procs: list[Proc] = []
         self.queue = f"lambda-bench-orch-{os.getpid()}"
