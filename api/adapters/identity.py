@@ -30,11 +30,14 @@ def token_key(token: str) -> str:
 
 
 def _well_formed(token) -> bool:
+    # Of the whitespace characters only the ASCII space is printable (the others are in
+    # Unicode's Cc, Zs, Zl or Zp), so one `in` after isprintable() rejects them all; a
+    # per-character isspace() scan cost more than the cached token check it guards.
     return (
         isinstance(token, str)
         and 0 < len(token) <= MAX_TOKEN_LENGTH
         and token.isprintable()
-        and not any(ch.isspace() for ch in token)
+        and " " not in token
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -11,6 +12,7 @@ import pytest
 from api.adapters.http_client import JsonResponse, TransportError
 from api.adapters.identity import (
     AstakosIdentity,
+    _well_formed,
     identity_from_access,
     parse_expires,
     token_key,
@@ -220,3 +222,12 @@ def test_identity_from_access_reads_the_compute_endpoint():
 ])
 def test_parse_expires(raw, expected):
     assert parse_expires(raw) == expected
+
+
+def test_tokens_with_any_whitespace_are_malformed():
+    spaces = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    assert len(spaces) > 20  # ASCII controls, NBSP, the U+2000 block, U+3000...
+    for ch in spaces:
+        for token in (f"abc{ch}def", f"{ch}abc", f"abc{ch}"):
+            assert not _well_formed(token), repr(ch)
+    assert _well_formed("abc-DEF_0123.~+/=")
