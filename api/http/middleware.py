@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
-import uuid
 
 from api.domain.errors import InvalidToken
 from api.domain.ports import IdentityPort
@@ -21,8 +21,9 @@ class RequestIdMiddleware:
 
     def process_request(self, req, resp):
         given = req.get_header("X-Request-Id")
+        # 16 random hex digits, as uuid4().hex[:16] gave, without building a UUID (~2 us).
         req.context.request_id = given if given and _REQUEST_ID.match(given) else (
-            uuid.uuid4().hex[:16])
+            os.urandom(8).hex())
 
     def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("X-Request-Id", getattr(req.context, "request_id", ""))

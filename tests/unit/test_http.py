@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from cryptography.fernet import Fernet
@@ -256,6 +257,14 @@ def test_token_is_stored_encrypted_only(client, uow_factory, cipher):
 def test_request_id_is_echoed(client):
     resp = client.simulate_get(URL, headers={**AUTH, "X-Request-Id": "abc-123"})
     assert resp.headers["X-Request-Id"] == "abc-123"
+
+
+@pytest.mark.parametrize("given", [None, "", "has space", "x" * 65])
+def test_request_id_is_made_when_missing_or_unusable(client, given):
+    headers = dict(AUTH) if given is None else {**AUTH, "X-Request-Id": given}
+    ids = {client.simulate_get(URL, headers=headers).headers["X-Request-Id"] for _ in range(3)}
+    assert len(ids) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
 
 
 def test_openapi_document_is_valid_openapi_3():
