@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +25,15 @@ from api.domain.model import (
 )
 from api.domain.ports import Identity, UnitOfWork
 
+# What str(uuid.UUID(...)) gives back: ids in it are canonical as they are. Matching it
+# first spares every request on a canonical id the UUID object (~1.5 us).
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
 
 def parse_instance_id(raw: str) -> str:
     """The canonical form of an instance id; anything not a UUID cannot exist (404)."""
+    if isinstance(raw, str) and _CANONICAL_UUID.fullmatch(raw):
+        return raw
     try:
         return str(uuid.UUID(raw))
     except (ValueError, TypeError, AttributeError) as exc:

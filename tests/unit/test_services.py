@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 
@@ -30,6 +31,23 @@ def add_instance(uow_factory, status=InstanceStatus.STOPPED, owner="alice-uuid",
 def request(uow_factory, action="start", identity=ALICE, instance_id=INSTANCE_ID):
     return services.request_action(uow_factory, identity, instance_id, action,
                                    token_cipher=lambda: "cipher")
+
+
+@pytest.mark.parametrize("make", [uuid.uuid1, uuid.uuid4, lambda: uuid.UUID(int=0),
+                                  lambda: uuid.UUID(int=2**128 - 1)])
+def test_parse_instance_id_gives_the_canonical_form(make):
+    value = make()
+    canonical = str(value)
+    for form in (canonical, canonical.upper(), value.hex, f"{{{canonical}}}",
+                 f"urn:uuid:{canonical}"):
+        assert services.parse_instance_id(form) == canonical
+
+
+@pytest.mark.parametrize("raw", ["", "3", "not-a-uuid", INSTANCE_ID + "\n", INSTANCE_ID[:-1],
+                                 INSTANCE_ID + "0", INSTANCE_ID.replace("-", "_"), None, 5])
+def test_parse_instance_id_refuses_what_is_not_a_uuid(raw):
+    with pytest.raises(InstanceNotFound):
+        services.parse_instance_id(raw)
 
 
 def test_accepts_and_records_the_action_durably(uow_factory):
