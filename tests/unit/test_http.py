@@ -273,3 +273,43 @@ def test_openapi_document_is_valid_openapi_3():
     from api.http.openapi import DOCUMENT
 
     validate(DOCUMENT)
+
+
+def test_contract_bodies_are_the_quoted_text(client):
+    # SPEC 2 quotes these bodies; the response encoder must give back exactly that text.
+    spec = {
+        401: '{"errors": [{"message": "Invalid token", "code": 401, "details": "unauthorized",'
+             ' "status": 401, "detail": "Unauthorized. Request failed because user provided'
+             ' an invalid token."}]}',
+        404: '{"errors": [{"status": 404, "detail": "The specified lambda instance doesn\'t'
+             ' exist."}]}',
+        400: '{"errors": [{"status": 400, "detail": "action POST parameter can be used with'
+             ' start or stop value."}]}',
+    }
+    bad_token = {**form("start"), "headers": {"Authorization": "Token nope"}}
+    answers = {401: client.simulate_post(URL, **bad_token),
+               404: client.simulate_post("/api/lambda-instances/nope/", **form("start")),
+               400: client.simulate_post(URL, **form("reboot"))}
+    for status, resp in answers.items():
+        assert resp.status_code == status
+        assert resp.text == spec[status]
+    accepted = client.simulate_post(URL, **form("start"))
+    assert accepted.status_code == 202
+    assert accepted.text.startswith(
+        '{"status": {"code": 202, "short-description": "Your request has been accepted"}')
+
+
+def test_bodies_keep_non_ascii_text_as_it_is(identity, uow_factory, dispatcher, cipher):
+    from api.domain.model import Instance, InstanceStatus
+
+    with uow_factory() as uow:
+        uow.instances.add(Instance(id=INSTANCE_ID, owner="alice-uuid", name="συστάδα-ü",
+                                   status=InstanceStatus.STOPPED, services=("spark",),
+                                   hosts=()))
+        uow.commit()
+    client = testing.TestClient(create_app(identity=identity, uow_factory=uow_factory,
+                                           dispatcher=dispatcher, token_cipher=cipher))
+    resp = client.simulate_get(URL, headers=AUTH)
+    assert resp.status_code == 200
+    assert '"name": "συστάδα-ü"' in resp.text
+    assert resp.text == json.dumps(resp.json, ensure_ascii=False)
