@@ -4,6 +4,7 @@ every unit hands its connection back to the pool, however it ends."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext as _nothing
 from datetime import datetime
 
 import pytest
@@ -124,3 +125,46 @@ def test_reads_after_a_commit_in_the_same_unit_see_it(seeded):
         assert uow.instances.get("i-1").status is InstanceStatus.STARTING
         assert uow.instances.list("u1", None, 0)[0].status is InstanceStatus.STARTING
     assert status_of(seeded, "i-1") is InstanceStatus.STARTING
+
+
+def idle_connections_in_a_transaction(uow_factory) -> int:
+    """How many of the pool's idle connections a unit of work left inside a transaction.
+
+    On SQLite the pool does not roll back what it is handed back (``reset_on_return``
+    is off, see ``create_db_engine``): every unit of work must end its own transaction.
+    """
+    engine = uow_factory.engine
+    idle = [engine.raw_connection() for _ in range(engine.pool.checkedin())]
+    try:
+        if engine.dialect.name == "sqlite":
+            return sum(c.driver_connection.in_transaction for c in idle)
+        from psycopg.pq import TransactionStatus
+
+        return sum(c.driver_connection.info.transaction_status != TransactionStatus.IDLE
+                   for c in idle)
+    finally:
+        for c in idle:
+            c.close()
+
+
+@pytest.mark.parametrize("ending", ["commit", "hot-write-raises", "core-write-raises",
+                                    "core-read", "hot-read", "readonly-core"])
+def test_every_unit_ends_its_own_transaction(seeded, ending):
+    with pytest.raises(Boom) if ending.endswith("raises") else _nothing(), \
+            seeded(readonly=ending == "readonly-core") as uow:
+        if ending in ("commit", "hot-write-raises"):
+            uow.instances.compare_and_set_status(
+                "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+        if ending == "core-write-raises":
+            uow.instances.add(make_instance("i-2"))
+        if ending in ("core-read", "readonly-core"):
+            assert uow.instances.count("u1") == 1
+        if ending == "hot-read":
+            assert uow.instances.get("i-1") is not None
+        if ending == "commit":
+            uow.commit()
+        if ending.endswith("raises"):
+            raise Boom
+    assert checked_out(seeded) == 0
+    assert seeded.engine.pool.checkedin() >= 1
+    assert idle_connections_in_a_transaction(seeded) == 0
