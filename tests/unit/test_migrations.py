@@ -44,3 +44,38 @@ def test_upgrade_from_the_first_revision_keeps_the_actions(empty_database):
         command.downgrade(config, "0001")
     assert "dispatched" in {c["name"] for c in inspect(engine).get_columns("actions")}
     engine.dispose()
+
+
+def test_hosts_are_read_in_index_order(empty_database):
+    """0003: an instance's hosts come out of an index in order, with no sort per read."""
+    from api.adapters.db.uow import _SQLITE_OWNED_INSTANCE_WITH_HOSTS
+
+    engine = create_db_engine(empty_database)
+    migrate(engine)
+    indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("instance_hosts")}
+    assert indexes["ix_instance_hosts_position"] == ["instance_id", "position"]
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            plan = " | ".join(row[-1] for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + _SQLITE_OWNED_INSTANCE_WITH_HOSTS, ("i", "u")))
+        assert "ix_instance_hosts_position" in plan and "TEMP B-TREE" not in plan, plan
+    config = alembic_config(empty_database)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert "ix_instance_hosts_position" not in {
+        i["name"] for i in inspect(engine).get_indexes("instance_hosts")}
+    engine.dispose()
+
+
+def test_migrations_build_exactly_the_declared_tables(empty_database):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from api.adapters.db.tables import metadata
+
+    engine = create_db_engine(empty_database)
+    migrate(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()

@@ -44,6 +44,8 @@ hosts = Table(
     Column("name", String(255), nullable=False),
     Column("role", String(8), nullable=False),
     Column("ip", String(64), nullable=False),
+    # Hosts are always read in order (migration 0003).
+    Index("ix_instance_hosts_position", "instance_id", "position"),
 )
 
 actions = Table(
