@@ -3,6 +3,7 @@ per request here, see PERF.md, and the rows map to domain dataclasses in a few l
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from datetime import datetime, timedelta
@@ -103,6 +104,17 @@ def _sqlite_datetime(value: datetime | None) -> str | None:
 
 def _from_sqlite_datetime(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+# An instance read turns the same few strings into the same values, request after
+# request: a dict lookup instead of HostRole(...) (~0.4 us a host), and the services'
+# JSON text parsed once per distinct text instead of per read (~1.5 us).
+_HOST_ROLES = {role.value: role for role in HostRole}
+
+
+@functools.lru_cache(maxsize=256)
+def _services_from_json(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
 
 
 class _CoreOnDemand:
@@ -252,7 +264,7 @@ class SqlInstanceRepository:
                 return None
             first = rows[0]
             return self._instance_from_row(
-                first, rows, json.loads(first[4]) if first[4] else (),
+                first, rows, _services_from_json(first[4]) if first[4] else (),
                 _from_sqlite_datetime(first[6]), _from_sqlite_datetime(first[7]))
         if owner is None:
             rows = self._conn.execute(_INSTANCE_WITH_HOSTS, {"instance_id": instance_id})
@@ -269,7 +281,7 @@ class SqlInstanceRepository:
     def _instance_from_row(first, rows, services, created_at, updated_at) -> Instance:
         """An instance from the rows of ``_INSTANCE_WITH_HOSTS`` (one per host)."""
         instance_hosts = tuple(
-            Host(server_id=r[8], name=r[9], role=HostRole(r[10]), ip=r[11])
+            Host(server_id=r[8], name=r[9], role=_HOST_ROLES[r[10]], ip=r[11])
             for r in rows if r[8] is not None
         )
         return Instance(
