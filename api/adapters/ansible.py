@@ -505,6 +505,9 @@ class AnsibleRunner:
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_SSH_ARGS": self.ssh_args,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
+            # Mitogen's multiplexer socket, there too: removed with the directory after
+            # every run, also one that was killed (see the mitogen_linear strategy).
+            "LAMBDA_MITOGEN_SOCKET_DIR": str(control_dir),
             "ANSIBLE_HOME": str(home),
             "ANSIBLE_LOCAL_TEMP": str(local_tmp),
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -597,6 +600,8 @@ class AnsibleRunner:
         ssh = shutil.which("ssh")
         if ssh:
             for sock in control_dir.iterdir():
+                if sock.name.startswith("mitogen_unix_"):
+                    continue  # Mitogen's multiplexer, not an ssh master
                 try:
                     subprocess.run(
                         [ssh, "-o", f"ControlPath={sock}", "-O", "exit", "lambda-control-master"],

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -149,7 +150,12 @@ def test_unreachable_ssh_host(runner):
     assert by_host_task(result.tasks)[("h1", "Carry on where healthy")].status == "ok"
 
 
-def _hang_and_stop(runner, tmp_path, *, timeout=None, cancel_after_start=False):
+def _hang_and_stop(tmp_path, *, timeout=None, cancel_after_start=False):
+    # A killed module cannot remove its AnsiballZ payload directory, which a local
+    # connection makes in the controller's temp dir: keep those in the test's own.
+    module_tmp = tmp_path / "module-tmp"
+    module_tmp.mkdir()
+    runner = fixture_runner(tmp_path, extra_env={"TMPDIR": str(module_tmp)})
     out = tmp_path / "out"
     out.mkdir()
     run = PlaybookRun(
@@ -181,8 +187,8 @@ def _hang_and_stop(runner, tmp_path, *, timeout=None, cancel_after_start=False):
 
 
 @pytest.mark.timeout(90)
-def test_timeout_kills_the_whole_process_tree(runner, tmp_path):
-    result = _hang_and_stop(runner, tmp_path, timeout=10)
+def test_timeout_kills_the_whole_process_tree(tmp_path):
+    result = _hang_and_stop(tmp_path, timeout=10)
 
     assert result.status == "timeout"
     assert result.failure.task == "Sleep for a long time"
@@ -191,8 +197,8 @@ def test_timeout_kills_the_whole_process_tree(runner, tmp_path):
 
 
 @pytest.mark.timeout(90)
-def test_cancel_from_another_thread_kills_the_whole_process_tree(runner, tmp_path):
-    result = _hang_and_stop(runner, tmp_path, cancel_after_start=True)
+def test_cancel_from_another_thread_kills_the_whole_process_tree(tmp_path):
+    result = _hang_and_stop(tmp_path, cancel_after_start=True)
 
     assert result.status == "canceled"
     assert "canceled" in result.failure.message
@@ -432,11 +438,13 @@ def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
 
 
 @contextlib.contextmanager
-def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float):
+def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
+                      while_running: list | None = None):
     """Run hang.yml over SSH, cancel it once the host's sleep runs; yield (result, marker).
 
     The remote side belongs to the host, not the run: the sshd fixture reaps it, and the
     detached sleep (reparented when its session ended) is killed here afterwards.
+    ``while_running`` gets the Mitogen sockets in the runs' control dirs at that moment.
     """
     port, key = sshd
     out = tmp_path / "out"
@@ -447,7 +455,13 @@ def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float):
     remote = out / "s1.remote"
     # Cancel once the remote sleep runs, so the connections are up; the timeout is the
     # backstop.
-    threading.Thread(target=lambda: wait_for_files([remote], 60) and cancel.set()).start()
+    def cancel_once_running():
+        if wait_for_files([remote], 60):
+            if while_running is not None:
+                while_running.extend(Path(CONTROL_ROOT).glob("*/mitogen_unix_*.sock"))
+            cancel.set()
+
+    threading.Thread(target=cancel_once_running).start()
     try:
         result = runner.run(run, cancel=cancel)
         yield result, (out / "s1.marker").read_text().strip()
@@ -570,12 +584,19 @@ def test_mitogen_leaves_the_controllers_cpus_to_the_kernel(sshd, tmp_path):
 @pytest.mark.timeout(90)
 def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         mitogen_runner, sshd, tmp_path):
+    in_tmp = set(Path(tempfile.gettempdir()).glob("mitogen_unix_*.sock"))
+    sockets = []
     with canceled_ssh_hang(mitogen_runner, sshd, tmp_path, "mitogen-hang",
-                           timeout=30) as (result, marker):
+                           timeout=30, while_running=sockets) as (result, marker):
         assert result.status == "canceled"
         assert result.failure.task == "Sleep for a long time on the host"
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
         assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+    # The multiplexer's socket lived in the run's control dir, and went with it: a killed
+    # multiplexer cannot remove its own.
+    assert [p.parent.name for p in sockets] == [marker[:12]]
+    assert not any(p.exists() for p in sockets)
+    assert set(Path(tempfile.gettempdir()).glob("mitogen_unix_*.sock")) <= in_tmp
 
 
 def _render_chain(tmp_path, ident: str, extra_env=None) -> tuple[dict, int]:

@@ -18,6 +18,11 @@ controller that runs nothing else.
 Loading this strategy also shares compiled Jinja templates among the run's forks
 (``../jinja_code_cache.py``): each task's worker would compile every template it reads
 again. ``LAMBDA_JINJA_CODE_CACHE=0`` turns that off.
+
+Mitogen's multiplexer listens on a unix socket it makes in the temp directory and removes
+when it exits; a run that is killed (timeout, cancel) leaves the socket behind. Where
+``LAMBDA_MITOGEN_SOCKET_DIR`` names a directory (the runner adapter passes the run's own,
+which it removes after every run), the socket is made there instead.
 """
 
 import importlib.util
@@ -28,6 +33,7 @@ from ansible import constants as C
 from ansible.utils.display import Display
 
 PINNING_ENV = "LAMBDA_MITOGEN_PINNING"
+SOCKET_DIR_ENV = "LAMBDA_MITOGEN_SOCKET_DIR"
 CODE_CACHE_ENV = "LAMBDA_JINJA_CODE_CACHE"
 _CODE_CACHE_MODULE = "lambda_jinja_code_cache"
 
@@ -66,6 +72,15 @@ except ImportError as exc:  # a broken install still runs its playbooks, only sl
 
     Display().warning(f"Mitogen is not importable ({exc}): running the plain linear strategy")
 else:
+    _socket_dir = os.environ.get(SOCKET_DIR_ENV, "").strip()
+    if _socket_dir:
+        import tempfile
+
+        import mitogen.unix
+
+        # Read when the multiplexer is set up (ansible_mitogen.process), after this loads.
+        mitogen.unix.make_socket_path = lambda: tempfile.mktemp(
+            prefix="mitogen_unix_", suffix=".sock", dir=_socket_dir)
     if not _flag(PINNING_ENV, False):
         # Read at each call (ansible_mitogen.affinity.policy.assign_*()), so this is
         # in place before Mitogen starts its multiplexer and forks any worker.
