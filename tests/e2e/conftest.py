@@ -116,8 +116,13 @@ def product(tmp_path):
     (state / "extravars.yml").write_text(yaml.safe_dump(extravars))
     seed_file = tmp_path / "seed.yml"
     seed_file.write_text(yaml.safe_dump(seed))
+    # The product's temp files in the test's own dir: the tests that stop or kill the
+    # server mid-playbook leave its killed modules' AnsiballZ payload dirs there.
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     env = dict(os.environ)
     env.update({
+        "TMPDIR": str(temp),
         "LAMBDA_DATABASE_URL": f"sqlite:///{state / 'lambda.db'}",
         "LAMBDA_AUTH_URL": emulator.auth_url,
         "LAMBDA_BIND": f"127.0.0.1:{free_port()}",
