@@ -6,12 +6,14 @@ Readiness times are printed (run with `-s` to see them), never asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -53,14 +55,22 @@ def ssh_ok(lab: Lab, host: str, command: str, timeout: float = 120) -> str:
 
 def test_debian_zkserver_ignores_zoocfgdir_hence_the_wrapper(debian_zookeeper: None) -> None:
     """Why api.lab.zookeeper_home exists: Debian's zkEnv.sh overrides the Apache contract."""
-    debian = subprocess.run(
-        ["/usr/share/zookeeper/bin/zkServer.sh", "print-cmd"],
-        env={"ZOOCFGDIR": "/somewhere/else", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    # zkServer.sh makes the dataDir of the config it reads, Debian's /tmp/zookeeper.
+    data_dir = Path("/tmp/zookeeper")
+    made_here = not data_dir.exists()
+    try:
+        debian = subprocess.run(
+            ["/usr/share/zookeeper/bin/zkServer.sh", "print-cmd"],
+            env={"ZOOCFGDIR": "/somewhere/else", "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    finally:
+        if made_here:
+            with contextlib.suppress(OSError):  # only if still empty: rmdir, not rmtree
+                data_dir.rmdir()
     assert "/etc/zookeeper/conf/zoo.cfg" in debian.stdout + debian.stderr
 
 
