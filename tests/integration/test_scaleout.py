@@ -161,8 +161,13 @@ class Cluster:
         migrate(engine)  # once, before any process: they would race to create the schema
         self.uow_factory = UnitOfWorkFactory(engine)
         seed_database(self.uow_factory, self.seed)
+        # The processes' temp files in the test's own dir: a killed worker's playbook
+        # leaves its modules' AnsiballZ payload dirs behind.
+        temp = tmp_path / "tmp"
+        temp.mkdir(exist_ok=True)
         self.base_env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("LAMBDA_")},
+            "TMPDIR": str(temp),
             TEST_TAG_ENV: self.tag,
             "LAMBDA_DISPATCHER": "celery",
             "LAMBDA_BROKER_URL": broker_url,
