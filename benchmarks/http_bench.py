@@ -104,7 +104,6 @@ class HttpReport:
         return statistics.median(p.product.p99_ms / p.bare.p99_ms
                                  for p in self.paced[scenario])
 
-
     def paced_load(self, scenario: str) -> float:
         """The paced runs' offered rate as a fraction of the product's median req/s."""
         return self.paced[scenario][0].bare.rate / self.median(scenario, "product", "rps")
