@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 
 from api.adapters.db.tables import actions, hosts, instances, steps, tasks
+from api.adapters.db.wal_checkpointer import WalCheckpointer
 from api.adapters.db.writer_gate import WriterGate
 from api.domain.clock import utcnow
 from api.domain.model import (
@@ -143,11 +144,14 @@ class SqlUnitOfWork:
     on them is a compare-and-set (``UPDATE ... WHERE status IN ...``) or fails on a key."""
 
     def __init__(self, engine: Engine, readonly: bool = False,
-                 writer_gate: WriterGate | None = None):
+                 writer_gate: WriterGate | None = None,
+                 checkpointer: WalCheckpointer | None = None):
         self._engine = engine
         self._readonly = readonly
         self._writer_gate = writer_gate
         self._gated = False
+        self._checkpointer = checkpointer
+        self._committed = False
         self._sqlite = engine.dialect.name == "sqlite"
         self._core: Connection | None = None
         self._pooled = None  # SQLite: the pool's connection, held for the whole unit
@@ -158,6 +162,7 @@ class SqlUnitOfWork:
     def __enter__(self) -> SqlUnitOfWork:
         self._writing = not self._lazy_write
         self._raw_tx = False
+        self._committed = False
         if self._sqlite:
             # SQLite: no BEGIN at all until the first write (see _before_write). Reads are
             # single statements (an instance and its hosts in one join), atomic by
@@ -215,32 +220,39 @@ class SqlUnitOfWork:
             if self._gated:
                 self._gated = False
                 self._writer_gate.release()
+            if self._committed and self._checkpointer is not None:
+                self._checkpointer.notify()
 
     def commit(self) -> None:
         if self._raw_tx:
             self._raw.execute("COMMIT")
             self._raw_tx = False
+            self._committed = True
             return
         if self._tx is not None:
             self._tx.commit()
+            self._committed = True
 
 
 class UnitOfWorkFactory:
     """Hands out units of work on one engine; ``readonly`` ones skip SQLite's write lock.
 
     On a SQLite file, writers queue at the database's ``WriterGate`` before they ask
-    SQLite for its write lock (see ``writer_gate``).
+    SQLite for its write lock (see ``writer_gate``), and their commits are checkpointed
+    into the database file by the process's ``WalCheckpointer`` (see ``wal_checkpointer``).
     """
 
     def __init__(self, engine: Engine):
         self.engine = engine
-        self.writer_gate = None
+        self.writer_gate = self.checkpointer = None
         database = engine.url.database
         if engine.dialect.name == "sqlite" and database not in (None, "", ":memory:"):
             self.writer_gate = WriterGate.for_database(database)
+            self.checkpointer = WalCheckpointer.for_database(database)
 
     def __call__(self, readonly: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self.engine, readonly=readonly, writer_gate=self.writer_gate)
+        return SqlUnitOfWork(self.engine, readonly=readonly, writer_gate=self.writer_gate,
+                             checkpointer=self.checkpointer)
 
 
 def _no_op() -> None:
