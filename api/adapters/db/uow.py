@@ -151,7 +151,6 @@ class SqlUnitOfWork:
         self._writer_gate = writer_gate
         self._gated = False
         self._checkpointer = checkpointer
-        self._committed = False
         self._sqlite = engine.dialect.name == "sqlite"
         self._core: Connection | None = None
         self._pooled = None  # SQLite: the pool's connection, held for the whole unit
@@ -162,7 +161,6 @@ class SqlUnitOfWork:
     def __enter__(self) -> SqlUnitOfWork:
         self._writing = not self._lazy_write
         self._raw_tx = False
-        self._committed = False
         if self._sqlite:
             # SQLite: no BEGIN at all until the first write (see _before_write). Reads are
             # single statements (an instance and its hosts in one join), atomic by
@@ -220,18 +218,17 @@ class SqlUnitOfWork:
             if self._gated:
                 self._gated = False
                 self._writer_gate.release()
-            if self._committed and self._checkpointer is not None:
-                self._checkpointer.notify()
 
     def commit(self) -> None:
         if self._raw_tx:
             self._raw.execute("COMMIT")
             self._raw_tx = False
-            self._committed = True
-            return
-        if self._tx is not None:
+        elif self._tx is not None:
             self._tx.commit()
-            self._committed = True
+        else:
+            return
+        if self._checkpointer is not None:
+            self._checkpointer.notify()  # sets an event: the checkpoint runs later
 
 
 class UnitOfWorkFactory:
