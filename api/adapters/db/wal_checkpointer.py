@@ -111,36 +111,29 @@ class WalCheckpointer:
             return None
 
 
-_fork_lock = threading.Lock()  # one fork at a time through the hooks below
-_held_over_fork: list[WalCheckpointer] = []
-
-
 def _before_fork() -> None:
     # A fork while this process's thread is inside SQLite could copy one of SQLite's own
     # mutexes held into the child, whose next SQLite call would then hang: the fork
-    # waits for the checkpoint (a few ms) instead.
-    _fork_lock.acquire()
-    _held_over_fork[:] = list(_checkpointers.values())
-    for checkpointer in _held_over_fork:
+    # waits for the checkpoint (a few ms) instead. The registry's lock, held until after
+    # the fork, keeps the set of checkpointers (and of locks held) as it is.
+    _checkpointers_lock.acquire()
+    for checkpointer in _checkpointers.values():
         checkpointer._checkpointing.acquire()
 
 
 def _after_fork_in_parent() -> None:
-    for checkpointer in _held_over_fork:
+    for checkpointer in _checkpointers.values():
         checkpointer._checkpointing.release()
-    _held_over_fork.clear()
-    _fork_lock.release()
+    _checkpointers_lock.release()
 
 
 def _after_fork_in_child() -> None:
-    # The parent's threads do not exist in a forked child (a gunicorn worker), and a lock
-    # one of them held would stay held: each checkpointer starts again from nothing.
-    global _checkpointers_lock, _fork_lock
+    # The parent's threads do not exist in a forked child (a gunicorn worker), and the
+    # locks held over the fork stay held: each checkpointer starts again from nothing.
+    global _checkpointers_lock
     _checkpointers_lock = threading.Lock()
-    _fork_lock = threading.Lock()
     for checkpointer in _checkpointers.values():
         checkpointer._forget_threads()
-    _held_over_fork.clear()
 
 
 os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
