@@ -170,11 +170,13 @@ def test_a_dead_connection_is_replaced_and_the_message_still_sent(
     queue, publisher = queue_and_publisher
     before, after = ID_KINDS[ids]("before"), ID_KINDS[ids]("after")
     publisher.publish(before)
+    # Taken before the socket dies: a message still on its way to the broker when the
+    # connection drops may be lost (no confirms; the sweeper re-sends such actions).
+    assert json.loads(_take(rabbitmq, queue).body)[0][0] == before
     # What a broker restart leaves behind: a socket the other end has dropped.
     publisher._connection.connection.transport.sock.shutdown(socket.SHUT_RDWR)
     publisher.publish(after)
-    bodies = {json.loads(_take(rabbitmq, queue).body)[0][0] for _ in range(2)}
-    assert bodies == {before, after}
+    assert json.loads(_take(rabbitmq, queue).body)[0][0] == after
 
 
 def test_with_the_broker_away_dispatch_reports_at_once_and_later_recovers(caplog):
