@@ -20,7 +20,7 @@ from api.domain import services
 from api.domain.clock import utcnow
 from api.domain.ports import Identity
 from api.settings import Settings
-from api.worker.celery_app import TASK_NAME, create_celery_app
+from api.worker.celery_app import TASK_NAME, WAKE_SECONDS, WakeUpEventLoop, create_celery_app
 from api.worker.celery_dispatch import CeleryDispatcher
 from api.worker.sweeper import WORKER_MARK_ENV, WorkerRuntime, reap_orphans, worker_mark
 from tests.integration.test_scaleout import (  # noqa: F401 (fixtures: make_cluster, ...)
@@ -46,6 +46,25 @@ def test_app_carries_ids_only_as_json_and_acks_late():
     assert conf.worker_prefetch_multiplier == 1 and conf.task_ignore_result
     assert conf.task_default_queue == "q-test"
     assert TASK_NAME in app.tasks
+
+
+def test_a_workers_event_loop_never_sleeps_past_the_wake_up_interval():
+    # Celery's SIGTERM handler only flags a warm shutdown, which the worker acts on when its
+    # event loop's poll returns. The poll's timeout is what the hub's timers give back.
+    app = create_celery_app(Settings(broker_url="amqp://guest:guest@127.0.0.1:1//"),
+                            queue="q-test")
+    worker = app.WorkController(pool="threads", concurrency=1, without_heartbeat=True,
+                                without_mingle=True, without_gossip=True)
+    steps = {type(step) for step in worker.blueprint.steps.values()}
+    assert WakeUpEventLoop in steps  # the real worker's blueprint runs the step
+    step = next(s for s in worker.blueprint.steps.values() if isinstance(s, WakeUpEventLoop))
+    worker.hub.call_later(30, lambda: None)  # an idle worker: its next timer is far away
+    assert worker.hub.fire_timers() == 10  # kombu's bound: SIGTERM waited up to that long
+    step.start(worker)
+    try:
+        assert worker.hub.fire_timers() <= WAKE_SECONDS
+    finally:
+        step.stop(worker)
 
 
 def test_dispatch_with_the_broker_away_reports_and_does_not_raise(caplog):
