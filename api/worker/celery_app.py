@@ -124,8 +124,10 @@ def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
         worker_hijack_root_logger=True,
     )
 
+    # Not shared: a shared task is added to every app of the process, and a second app's
+    # own task of the same name then lost to the first one's (its settings and its queue).
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True,
-              ignore_result=True)
+              ignore_result=True, shared=False)
     def run_action(task, action_id: str) -> None:
         runtime = get_runtime(settings, app)
         runtime.run(str(action_id))
