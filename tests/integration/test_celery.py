@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kombu import Connection
+from kombu.asynchronous import set_event_loop
 from sqlalchemy import update
 
 from api.adapters.crypto import TokenCipher
@@ -65,6 +66,7 @@ def test_a_workers_event_loop_never_sleeps_past_the_wake_up_interval():
         assert worker.hub.fire_timers() <= WAKE_SECONDS
     finally:
         step.stop(worker)
+        set_event_loop(None)  # the worker set kombu's process-wide hub: no later test gets it
 
 
 def test_dispatch_with_the_broker_away_reports_and_does_not_raise(caplog):
