@@ -26,6 +26,7 @@ import socket
 import threading
 
 from celery import Celery, bootsteps, signals
+from celery.utils.functional import noop
 from kombu import Queue
 
 from api.settings import Settings
@@ -72,16 +73,12 @@ class WakeUpEventLoop(bootsteps.StartStopStep):
         return worker.use_eventloop  # the Hub's own condition: no hub, no poll to bound
 
     def start(self, worker) -> None:
-        self.entry = worker.hub.call_repeatedly(WAKE_SECONDS, _no_op)
+        self.entry = worker.hub.call_repeatedly(WAKE_SECONDS, noop)
 
     def stop(self, worker) -> None:
         if self.entry is not None:
             self.entry.cancel()
             self.entry = None
-
-
-def _no_op() -> None:
-    pass
 
 
 def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
