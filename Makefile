@@ -19,7 +19,7 @@ demo: venv
 	$(BIN)/lambda-service demo $(DEMO_ARGS)
 
 demo-clean: venv
-	$(BIN)/python -c "from pathlib import Path; from api.demo import kill_processes_under as k; print(k(Path('.lambda/demo').resolve()), 'demo processes killed')"
+	$(BIN)/python -c "from pathlib import Path; from lambda_testbed.demo import kill_processes_under as k; print(k(Path('.lambda/demo').resolve()), 'demo processes killed')"
 	rm -rf .lambda/demo
 
 serve: venv
@@ -41,7 +41,7 @@ lint: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/ansible-lint --profile production playbooks roles
 
 smoke: venv lab-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m api.lab.smoke
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m lambda_testbed.lab.smoke
 
 lab-up: venv lab-deps
 	$(BIN)/lambda-service lab up $(LAB_ARGS)

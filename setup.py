@@ -4,7 +4,7 @@ setup(
     name="lambda-service",
     version="0.1.0",
     description="Ansible-driven orchestration backend for lambda instances on Synnefo clouds",
-    packages=find_packages(include=["api", "api.*"]),
+    packages=find_packages(include=["api", "api.*", "lambda_testbed", "lambda_testbed.*"]),
     include_package_data=True,
     package_data={"api": ["adapters/db/migrations/*.py",
                           "adapters/db/migrations/versions/*.py",

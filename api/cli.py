@@ -31,13 +31,13 @@ def cmd_worker(args) -> int:
 
 
 def cmd_emulator(args) -> int:
-    from api.emulator import main
+    from lambda_testbed.emulator import main
 
     return main(["--seed", args.seed, "--bind", args.bind])
 
 
 def cmd_demo(args) -> int:
-    from api.demo import run_demo
+    from lambda_testbed.demo import run_demo
 
     settings = _settings(args)
     return run_demo(settings, instances=args.instances, state_dir=Path(args.state_dir),
@@ -92,7 +92,7 @@ def cmd_migrate(args) -> int:
 
 
 def cmd_standins(args) -> int:
-    from api import standins
+    from lambda_testbed import standins
 
     homes = standins.install(Path(args.dest))
     for name, home in sorted(homes.items()):
@@ -101,7 +101,7 @@ def cmd_standins(args) -> int:
 
 
 def cmd_lab(args) -> int:
-    from api.lab import main
+    from lambda_testbed.lab import main
 
     return main(args.lab_args)
 

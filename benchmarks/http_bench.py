@@ -223,7 +223,7 @@ class HttpBench:
     # --- set up ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        from api.emulator import Emulator
+        from lambda_testbed.emulator import Emulator
 
         seed = bench_seed(self.tokens)
         self.emulator = Emulator.from_seed({"users": seed["users"]})

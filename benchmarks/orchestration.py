@@ -5,7 +5,7 @@ The product runs as in the scaled-out shape: the API under ``lambda-service serv
 API process when no broker answers), against the Synnefo emulator in this process. With
 ``--lab`` (the default where root and ``ip netns`` work) the hosts are SSH lab hosts
 (network namespaces running sshd) whose power the emulator drives through
-``api.lab.LabPowerHooks``; without it they are loopback addresses reached with
+``lambda_testbed.lab.LabPowerHooks``; without it they are loopback addresses reached with
 ``ansible_connection=local`` (as the demo and tests/e2e do).
 
 Each start and stop is timed from the action resource (its steps: power_on, wait_ssh,
@@ -61,7 +61,7 @@ def lab_usable() -> str | None:
     if not Path("/usr/sbin/sshd").exists():
         return "openssh-server is not installed"
     try:
-        from api.lab.netns import check_usable
+        from lambda_testbed.lab.netns import check_usable
     except ImportError as exc:
         return f"the lab package is not available ({exc})"
     return check_usable()
@@ -303,8 +303,8 @@ class OrchestrationBench:
         """
         counts = sorted(set(self.counts))
         if self.use_lab:
-            from api.lab import Lab
-            from api.lab.provision import host_names, install_distributions
+            from lambda_testbed.lab import Lab
+            from lambda_testbed.lab.provision import host_names, install_distributions
 
             names = {n: host_names(n - 1, instance=k + 1) for k, n in enumerate(counts)}
             self.lab = Lab(LAB_NAME, hosts=[h for n in counts for h in names[n]],
@@ -350,24 +350,24 @@ class OrchestrationBench:
 
     def _extravars(self) -> dict:
         if self.use_lab:
-            from api.lab.provision import lab_extravars
+            from lambda_testbed.lab.provision import lab_extravars
 
             return lab_extravars()
-        from api import standins
+        from lambda_testbed import standins
 
         homes = standins.install(self.workdir / "dist")
         return dict(homes, lambda_host_root=str(self.workdir / "hosts")
                     + "/{{ inventory_hostname }}")
 
     def start(self) -> None:
-        from api.emulator import Emulator
+        from lambda_testbed.emulator import Emulator
         from benchmarks.http_bench import broker_reachable, celery_dispatcher_present
 
         self.layout = self._host_layout()
         seed, server_to_host = self._seed(self.layout)
         hooks = None
         if self.lab is not None:
-            from api.lab import LabPowerHooks
+            from lambda_testbed.lab import LabPowerHooks
 
             hooks = LabPowerHooks(self.lab, server_to_host)
         self.emulator = Emulator.from_seed(seed, power_hooks=hooks)
@@ -432,7 +432,7 @@ class OrchestrationBench:
         if self.lab is not None:
             self.lab.down()
         else:
-            from api.demo import kill_processes_under
+            from lambda_testbed.demo import kill_processes_under
 
             kill_processes_under(self.workdir)
         if self.dispatcher == "celery":

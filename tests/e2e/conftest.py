@@ -16,8 +16,8 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
-from api.demo import kill_processes_under
-from api.emulator import Emulator
+from lambda_testbed.demo import kill_processes_under
+from lambda_testbed.emulator import Emulator
 from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,7 +103,7 @@ class Service:
 @pytest.fixture
 def product(tmp_path):
     """Emulator + seeded database + stand-ins + gunicorn; everything gone afterwards."""
-    from api import standins
+    from lambda_testbed import standins
 
     state = tmp_path / "state"
     state.mkdir()

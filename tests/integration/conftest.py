@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from api.emulator import Emulator
+from lambda_testbed.emulator import Emulator
 
 DEMO_USER = "7d2f3c8e-0b6b-4a53-9d57-2f0c3f1a6b11"
 OTHER_USER = "5b0e9f3a-3c1d-4e8b-8f4e-1d2c3b4a5f60"

@@ -9,7 +9,7 @@ import pytest
 
 from api.adapters.compute import CycladesCompute, compute_factory
 from api.domain.errors import ComputeError, ComputeTimeout
-from api.emulator import Emulator
+from lambda_testbed.emulator import Emulator
 from api.settings import Settings
 
 TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"

@@ -12,7 +12,7 @@ import pytest
 import requests
 import yaml
 
-from api.emulator import Emulator
+from lambda_testbed.emulator import Emulator
 
 TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"
 OTHER_TOKEN = "other-user-token"
@@ -379,7 +379,7 @@ def test_cli_serves_the_seed_until_terminated(tmp_path, emulator_seed, http):
     seed_file = tmp_path / "seed.yaml"
     seed_file.write_text(yaml.safe_dump(emulator_seed))
     process = subprocess.Popen(
-        [sys.executable, "-m", "api.emulator", "--seed", str(seed_file),
+        [sys.executable, "-m", "lambda_testbed.emulator", "--seed", str(seed_file),
          "--bind", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

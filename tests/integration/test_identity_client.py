@@ -10,7 +10,7 @@ import pytest
 
 from api.adapters.identity import AstakosIdentity
 from api.domain.errors import IdentityUnavailable, InvalidToken
-from api.emulator import Emulator
+from lambda_testbed.emulator import Emulator
 
 TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"
 SECOND_TOKEN = "demo-second-token"

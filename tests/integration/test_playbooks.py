@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from api import standins
+from lambda_testbed import standins
 from api.adapters.inventory import render_inventory
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import PROJECT_ROOT, Settings

@@ -29,7 +29,7 @@ from api.adapters import proctree
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.tables import actions, steps
 from api.adapters.db.uow import UnitOfWorkFactory
-from api.emulator import Emulator
+from lambda_testbed.emulator import Emulator
 from api.seed import seed_database
 from api.worker.sweeper import WORKER_MARK_ENV, worker_mark
 from tests.conftest import _fresh_postgres_database

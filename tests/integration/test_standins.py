@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from api import standins
+from lambda_testbed import standins
 from tests.support import get_json, kill_under, port_open, wait_until
 
 IP = "127.42.200.1"

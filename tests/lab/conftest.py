@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from api.lab import Lab
-from api.lab.netns import check_usable
+from lambda_testbed.lab import Lab
+from lambda_testbed.lab.netns import check_usable
 
 REQUIRE_LAB = os.environ.get("LAMBDA_REQUIRE_LAB") == "1"
 # Every lab a test builds is named "lambdalab*" (so `lambda-service lab purge` finds a
@@ -85,14 +85,14 @@ def spark_home() -> str:
     if shutil.which("java") is None:
         missing = "java is not installed"
     require(missing, "the real Spark test needs pyspark (scripts/install-lab-deps.sh)")
-    from api.lab.provision import spark_home as visible_spark_home
+    from lambda_testbed.lab.provision import spark_home as visible_spark_home
 
     return visible_spark_home()  # outside /tmp, which is private inside a host
 
 
 @pytest.fixture
 def debian_zookeeper() -> None:
-    from api.lab.zookeeper_home import debian_zookeeper_available
+    from lambda_testbed.lab.zookeeper_home import debian_zookeeper_available
 
     missing = None if debian_zookeeper_available() else "Debian's zookeeper is not installed"
     if shutil.which("java") is None:

@@ -22,9 +22,9 @@ from cryptography.fernet import Fernet
 
 from api.adapters import proctree
 from api.adapters.ansible import RUN_GROUP_ENV
-from api.emulator import Emulator
-from api.lab import Lab, LabPowerHooks, netns
-from api.lab.provision import host_names, install_distributions, lab_extravars, lab_seed
+from lambda_testbed.emulator import Emulator
+from lambda_testbed.lab import Lab, LabPowerHooks, netns
+from lambda_testbed.lab.provision import host_names, install_distributions, lab_extravars, lab_seed
 from tests.e2e.conftest import ROOT, Service, free_port
 from tests.support import port_open
 

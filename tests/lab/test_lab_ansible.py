@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from api.lab import Lab
+from lambda_testbed.lab import Lab
 
 pytestmark = pytest.mark.lab
 

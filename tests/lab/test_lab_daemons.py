@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from api.lab import Lab
-from api.lab.zookeeper_home import install_zookeeper_home
+from lambda_testbed.lab import Lab
+from lambda_testbed.lab.zookeeper_home import install_zookeeper_home
 from tests.support import port_open
 
 pytestmark = pytest.mark.lab
@@ -54,7 +54,7 @@ def ssh_ok(lab: Lab, host: str, command: str, timeout: float = 120) -> str:
 
 
 def test_debian_zkserver_ignores_zoocfgdir_hence_the_wrapper(debian_zookeeper: None) -> None:
-    """Why api.lab.zookeeper_home exists: Debian's zkEnv.sh overrides the Apache contract."""
+    """Why lambda_testbed.lab.zookeeper_home exists: Debian's zkEnv.sh overrides the Apache contract."""
     # zkServer.sh makes the dataDir of the config it reads, Debian's /tmp/zookeeper.
     data_dir = Path("/tmp/zookeeper")
     made_here = not data_dir.exists()

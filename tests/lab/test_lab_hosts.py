@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from api.lab import Lab, LabPowerHooks
-from api.lab.netns import netns_pids
+from lambda_testbed.lab import Lab, LabPowerHooks
+from lambda_testbed.lab.netns import netns_pids
 
 pytestmark = pytest.mark.lab
 

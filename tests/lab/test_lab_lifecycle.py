@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from api.lab import LAB_ROOT, Lab, purge_stale
-from api.lab.netns import IFNAMSIZ, list_links, list_netns, netns_pids
+from lambda_testbed.lab import LAB_ROOT, Lab, purge_stale
+from lambda_testbed.lab.netns import IFNAMSIZ, list_links, list_netns, netns_pids
 
 pytestmark = pytest.mark.lab
 
@@ -89,7 +89,7 @@ def test_down_leaves_nothing_and_is_idempotent() -> None:
 CREATOR = textwrap.dedent(
     """
     import sys, time
-    from api.lab import Lab
+    from lambda_testbed.lab import Lab
     lab = Lab(sys.argv[1], hosts=2, subnet=sys.argv[2]).up()
     lab.ssh("slave-1", "nohup sleep 1000 >/dev/null 2>&1 &")
     print("ready", flush=True)
@@ -152,7 +152,7 @@ def test_cli_up_leaves_the_lab_running_and_down_from_another_process(
 ) -> None:
     name = "lambdalabc"
     base_dir = tmp_path / "cli-lab"  # a non-default base dir must be found again by name
-    cli = [sys.executable, "-m", "api.lab.cli"]
+    cli = [sys.executable, "-m", "lambda_testbed.lab.cli"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from api.lab import Lab
-from api.lab.provision import host_names, install_distributions, missing_requirements
-from api.lab.smoke import recap, run_playbook, write_inputs
+from lambda_testbed.lab import Lab
+from lambda_testbed.lab.provision import host_names, install_distributions, missing_requirements
+from lambda_testbed.lab.smoke import recap, run_playbook, write_inputs
 from tests.lab.conftest import require, require_lab
 from tests.lab.labproduct import (
     MASTER_PORTS,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from api.lab.provision import missing_requirements
+from lambda_testbed.lab.provision import missing_requirements
 from tests.lab.conftest import require
 from tests.lab.labproduct import (
     daemons_on,

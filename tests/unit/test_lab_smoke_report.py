@@ -1,6 +1,6 @@
 """The smoke command's reading of ansible-playbook's output and of the playbook's report."""
 
-from api.lab.smoke import failures, recap, table
+from lambda_testbed.lab.smoke import failures, recap, table
 
 OUTPUT = """\
 TASK [hadoop : Verify this host's HDFS daemon is still running] ****************

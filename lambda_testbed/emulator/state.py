@@ -1,6 +1,6 @@
 """The emulated cloud's state: users and tokens, servers and their power transitions, faults.
 
-Everything here is plain Python behind one lock; ``api.emulator.app`` puts HTTP in front.
+Everything here is plain Python behind one lock; ``lambda_testbed.emulator.app`` puts HTTP in front.
 Transitions are evaluated lazily from timestamps: a server whose start or shutdown is due
 flips the next time anyone looks at it, which is exact and needs no timer threads.
 """

@@ -1,4 +1,4 @@
-"""``python -m api.emulator --seed FILE --bind HOST:PORT``: serve until SIGTERM or SIGINT."""
+"""``python -m lambda_testbed.emulator --seed FILE --bind HOST:PORT``: serve until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from api.emulator.server import Emulator
+from lambda_testbed.emulator.server import Emulator
 from api.seed import SeedError
 from api.seed import load_seed as read_seed_file
 
@@ -30,7 +30,7 @@ def load_seed(path: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.emulator",
+    parser = argparse.ArgumentParser(prog="python -m lambda_testbed.emulator",
                                      description="Serve a Synnefo (Astakos + Cyclades) emulator.")
     parser.add_argument("--seed", required=True, help="YAML seed file (users, instances, ...)")
     parser.add_argument("--bind", type=parse_bind, default=("127.0.0.1", 9696),

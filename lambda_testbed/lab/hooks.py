@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from api.lab.lab import Lab
+from lambda_testbed.lab.lab import Lab
 
 log = logging.getLogger(__name__)
 

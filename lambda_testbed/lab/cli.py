@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from api.lab.lab import DEFAULT_NAME, Lab, LabError, purge_stale
+from lambda_testbed.lab.lab import DEFAULT_NAME, Lab, LabError, purge_stale
 
 
 def _hosts_arg(value: str) -> list[str] | int:
@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
         hosts = args.hosts
         if isinstance(hosts, int) and not args.bare:
             # Product-style names: a host named "master" would clash with the group.
-            from api.lab.provision import host_names
+            from lambda_testbed.lab.provision import host_names
 
             hosts = host_names(slaves=max(hosts - 1, 0))
         lab = Lab(args.name, hosts, args.subnet, args.base_dir).up(
@@ -101,8 +101,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _provision(lab: Lab) -> None:
     """Lay the distributions on every host and write what ansible-playbook needs."""
-    from api.lab.provision import install_distributions
-    from api.lab.smoke import write_inputs
+    from lambda_testbed.lab.provision import install_distributions
+    from lambda_testbed.lab.smoke import write_inputs
 
     install_distributions(lab)
     inventory, extravars = write_inputs(lab, lab.base_dir)

@@ -42,7 +42,7 @@ SCRIPTS = ("zkServer.sh", "zkCli.sh", "zkCleanup.sh")
 
 ZKENV = """\
 #!/usr/bin/env bash
-# Apache ZooKeeper's zkEnv.sh contract over Debian's jars (written by api.lab.zookeeper_home).
+# Apache ZooKeeper's zkEnv.sh contract over Debian's jars (written by lambda_testbed.lab.zookeeper_home).
 # Sourced by zkServer.sh/zkCli.sh: a `shift` here shifts the caller's arguments, which is
 # how Apache's scripts accept `--config <dir>` before the command.
 
@@ -85,7 +85,7 @@ export CLIENT_JVMFLAGS="-Xmx${{ZK_CLIENT_HEAP:-256}}m $CLIENT_JVMFLAGS"
 """
 
 LOG4J = """\
-# Written by api.lab.zookeeper_home: zkServer.sh passes zookeeper.log.dir/.file.
+# Written by lambda_testbed.lab.zookeeper_home: zkServer.sh passes zookeeper.log.dir/.file.
 zookeeper.log.dir=.
 zookeeper.log.file=zookeeper.log
 log4j.rootLogger=INFO, ROLLINGFILE

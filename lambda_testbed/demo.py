@@ -36,7 +36,7 @@ def prepare_demo(state_dir: Path, instances: int, reset: bool,
     """Lay out the demo's state dir; return the paths and settings changes it needs.
 
     The database is SQLite in the state dir unless ``database_url`` names another."""
-    from api import standins
+    from lambda_testbed import standins
 
     state_dir = state_dir.resolve()
     if reset and state_dir.exists():
@@ -79,7 +79,7 @@ def start_emulator(seed_file: Path, bind: str, log_file: Path) -> subprocess.Pop
     host, port = bind.rsplit(":", 1)
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "api.emulator", "--seed", str(seed_file), "--bind", bind],
+            [sys.executable, "-m", "lambda_testbed.emulator", "--seed", str(seed_file), "--bind", bind],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 import falcon
 
-from api.emulator.state import ACTION_NAMES, Cloud, CloudFault
+from lambda_testbed.emulator.state import ACTION_NAMES, Cloud, CloudFault
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`make smoke`: build a 3-host SSH lab, run playbooks/smoke.yml on it, tear it all down.
 
-    python -m api.lab.smoke [--name lambdalabs] [--subnet 10.213.210.0/24] [--slaves 2]
+    python -m lambda_testbed.lab.smoke [--name lambdalabs] [--subnet 10.213.210.0/24] [--slaves 2]
 
 The playbook runs with plain `ansible-playbook -i <inventory> -e @<extravars>`, the inventory
 rendered by the product's own `render_inventory` (ssh connection, the lab's key, root). Real
@@ -27,8 +27,8 @@ import yaml
 
 from api.adapters import proctree
 from api.adapters.inventory import render_inventory
-from api.lab.lab import Lab, LabError
-from api.lab.provision import (
+from lambda_testbed.lab.lab import Lab, LabError
+from lambda_testbed.lab.provision import (
     host_names,
     install_distributions,
     lab_extravars,
@@ -256,7 +256,7 @@ def smoke(name: str, subnet: str, slaves: int, keep_output: Path | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.lab.smoke", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m lambda_testbed.lab.smoke", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", default="lambdalabs", help="lab name (default %(default)s)")
     parser.add_argument("--subnet", default="10.213.210.0/24")

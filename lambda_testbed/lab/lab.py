@@ -37,8 +37,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from api.lab import netns, sshd
-from api.lab.netns import IFNAMSIZ
+from lambda_testbed.lab import netns, sshd
+from lambda_testbed.lab.netns import IFNAMSIZ
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import threading
 import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from api.emulator.app import COMPUTE_PREFIX, IDENTITY_PREFIX, create_app
-from api.emulator.state import Cloud, Faults, PowerHooks
+from lambda_testbed.emulator.app import COMPUTE_PREFIX, IDENTITY_PREFIX, create_app
+from lambda_testbed.emulator.state import Cloud, Faults, PowerHooks
 
 log = logging.getLogger(__name__)
 
