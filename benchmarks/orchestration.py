@@ -360,8 +360,8 @@ class OrchestrationBench:
                     + "/{{ inventory_hostname }}")
 
     def start(self) -> None:
-        from lambda_testbed.emulator import Emulator
         from benchmarks.http_bench import broker_reachable, celery_dispatcher_present
+        from lambda_testbed.emulator import Emulator
 
         self.layout = self._host_layout()
         seed, server_to_host = self._seed(self.layout)

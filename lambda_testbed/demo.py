@@ -79,7 +79,8 @@ def start_emulator(seed_file: Path, bind: str, log_file: Path) -> subprocess.Pop
     host, port = bind.rsplit(":", 1)
     with open(log_file, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lambda_testbed.emulator", "--seed", str(seed_file), "--bind", bind],
+            [sys.executable, "-m", "lambda_testbed.emulator", "--seed", str(seed_file),
+             "--bind", bind],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

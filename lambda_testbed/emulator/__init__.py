@@ -1,7 +1,7 @@
 """A Synnefo (Astakos identity + Cyclades compute) emulator over real HTTP.
 
-``Emulator.from_seed(seed).start()`` serves it in-process; ``python -m lambda_testbed.emulator`` from
-the command line.
+``Emulator.from_seed(seed).start()`` serves it in-process;
+``python -m lambda_testbed.emulator`` from the command line.
 """
 
 from lambda_testbed.emulator.cli import main

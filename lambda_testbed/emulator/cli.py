@@ -1,4 +1,4 @@
-"""``python -m lambda_testbed.emulator --seed FILE --bind HOST:PORT``: serve until SIGTERM or SIGINT."""
+"""``python -m lambda_testbed.emulator --seed FILE --bind HOST:PORT``: serve until a signal."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import signal
 import sys
 import threading
 
-from lambda_testbed.emulator.server import Emulator
 from api.seed import SeedError
 from api.seed import load_seed as read_seed_file
+from lambda_testbed.emulator.server import Emulator
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ import sys
 from pathlib import Path
 
 from api.domain.model import SERVICES, Host, HostRole, Instance, InstanceStatus
+from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
 from lambda_testbed.lab.lab import MOUNT_POINT, Lab, LabError
 from lambda_testbed.lab.zookeeper_home import debian_zookeeper_available, install_zookeeper_home
-from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
 
 HOST_ROOT = MOUNT_POINT  # lambda_host_root: per-host config, pid, log and data dirs
 DIST_DIR = f"{MOUNT_POINT}/dist"
@@ -117,7 +117,8 @@ def missing_requirements() -> str | None:
 def install_distributions(lab: Lab, hosts: list[str] | None = None) -> None:
     """Install the stand-ins and the ZooKeeper home on each host's disk (hosts on or off)."""
     python = sys.executable  # installs, outside the host; the stand-ins run HOST_PYTHON
-    code = "import sys; from lambda_testbed.standins import install; install(sys.argv[1], sys.argv[2])"
+    code = ("import sys; from lambda_testbed.standins import install; "
+            "install(sys.argv[1], sys.argv[2])")
     for name in hosts or [h.name for h in lab.hosts]:
         host = lab.host(name)
         host.root.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ import yaml
 
 from api.adapters import proctree
 from api.adapters.inventory import render_inventory
+from api.settings import PROJECT_ROOT, Settings
 from lambda_testbed.lab.lab import Lab, LabError
 from lambda_testbed.lab.provision import (
     host_names,
@@ -35,7 +36,6 @@ from lambda_testbed.lab.provision import (
     lab_instance,
     missing_requirements,
 )
-from api.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ SCRIPTS = ("zkServer.sh", "zkCli.sh", "zkCleanup.sh")
 
 ZKENV = """\
 #!/usr/bin/env bash
-# Apache ZooKeeper's zkEnv.sh contract over Debian's jars (written by lambda_testbed.lab.zookeeper_home).
+# Apache ZooKeeper's zkEnv.sh contract over Debian's jars (lambda_testbed.lab.zookeeper_home).
 # Sourced by zkServer.sh/zkCli.sh: a `shift` here shifts the caller's arguments, which is
 # how Apache's scripts accept `--config <dir>` before the command.
 

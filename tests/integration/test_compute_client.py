@@ -9,8 +9,8 @@ import pytest
 
 from api.adapters.compute import CycladesCompute, compute_factory
 from api.domain.errors import ComputeError, ComputeTimeout
-from lambda_testbed.emulator import Emulator
 from api.settings import Settings
+from lambda_testbed.emulator import Emulator
 
 TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"
 SERVERS = ("101", "102", "103", "104", "105")

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from lambda_testbed import standins
 from api.adapters.inventory import render_inventory
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import PROJECT_ROOT, Settings
+from lambda_testbed import standins
 from tests.support import get_json, kill_under, port_open, processes_under
 
 pytestmark = pytest.mark.slow

@@ -29,9 +29,9 @@ from api.adapters import proctree
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.tables import actions, steps
 from api.adapters.db.uow import UnitOfWorkFactory
-from lambda_testbed.emulator import Emulator
 from api.seed import seed_database
 from api.worker.sweeper import WORKER_MARK_ENV, worker_mark
+from lambda_testbed.emulator import Emulator
 from tests.conftest import _fresh_postgres_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery, pytest.mark.slow]

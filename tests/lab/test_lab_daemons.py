@@ -54,7 +54,7 @@ def ssh_ok(lab: Lab, host: str, command: str, timeout: float = 120) -> str:
 
 
 def test_debian_zkserver_ignores_zoocfgdir_hence_the_wrapper(debian_zookeeper: None) -> None:
-    """Why lambda_testbed.lab.zookeeper_home exists: Debian's zkEnv.sh overrides the Apache contract."""
+    """Why lambda_testbed.lab.zookeeper_home exists: Debian's zkEnv.sh overrides the contract."""
     # zkServer.sh makes the dataDir of the config it reads, Debian's /tmp/zookeeper.
     data_dir = Path("/tmp/zookeeper")
     made_here = not data_dir.exists()
