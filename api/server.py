@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 
 from gunicorn.app.base import BaseApplication
@@ -23,14 +22,6 @@ def _worker_exit(server, worker) -> None:
         bootstrap.CURRENT.close()
 
 
-def _post_worker_init(worker) -> None:
-    # What the app built at start-up lives as long as the worker: take it out of the cyclic
-    # GC, whose full collections walked it all on every pass (30-50 ms pauses under load,
-    # most of the p99 tail; benchmarks/README.md) and never found anything to free there.
-    gc.collect()
-    gc.freeze()
-
-
 class GunicornServer(BaseApplication):
     def __init__(self, settings: Settings, extra: dict | None = None):
         self.settings = settings
@@ -49,7 +40,6 @@ class GunicornServer(BaseApplication):
             "timeout": 60,
             "control_socket_disable": True,
             "worker_exit": _worker_exit,
-            "post_worker_init": _post_worker_init,
             "accesslog": "-",
             # gunicorn's default line plus the request id (joins it to the app's log
             # lines) and the Location of a 202 (the action it created).

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import falcon
 
 from api.http.errors import register_error_handlers
@@ -14,22 +12,10 @@ from api.http.resources import AuthenticateResource, InstanceResource, Instances
 PUBLIC_PATHS = frozenset({"/api/openapi.json"})
 
 
-def json_response_handler() -> falcon.media.JSONHandler:
-    """Falcon's JSON handler with one encoder for every response body.
-
-    Falcon's default, json.dumps(ensure_ascii=False), builds a JSONEncoder per call and
-    walks the body for reference cycles, which bodies made fresh by the views never have:
-    ~11 us for an instance's details against ~9 us, ~4.5 us for an error body against
-    ~1.7 us. The text is the same (the contract quotes json.dumps' separators).
-    """
-    encoder = json.JSONEncoder(ensure_ascii=False, check_circular=False)
-    return falcon.media.JSONHandler(dumps=encoder.encode)
-
 
 def create_app(*, identity, uow_factory, dispatcher, token_cipher) -> falcon.App:
     app = falcon.App(middleware=[RequestIdMiddleware(), AuthMiddleware(identity, PUBLIC_PATHS)])
     app.req_options.strip_url_path_trailing_slash = True
-    app.resp_options.media_handlers[falcon.MEDIA_JSON] = json_response_handler()
     register_error_handlers(app)
     instance = InstanceResource(uow_factory, dispatcher, token_cipher)
     app.add_route("/api/openapi.json", OpenApiResource())
