@@ -82,9 +82,7 @@ class CycladesCompute:
         self.poll_interval = poll_interval
         self._clock = clock
         self._sleep = sleep
-        self._http = http or JsonHttpClient(
-            timeout=timeout, retries=retries, backoff=backoff, sleep=sleep
-        )
+        self._http = http or compute_http_client(timeout, retries, backoff)
 
     def __repr__(self) -> str:  # never show the token
         return f"CycladesCompute({self.compute_url!r})"
@@ -199,9 +197,19 @@ class CycladesCompute:
             server, task_state = self._server_document(server_id)
 
 
+def compute_http_client(timeout: float, retries: int, backoff: float = 0.5) -> JsonHttpClient:
+    """The compute clients' transport: GETs and the action POSTs are retried.
+
+    A repeated start/shutdown is safe: Synnefo answers it 400 "Cannot perform ..." (SPEC 6),
+    which ``_ensure`` reads as "already under way" and then polls the status.
+    """
+    return JsonHttpClient(timeout=timeout, retries=retries, backoff=backoff,
+                          retry_methods=("GET", "POST"))
+
+
 def compute_factory(settings) -> Callable[[str, str], CycladesCompute]:
     """(compute_url, token) -> client; every client shares one connection pool."""
-    http = JsonHttpClient(timeout=settings.http_timeout, retries=settings.http_retries)
+    http = compute_http_client(settings.http_timeout, settings.http_retries)
 
     def make(compute_url: str, token: str) -> CycladesCompute:
         return CycladesCompute(compute_url, token, poll_interval=settings.poll_interval, http=http)

@@ -1,7 +1,8 @@
 """A small JSON-over-HTTP client on a pooled ``urllib3.PoolManager``, with retries.
 
-Shared by the identity and compute adapters. It retries connection errors, timeouts and 5xx
-answers with exponential backoff and leaves the meaning of every other status to the caller.
+Shared by the identity and compute adapters. urllib3's ``Retry`` retries connection errors,
+read timeouts and 5xx answers with exponential backoff, for the methods it is told are safe
+to repeat (GET unless the caller names others); every other status is the caller's to read.
 urllib3 reads no proxy variables from the environment, so nothing here does either.
 """
 
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util import Retry
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +55,26 @@ class JsonHttpClient:
         timeout: float = 10.0,
         retries: int = 3,
         backoff: float = 0.5,
-        sleep: Callable[[float], None] = time.sleep,
+        retry_methods: Iterable[str] = ("GET",),
         pool_maxsize: int = 32,
     ):
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self._sleep = sleep
+        self.retry = Retry(
+            total=retries,
+            # A connect error is retried for any method: nothing reached the server.
+            allowed_methods=frozenset(m.upper() for m in retry_methods),
+            status_forcelist=frozenset(range(500, 600)),
+            backoff_factor=backoff,
+            backoff_max=MAX_BACKOFF,
+            raise_on_status=False,  # the last 5xx goes back to the caller, who reads it
+            # Waits stay bounded by backoff_max: a server's Retry-After could be hours.
+            respect_retry_after_header=False,
+        )
         self._pool = urllib3.PoolManager(
             num_pools=16,
             maxsize=pool_maxsize,
             block=False,
-            retries=False,
+            retries=self.retry,
             timeout=urllib3.Timeout(total=timeout),
         )
 
@@ -76,54 +85,22 @@ class JsonHttpClient:
         *,
         json_body: Any = None,
         headers: dict[str, str] | None = None,
-        retries: int | None = None,
     ) -> JsonResponse:
-        """Send one request, retrying transport failures and 5xx; return the last answer.
+        """Send one request (retried as ``self.retry`` says); return the last answer.
 
         Raises ``TransportError`` when no attempt got an HTTP answer at all.
         """
-        retries = self.retries if retries is None else retries
         send_headers = {"Accept": "application/json", **(headers or {})}
         payload = None
         if json_body is not None:
             payload = json.dumps(json_body).encode()
             send_headers["Content-Type"] = "application/json"
-        attempt = 0
-        while True:
-            try:
-                raw = self._pool.request(
-                    method,
-                    url,
-                    body=payload,
-                    headers=send_headers,
-                    redirect=False,
-                    preload_content=True,
-                )
-            except Urllib3Error as exc:
-                if attempt >= retries:
-                    raise TransportError(f"{method} {url}: {exc}") from exc
-                log.info(
-                    "%s %s failed (%s); retry %s of %s",
-                    method,
-                    url,
-                    type(exc).__name__,
-                    attempt + 1,
-                    retries,
-                )
-            else:
-                response = _parse(raw.status, raw.data)
-                if response.status < 500 or attempt >= retries:
-                    return response
-                log.info(
-                    "%s %s answered %s; retry %s of %s",
-                    method,
-                    url,
-                    response.status,
-                    attempt + 1,
-                    retries,
-                )
-            self._sleep(min(MAX_BACKOFF, self.backoff * (2**attempt)))
-            attempt += 1
+        try:
+            raw = self._pool.request(method, url, body=payload, headers=send_headers,
+                                     redirect=False)
+        except Urllib3Error as exc:
+            raise TransportError(f"{method} {url}: {exc}") from exc
+        return _parse(raw.status, raw.data)
 
     def close(self) -> None:
         self._pool.clear()

@@ -1,6 +1,8 @@
 """Synnefo Astakos identity client (SPEC 5) with a TTL cache, a negative cache and single-flight.
 
-The cache is keyed by the sha256 of the token, so no raw token is kept beyond the call.
+The cache (``cachetools.TTLCache``, bounded, least recently used out first) is keyed by the
+sha256 of the token, so no raw token is kept beyond the call. Concurrent checks of one
+uncached token make one upstream call: the first caller asks, the others wait for its answer.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from cachetools import TTLCache
 
 from api.adapters.http_client import JsonHttpClient, JsonResponse, TransportError
 from api.domain.errors import IdentityUnavailable, InvalidToken
@@ -79,10 +82,10 @@ def identity_from_access(document) -> Identity:
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _CacheEntry:
     identity: Identity | None  # None: the token is known to be invalid
-    valid_until: float  # in clock() time
+    valid_until: float  # in clock() time; sooner than the cache's TTL for an expiring token
 
 
 class _Flight:
@@ -108,7 +111,6 @@ class AstakosIdentity:
         negative_ttl: float = 5.0,
         max_entries: int = 10_000,
         backoff: float = 0.2,
-        sleep: Callable[[float], None] = time.sleep,
         http: JsonHttpClient | None = None,
     ):
         self.tokens_url = auth_url.rstrip("/") + "/tokens"
@@ -116,11 +118,14 @@ class AstakosIdentity:
         self.negative_ttl = negative_ttl
         self.max_entries = max_entries
         self._clock = clock
+        # POST /tokens only reads (validates a token): repeating it is safe.
         self._http = http or JsonHttpClient(
-            timeout=timeout, retries=retries, backoff=backoff, sleep=sleep
+            timeout=timeout, retries=retries, backoff=backoff, retry_methods=("POST",)
         )
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[str, _CacheEntry] = OrderedDict()
+        self._lock = threading.Lock()  # cachetools' caches are not thread safe
+        self._cache: TTLCache[str, _CacheEntry] = TTLCache(
+            maxsize=max(max_entries, 1), ttl=max(cache_ttl, negative_ttl, 0.001), timer=clock
+        )
         self._flights: dict[str, _Flight] = {}
         self.upstream_calls = 0  # token checks sent to Astakos (retries count once)
 
@@ -163,28 +168,24 @@ class AstakosIdentity:
 
     def cache_size(self) -> int:
         with self._lock:
+            self._cache.expire()
             return len(self._cache)
 
     # --- internals -------------------------------------------------------------------------
 
     def _cached(self, key: str) -> _CacheEntry | None:
+        """The live entry for ``key`` (under the lock); a read makes it the most recent."""
         entry = self._cache.get(key)
-        if entry is None:
-            return None
-        if self._clock() >= entry.valid_until:
+        if entry is not None and self._clock() >= entry.valid_until:
             del self._cache[key]
             return None
-        self._cache.move_to_end(key)
         return entry
 
     def _remember(self, key: str, identity: Identity | None, ttl: float) -> None:
-        if ttl <= 0:
+        if ttl <= 0 or self.max_entries <= 0:
             return
         with self._lock:
             self._cache[key] = _CacheEntry(identity, self._clock() + ttl)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.max_entries:
-                self._cache.popitem(last=False)
 
     def _ask_astakos(self, token: str, key: str) -> Identity:
         with self._lock:

@@ -25,12 +25,8 @@ class FakeClock:
         return self.now
 
 
-def _no_sleep(_seconds: float) -> None:
-    """Retries back off through this; the tests need not wait."""
-
-
 def _client(emulator, **options) -> AstakosIdentity:
-    return AstakosIdentity(emulator.auth_url, sleep=_no_sleep, **options)
+    return AstakosIdentity(emulator.auth_url, backoff=0, **options)  # retries need not wait
 
 
 def test_valid_token_gives_the_users_identity(emulator, emulator_seed):
@@ -85,7 +81,7 @@ def test_unreachable_service_is_unavailable():
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     client = AstakosIdentity(f"http://127.0.0.1:{port}/identity/v2.0", retries=1,
-                             sleep=_no_sleep)
+                             backoff=0)
     with pytest.raises(IdentityUnavailable):
         client.authenticate(TOKEN)
 
@@ -131,7 +127,7 @@ def short_token_emulator(emulator_seed):
 def test_cache_never_outlives_the_tokens_expiry(short_token_emulator):
     emulator = short_token_emulator
     clock = FakeClock()
-    client = AstakosIdentity(emulator.auth_url, cache_ttl=3600, clock=clock, sleep=_no_sleep)
+    client = AstakosIdentity(emulator.auth_url, cache_ttl=3600, clock=clock, backoff=0)
     client.authenticate(TOKEN)
     clock.now += 10
     client.authenticate(TOKEN)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -46,7 +47,7 @@ class ScriptedTransport:
         self.release.set()
         self._lock = threading.Lock()
 
-    def request(self, method, url, *, json_body=None, headers=None, retries=None):
+    def request(self, method, url, *, json_body=None, headers=None):
         assert (method, url) == ("POST", f"{AUTH_URL}/tokens")
         with self._lock:
             self.calls += 1
@@ -157,11 +158,22 @@ def test_lru_keeps_the_recently_used():
     assert transport.calls == 4
 
 
-def _run_concurrently(client, token, count):
+CALLERS = 12
+# How long the held upstream call waits for the other callers to reach it too; with the
+# single flight they wait on its answer instead, so this is each test's pause.
+SETTLE = 1.0
+
+
+def _concurrent_callers(client, transport, token, count=CALLERS) -> tuple[list, int]:
+    """``count`` threads authenticate ``token`` at once; the first upstream call is held
+    until every thread has called ``authenticate`` and the others had ``SETTLE`` seconds
+    to reach the upstream too. -> (each thread's result or exception, upstream calls)."""
+    entered = threading.Semaphore(0)
     outcomes: list = []
     lock = threading.Lock()
 
     def authenticate():
+        entered.release()
         try:
             result = client.authenticate(token)
         except Exception as exc:
@@ -169,37 +181,53 @@ def _run_concurrently(client, token, count):
         with lock:
             outcomes.append(result)
 
+    transport.release.clear()
     threads = [threading.Thread(target=authenticate) for _ in range(count)]
     for thread in threads:
         thread.start()
-    return threads, outcomes
-
-
-def test_single_flight_followers_share_the_leaders_answer():
-    client, transport, _ = make_client(lambda token: ok())
-    transport.release.clear()  # hold the leader's call until every thread is waiting
-    threads, outcomes = _run_concurrently(client, "t", 15)
-    while transport.calls == 0:
-        threading.Event().wait(0.01)
+    for _ in range(count):
+        assert entered.acquire(timeout=5)
+    deadline = time.monotonic() + SETTLE
+    while transport.calls < count and time.monotonic() < deadline:
+        time.sleep(0.01)
     transport.release.set()
     for thread in threads:
-        thread.join()
-    assert transport.calls == 1
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "a caller hung"
+    return outcomes, transport.calls
+
+
+def test_single_flight_concurrent_callers_of_one_token_make_one_upstream_call():
+    client, transport, _ = make_client(lambda token: ok())
+    outcomes, calls = _concurrent_callers(client, transport, "t")
+    assert calls == 1
+    assert len(outcomes) == CALLERS
     assert {o.user_id for o in outcomes} == {"u-1"}
 
 
 def test_single_flight_followers_share_an_outage_and_do_not_hang():
     client, transport, _ = make_client(lambda token: TransportError("refused"))
+    outcomes, calls = _concurrent_callers(client, transport, "t")
+    # Nothing is cached on failure: only the single flight keeps this to one call.
+    assert calls == 1
+    assert len(outcomes) == CALLERS
+    assert all(isinstance(o, IdentityUnavailable) for o in outcomes)
+
+
+def test_single_flight_is_per_token():
+    client, transport, _ = make_client(lambda token: ok(access_document(user_id=token)))
     transport.release.clear()
-    threads, outcomes = _run_concurrently(client, "t", 8)
-    while transport.calls == 0:
-        threading.Event().wait(0.01)
+    threads = [threading.Thread(target=client.authenticate, args=(token,))
+               for token in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while transport.calls < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert transport.calls == 3  # three tokens: three calls, none waits on another's
     transport.release.set()
     for thread in threads:
-        thread.join()
-    assert all(isinstance(o, IdentityUnavailable) for o in outcomes)
-    # Threads that arrived after the leader finished made their own call; none hung.
-    assert 1 <= transport.calls <= 8
+        thread.join(timeout=10)
 
 
 def test_identity_from_access_reads_the_compute_endpoint():
