@@ -26,6 +26,8 @@ setup(
         "celery>=5.4,<6",
         "psycopg[binary]>=3.1",
         "redis>=5",
+        "psutil>=5.9",
+        "cachetools>=5.3",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",

@@ -1,133 +1,77 @@
-"""Find and kill the processes of one playbook run, by an environment marker.
+"""Find and kill the processes of one playbook run, by an environment marker (with psutil).
 
 ansible-playbook runs in its own session and ssh control masters daemonize (setsid), so
 neither the process group nor the parent/child tree reaches every process a run started.
 What they all share is the environment they inherited: each run sets a unique marker
-variable, and ``/proc/<pid>/environ`` tells us which processes carry it. ssh control
+variable, and a process's environment tells us which processes carry it. ssh control
 masters are the exception (they overwrite that memory when they retitle themselves); they
 are found by the unix socket they hold in the run's own control directory. Processes are
 never picked by name.
 
-Linux only (``/proc``). Where available, a pidfd pins each process between the check of
-its environment and the signal, so a recycled pid is never signalled.
+A process is signalled through a ``psutil.Process`` made when it was found: psutil checks
+that the pid still names that process (its creation time) before each signal, so a pid
+recycled in between is left alone.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import psutil
 
 log = logging.getLogger(__name__)
 
-_PROC = "/proc"
 _POLL = 0.05  # seconds between checks while waiting for processes to exit
+# Gone, exited while we looked, or not ours to read: each means "not one of ours".
+_GONE = (psutil.NoSuchProcess, psutil.AccessDenied)
 
 
-def _environ_has(pid: int, needle: bytes) -> bool:
-    """Whether the process's initial environment holds ``needle`` (``KEY=VALUE``)."""
-    try:
-        with open(f"{_PROC}/{pid}/environ", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        # Exited while we looked (ENOENT/ESRCH), or not ours to read (EACCES).
-        return False
-    # A zombie's environ reads empty: it is already dead and cannot be killed anyway.
-    return needle in data.split(b"\0")
+def _others(attrs: list[str]) -> Iterator[psutil.Process]:
+    """Every live process but this one, with ``attrs`` read into ``.info`` (None if denied)."""
+    me = os.getpid()
+    for proc in psutil.process_iter(attrs, ad_value=None):
+        if proc.pid != me:
+            yield proc
 
 
 def find_processes_with_cmdline(fragment: str) -> list[int]:
     """Pids of every live process whose command line contains ``fragment`` (a path of
     ours, such as a demo's state dir: never a program name), not this process."""
-    needle = fragment.encode()
-    found = []
-    for pid in _other_pids():
-        try:
-            with open(f"{_PROC}/{pid}/cmdline", "rb") as fh:
-                if needle in fh.read():
-                    found.append(pid)
-        except OSError:
-            continue
-    return sorted(found)
-
-
-def _other_pids() -> list[int]:
-    """Every live pid but this process's (a snapshot: any may exit while we look)."""
-    try:
-        entries = os.listdir(_PROC)
-    except OSError:
-        log.warning("cannot list %s; no processes found", _PROC)
-        return []
-    me = os.getpid()
-    return [int(name) for name in entries if name.isdigit() and int(name) != me]
+    return sorted(proc.pid for proc in _others(["cmdline"])
+                  if any(fragment in arg for arg in proc.info["cmdline"] or ()))
 
 
 def find_processes_with_env(key: str, value: str) -> list[int]:
-    """Pids of every live process whose environment holds ``key=value`` (not this process)."""
-    needle = f"{key}={value}".encode()
-    return sorted(pid for pid in _other_pids() if _environ_has(pid, needle))
+    """Pids of every live process whose environment holds ``key=value`` (not this process).
+
+    A zombie's environment reads empty: it is already dead and cannot be killed anyway.
+    """
+    return sorted(proc.pid for proc in _others(["environ"])
+                  if (proc.info["environ"] or {}).get(key) == value)
 
 
-class _Proc:
-    """One process to kill: its pid and, when the kernel allows, a pidfd pinning it."""
-
-    def __init__(self, pid: int, fd: int | None):
-        self.pid = pid
-        self.fd = fd
-
-    @classmethod
-    def open(cls, pid: int) -> _Proc | None:
-        if not hasattr(os, "pidfd_open"):
-            return cls(pid, None)
-        try:
-            return cls(pid, os.pidfd_open(pid))
-        except ProcessLookupError:
-            return None  # already gone
-        except OSError:
-            return cls(pid, None)  # e.g. ENOSYS on an old kernel: fall back to the pid
-
-    def signal(self, sig: int) -> None:
-        try:
-            if self.fd is not None:
-                signal.pidfd_send_signal(self.fd, sig)
-            else:
-                os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            log.warning("not allowed to signal pid %s", self.pid)
-
-    def alive(self) -> bool:
-        if self.fd is not None:
-            # A pidfd polls readable once the process has exited (zombie or reaped).
-            poller = select.poll()
-            poller.register(self.fd, select.POLLIN)
-            return not poller.poll(0)
-        try:
-            with open(f"{_PROC}/{self.pid}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            return False
-        # The state follows the ")" that closes the command name; Z and X are dead.
-        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-        return state not in (b"Z", b"X")
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+def env_values_in_use(key: str) -> set[str]:
+    """Every value of the variable ``key`` in the live processes' environments (not this
+    process's)."""
+    values = set()
+    for proc in _others(["environ"]):
+        value = (proc.info["environ"] or {}).get(key)
+        if value is not None:
+            values.add(value)
+    return values
 
 
-def _wait(procs: list[_Proc], timeout: float) -> list[_Proc]:
-    deadline = time.monotonic() + timeout
-    alive = [p for p in procs if p.alive()]
-    while alive and time.monotonic() < deadline:
-        time.sleep(_POLL)
-        alive = [p for p in alive if p.alive()]
-    return alive
+def process_start_time(pid: int) -> str | None:
+    """When the process started (seconds since the epoch, as text), None if there is none:
+    with the pid it names one process for good, even after the pid is recycled."""
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except _GONE:
+        return None
 
 
 def find_unix_socket_holders(directory: str) -> list[int]:
@@ -138,33 +82,53 @@ def find_unix_socket_holders(directory: str) -> list[int]:
     they listen on in the run's own control directory identifies them instead.
     """
     prefix = directory.rstrip("/") + "/"
-    inodes = set()
+    me = os.getpid()
     try:
-        with open(f"{_PROC}/net/unix") as fh:
-            next(fh, None)  # header
-            for line in fh:
-                fields = line.split()
-                if len(fields) >= 8 and fields[7].startswith(prefix):
-                    inodes.add(f"socket:[{fields[6]}]")
-    except OSError:
+        sockets = psutil.net_connections(kind="unix")
+    except psutil.AccessDenied:
+        log.warning("not allowed to list unix sockets; no holders found under %s", directory)
         return []
-    if not inodes:
-        return []
-    found = []
-    for pid in _other_pids():
-        try:
-            fds = os.listdir(f"{_PROC}/{pid}/fd")
-        except OSError:
-            continue  # exited, or not ours to look at
-        for fd in fds:
-            try:
-                target = os.readlink(f"{_PROC}/{pid}/fd/{fd}")
-            except OSError:
-                continue
-            if target in inodes:
-                found.append(pid)
-                break
-    return sorted(found)
+    return sorted({sock.pid for sock in sockets
+                   if sock.pid is not None and sock.pid != me
+                   and isinstance(sock.laddr, str) and sock.laddr.startswith(prefix)})
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except _GONE:
+        return False
+
+
+def _wait(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The processes still alive after up to ``timeout`` seconds.
+
+    Not ``psutil.wait_procs``: it reaps children of this process (``os.waitpid``), and
+    ansible-playbook is ansible-runner's child, whose exit status the runner still reads.
+    A zombie counts as gone.
+    """
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if _alive(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(_POLL)
+        alive = [p for p in alive if _alive(p)]
+    return alive
+
+
+def _signal(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass  # exited, or its pid now names another process: nothing to do
+    except psutil.AccessDenied:
+        log.warning("not allowed to signal pid %s", proc.pid)
+
+
+def _pin(pid: int) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid)
+    except _GONE:
+        return None
 
 
 def kill_processes(
@@ -176,27 +140,19 @@ def kill_processes(
     if the scan still lists it: a pid recycled since the first scan is left alone. Returns
     the pids still alive shortly after the SIGKILL (normally none).
     """
-    procs = [proc for proc in map(_Proc.open, pids) if proc is not None]
-    try:
-        if confirm is not None:
-            current = set(confirm())
-            keep = [p for p in procs if p.pid in current]
-            for proc in procs:
-                if proc.pid not in current:
-                    proc.close()
-            procs = keep
-        if grace > 0:
-            for proc in procs:
-                proc.signal(signal.SIGTERM)
-            survivors = _wait(procs, grace)
-        else:
-            survivors = procs
-        for proc in survivors:
-            proc.signal(signal.SIGKILL)
-        return [p.pid for p in _wait(survivors, 1.0)]
-    finally:
+    procs = [proc for proc in map(_pin, pids) if proc is not None]
+    if confirm is not None:
+        current = set(confirm())
+        procs = [proc for proc in procs if proc.pid in current]
+    if grace > 0:
         for proc in procs:
-            proc.close()
+            _signal(proc, signal.SIGTERM)
+        survivors = _wait(procs, grace)
+    else:
+        survivors = procs
+    for proc in survivors:
+        _signal(proc, signal.SIGKILL)
+    return [proc.pid for proc in _wait(survivors, 1.0)]
 
 
 def kill_until_gone(
