@@ -5,9 +5,12 @@ A publish that fails (broker down, unreachable) is logged and dropped: the row i
 already committed, so the API still answers 202 and a worker's sweeper sends the action
 once it has waited ``accepted_grace`` unclaimed.
 
-On RabbitMQ the message is sent by ``AmqpTaskPublisher`` (Celery's message format on one
-channel per process, a sixth of ``send_task``'s CPU); other brokers go through Celery's
-``send_task``.
+Messages go out through Celery's ``send_task``: its producer pool keeps the process's
+broker connections and reuses them across threads, declares the queue as the workers do,
+retries a lost connection under ``PUBLISH_RETRY_POLICY`` and, with ``LAMBDA_BROKER_CONFIRM``,
+waits for RabbitMQ's publisher confirm (the app's transport options). Build one per
+process: gunicorn builds the app in each worker after the fork (no ``preload_app``), so no
+pooled connection is shared with another process.
 
 The ``dispatched`` column is not set here: it would cost every request a second write,
 and the sweeper cannot trust it anyway (a broker may lose a message it accepted), so it
@@ -17,35 +20,36 @@ goes by "unclaimed for a while" instead.
 from __future__ import annotations
 
 import logging
+import time
 
 from api.settings import Settings
-from api.worker.amqp_publisher import AmqpTaskPublisher
 from api.worker.celery_app import TASK_NAME, create_celery_app, queue_name
 
 log = logging.getLogger(__name__)
 
-AMQP_SCHEMES = ("amqp://", "pyamqp://")
+# After a publish failed (retries spent), dispatches answer "not sent" at once for this
+# long instead of each holding a request on a broker that is away.
+RETRY_AFTER = 1.0
 
 
 class CeleryDispatcher:
-    def __init__(self, settings: Settings, queue: str | None = None):
+    def __init__(self, settings: Settings, queue: str | None = None,
+                 retry_after: float = RETRY_AFTER):
         self.queue = queue or queue_name(settings)
+        self.retry_after = retry_after
         self.app = create_celery_app(settings, self.queue)
-        self.publisher = None
-        if settings.broker_url.startswith(AMQP_SCHEMES):
-            self.publisher = AmqpTaskPublisher(
-                settings.broker_url, self.app.amqp.queues[self.queue], TASK_NAME,
-                confirm=settings.broker_confirm,
-                connect_timeout=self.app.conf.broker_connection_timeout)
+        self._down_until = 0.0
 
     def dispatch(self, action_id: str) -> bool:
         """Publish the action; False (and a log line) when the broker did not take it."""
+        if time.monotonic() < self._down_until:
+            log.warning("action %s: the broker was unreachable moments ago; a worker's "
+                        "sweeper will dispatch it", action_id)
+            return False
         try:
-            if self.publisher is not None:
-                self.publisher.publish(action_id)
-            else:
-                self.app.send_task(TASK_NAME, args=[action_id], queue=self.queue)
+            self.app.send_task(TASK_NAME, args=[action_id], queue=self.queue)
         except Exception as exc:  # kombu raises many kinds; every one means "not sent"
+            self._down_until = time.monotonic() + self.retry_after
             log.warning("action %s: publish to the broker failed (%s: %s); a worker's "
                         "sweeper will dispatch it", action_id, type(exc).__name__, exc)
             return False
@@ -55,8 +59,7 @@ class CeleryDispatcher:
     def stop(self) -> None:
         """Release the broker connections."""
         try:
-            if self.publisher is not None:
-                self.publisher.close()
             self.app.close()
         except Exception:
             log.exception("closing the broker connections failed")
+
