@@ -123,6 +123,7 @@ class AstakosIdentity:
             timeout=timeout, retries=retries, backoff=backoff, retry_methods=("POST",)
         )
         self._lock = threading.Lock()  # cachetools' caches are not thread safe
+        # The TTL bounds every entry; each also keeps its own, shorter deadline.
         self._cache: TTLCache[str, _CacheEntry] = TTLCache(
             maxsize=max(max_entries, 1), ttl=max(cache_ttl, negative_ttl, 0.001), timer=clock
         )
