@@ -1,4 +1,11 @@
-"""The composition root: the one place that decides which adapters run."""
+"""The composition root: the one place that decides which adapters run.
+
+``bootstrap(settings)`` builds a ``Container`` of the adapters and the orchestrator; the
+entry points (``api.cli``, ``api.server``) take what they need from it: the HTTP app
+(``create_http_app``), the dispatcher (``start_dispatcher``), the Celery worker
+(``api.worker.celery_app.run_worker``). Nothing below this module imports it, and no
+module keeps the wiring in a global: each process holds its container where it runs.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,15 @@ import uuid
 from dataclasses import dataclass
 from functools import partial
 
+from api.adapters.ansible import AnsibleRunner
+from api.adapters.compute import compute_factory as make_compute_factory
 from api.adapters.crypto import TokenCipher
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.uow import UnitOfWorkFactory
+from api.adapters.inventory import render_inventory
+from api.adapters.ssh import SshWaiter
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
-from api.settings import Settings, load_settings
+from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -23,19 +34,15 @@ class Container:
     settings: Settings
     uow_factory: UnitOfWorkFactory
     token_cipher: TokenCipher
-    orchestrator: Orchestrator | None = None
-    dispatcher: object | None = None
-    identity: object | None = None
-    app: object | None = None
+    orchestrator: Orchestrator
+    dispatcher: object | None = None  # set by start_dispatcher: LocalDispatcher | Celery's
 
     def close(self) -> None:
+        """Stop the dispatcher (a local pool hands its actions back) and the database."""
         stop = getattr(self.dispatcher, "stop", None)
         if stop is not None:
             stop()
         self.uow_factory.engine.dispose()
-
-
-CURRENT: Container | None = None  # the process's container, for gunicorn's exit hook
 
 
 def worker_id() -> str:
@@ -44,11 +51,6 @@ def worker_id() -> str:
 
 def build_orchestrator(settings: Settings, uow_factory, token_cipher,
                        runner=None, compute_factory=None) -> Orchestrator:
-    from api.adapters.ansible import AnsibleRunner
-    from api.adapters.compute import compute_factory as make_compute_factory
-    from api.adapters.inventory import render_inventory
-    from api.adapters.ssh import SshWaiter
-
     deps = OrchestratorDeps(
         uow_factory=uow_factory,
         compute_factory=compute_factory or make_compute_factory(settings),
@@ -65,41 +67,47 @@ def build_orchestrator(settings: Settings, uow_factory, token_cipher,
     return Orchestrator(deps, config)
 
 
-def build_dispatcher(settings: Settings, uow_factory, orchestrator):
-    if settings.dispatcher == "celery":
-        from api.worker.celery_dispatch import CeleryDispatcher
-
-        return CeleryDispatcher(settings)
-    from api.worker.local import LocalDispatcher
-
-    return LocalDispatcher(orchestrator, uow_factory, size=settings.pool_size).start()
-
-
-def bootstrap(settings: Settings | None = None, *, identity=None, with_app: bool = True,
-              run_migrations: bool = True, start_dispatcher: bool = True) -> Container:
-    """Build everything the settings describe. ``identity`` may be passed by tests."""
-    global CURRENT
-    settings = settings or load_settings()
+def bootstrap(settings: Settings, *, run_migrations: bool = True, runner=None,
+              compute_factory=None) -> Container:
+    """Build the adapters the settings describe. Nothing is started: no thread, no broker
+    connection, no identity client (``create_http_app`` builds that for the API)."""
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     engine = create_db_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
     uow_factory = UnitOfWorkFactory(engine)
-    container = Container(settings=settings, uow_factory=uow_factory,
-                          token_cipher=TokenCipher.from_settings(settings))
-    if start_dispatcher:
-        if settings.dispatcher == "local":
-            container.orchestrator = build_orchestrator(settings, uow_factory,
-                                                        container.token_cipher)
-        container.dispatcher = build_dispatcher(settings, uow_factory, container.orchestrator)
-    if with_app:
-        from api.adapters.identity import identity_from_settings
-        from api.http.app import create_app
+    token_cipher = TokenCipher.from_settings(settings)
+    orchestrator = build_orchestrator(settings, uow_factory, token_cipher, runner=runner,
+                                      compute_factory=compute_factory)
+    return Container(settings=settings, uow_factory=uow_factory, token_cipher=token_cipher,
+                     orchestrator=orchestrator)
 
-        container.identity = identity or identity_from_settings(settings)
-        container.app = create_app(identity=container.identity, uow_factory=uow_factory,
-                                   dispatcher=container.dispatcher,
-                                   token_cipher=container.token_cipher)
-    CURRENT = container
-    return container
+
+def start_dispatcher(container: Container):
+    """The API's dispatcher: the local pool (started: its sweeper resumes at once) or a
+    Celery publisher. Kept on the container, whose ``close`` stops it."""
+    settings = container.settings
+    if settings.dispatcher == "celery":
+        from api.worker.celery_dispatch import CeleryDispatcher
+
+        container.dispatcher = CeleryDispatcher(settings)
+    else:
+        from api.worker.local import LocalDispatcher
+
+        container.dispatcher = LocalDispatcher(container.orchestrator, container.uow_factory,
+                                               size=settings.pool_size).start()
+    return container.dispatcher
+
+
+def create_http_app(container: Container, identity=None):
+    """The Falcon app on the container's pieces, its dispatcher started if need be.
+    ``identity`` may be passed by tests; else the settings' Astakos client."""
+    from api.adapters.identity import identity_from_settings
+    from api.http.app import create_app
+
+    if container.dispatcher is None:
+        start_dispatcher(container)
+    return create_app(identity=identity or identity_from_settings(container.settings),
+                      uow_factory=container.uow_factory, dispatcher=container.dispatcher,
+                      token_cipher=container.token_cipher)

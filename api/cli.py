@@ -1,4 +1,5 @@
-"""``lambda-service``: serve, worker, emulator, demo, inventory, seed, migrate, lab."""
+"""``lambda-service``: serve, worker, inventory, seed, migrate, paths; and the demo, the
+emulator, the stand-ins and the SSH lab (``lambda_testbed``, imported only when they run)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
-from api.settings import SettingsError, load_settings
+from api.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class CliError(Exception):
+    """A one-line error for the operator: printed, no traceback."""
 
 
 def _settings(args):
@@ -25,9 +32,22 @@ def cmd_serve(args) -> int:
 
 
 def cmd_worker(args) -> int:
+    from api.bootstrap import bootstrap
     from api.worker.celery_app import run_worker
 
-    return run_worker(_settings(args), concurrency=args.concurrency)
+    try:
+        # Built before consuming: a broken configuration stops the worker at once instead
+        # of failing every task it takes.
+        container = bootstrap(_settings(args), run_migrations=False)
+    except (SettingsError, CliError):
+        raise
+    except Exception:
+        log.exception("worker: cannot build the orchestrator")
+        return 1
+    try:
+        return run_worker(container, concurrency=args.concurrency)
+    finally:
+        container.close()
 
 
 def cmd_emulator(args) -> int:
@@ -44,29 +64,91 @@ def cmd_demo(args) -> int:
                     emulator_bind=args.emulator_bind, reset=args.reset)
 
 
-def cmd_inventory(args) -> int:
+def _describe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+POINT_ELSEWHERE = ("name another with --config FILE, LAMBDA_CONFIG or LAMBDA_DATABASE_URL "
+                   "(the demo's: --config .lambda/demo/lambda.yml)")
+
+
+def open_existing_database(settings: Settings):
+    """The unit-of-work factory of a database that exists and holds our tables.
+
+    Never creates anything: a missing SQLite file or an empty database is a ``CliError``
+    that names the database read and how to point at another."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     from api.adapters.db.engine import create_db_engine
     from api.adapters.db.uow import UnitOfWorkFactory
+
+    url = make_url(settings.database_url)
+    probe_url = url
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        path = Path(url.database)
+        if not path.is_file():
+            raise CliError(f"no database at {path.resolve()}: {POINT_ELSEWHERE}")
+        # Read-only: opening a file must not change or create anything.
+        probe_url = url.set(database=f"file:{path.resolve()}?mode=ro", query={"uri": "true"})
+    probe = create_engine(probe_url)
+    try:
+        has_tables = inspect(probe).has_table("instances")
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        raise CliError(f"cannot read the database {_describe(settings.database_url)} "
+                       f"({reason}): {POINT_ELSEWHERE}") from exc
+    finally:
+        probe.dispose()
+    if not has_tables:
+        raise CliError(f"the database {_describe(settings.database_url)} holds no lambda "
+                       f"instances (run lambda-service seed FILE), or {POINT_ELSEWHERE}")
+    return UnitOfWorkFactory(create_db_engine(settings.database_url))
+
+
+def cmd_inventory(args) -> int:
     from api.adapters.inventory import render_inventory
     from api.domain.errors import InstanceNotFound
     from api.domain.services import parse_instance_id
 
     settings = _settings(args)
-    uow_factory = UnitOfWorkFactory(create_db_engine(settings.database_url))
+    uow_factory = open_existing_database(settings)
     try:
         with uow_factory(readonly=True) as uow:
             instance = uow.instances.get(parse_instance_id(args.instance_id))
     except InstanceNotFound:
         instance = None
+    finally:
+        uow_factory.engine.dispose()
     if instance is None:
-        print(f"no lambda instance {args.instance_id} in {settings.database_url}",
-              file=sys.stderr)
-        return 1
+        raise CliError(f"no lambda instance {args.instance_id} in the database "
+                       f"{_describe(settings.database_url)}: {POINT_ELSEWHERE}")
     text = render_inventory(instance, settings=settings)
     if args.output:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_paths(args) -> int:
+    settings = _settings(args)
+    paths = {
+        "playbooks": settings.playbook_dir,
+        "roles": settings.roles_dir,
+        "inventory_template": settings.inventory_template,
+        "ansible_cfg": str(settings.ansible_cfg),
+        "database": _describe(settings.database_url),
+        "state_dir": str(Path(settings.state_dir).resolve()),
+    }
+    if args.name:
+        print(paths[args.name])
+    else:
+        for name, value in paths.items():
+            print(f"{name}: {value}")
     return 0
 
 
@@ -138,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=cmd_inventory)
 
+    p = sub.add_parser("paths", help="where the playbooks, roles, inventory template, "
+                       "ansible.cfg and database are")
+    p.add_argument("name", nargs="?", choices=["playbooks", "roles", "inventory_template",
+                                               "ansible_cfg", "database", "state_dir"],
+                   help="print only this one")
+    p.set_defaults(func=cmd_paths)
+
     p = sub.add_parser("seed", help="add the instances of a seed YAML to the database")
     p.add_argument("file")
     p.add_argument("--replace", action="store_true")
@@ -160,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SettingsError as exc:
-        logging.getLogger(__name__).error("%s", exc)
+    except (SettingsError, CliError) as exc:
         print(f"lambda-service: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,17 +15,18 @@ ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s
 
 
 def _worker_exit(server, worker) -> None:
-    # Hand unfinished actions back so the next process resumes them at once.
-    from api import bootstrap
-
-    if bootstrap.CURRENT is not None:
-        bootstrap.CURRENT.close()
+    # In the worker process: hand unfinished actions back so the next process resumes
+    # them at once. ``worker.app`` is this process's GunicornServer, which built them.
+    container = getattr(worker.app, "container", None)
+    if container is not None:
+        container.close()
 
 
 class GunicornServer(BaseApplication):
     def __init__(self, settings: Settings, extra: dict | None = None):
         self.settings = settings
         self.extra = extra or {}
+        self.container = None  # built in each worker process by load()
         super().__init__()
 
     def load_config(self) -> None:
@@ -51,9 +52,11 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        from api.bootstrap import bootstrap
+        """The app factory gunicorn calls in each worker after the fork."""
+        from api.bootstrap import bootstrap, create_http_app
 
-        return bootstrap(self.settings, run_migrations=False).app
+        self.container = bootstrap(self.settings, run_migrations=False)
+        return create_http_app(self.container)
 
 
 def serve(settings: Settings) -> None:

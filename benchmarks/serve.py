@@ -34,20 +34,11 @@ class BareServer(GunicornServer):
 
 class NoopDispatchServer(GunicornServer):
     def load(self):
-        from api.bootstrap import bootstrap
+        from api.bootstrap import bootstrap, create_http_app
 
-        container = bootstrap(self.settings, run_migrations=False, start_dispatcher=False,
-                              with_app=False)
-        container.dispatcher = NoopDispatcher()
-        from api.adapters.identity import identity_from_settings
-        from api.http.app import create_app
-
-        container.identity = identity_from_settings(self.settings)
-        container.app = create_app(identity=container.identity,
-                                   uow_factory=container.uow_factory,
-                                   dispatcher=container.dispatcher,
-                                   token_cipher=container.token_cipher)
-        return container.app
+        self.container = bootstrap(self.settings, run_migrations=False)
+        self.container.dispatcher = NoopDispatcher()
+        return create_http_app(self.container)
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,7 @@
-"""The Falcon application factory. Nothing is built at import time."""
+"""The Falcon application factory: routes wired to the collaborators it is handed.
+
+Nothing is built at import time; ``api.bootstrap.create_http_app`` hands it the pieces.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,3 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher) -> falcon.App
                   suffix="action")
     return app
 
-
-def get_app() -> falcon.App:
-    """gunicorn's entry point (``api.http.app:get_app()``), one per worker process."""
-    from api.bootstrap import bootstrap
-
-    return bootstrap().app

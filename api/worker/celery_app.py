@@ -4,7 +4,7 @@ The broker carries only action ids (``lambda.run_action(action_id)``); the actio
 committed before the 202, holds everything else (the token Fernet-encrypted). A message
 is a hint to run an action, not the action itself: ``Orchestrator.run`` claims a lease
 first, so a duplicate, redelivered or re-swept message is a no-op, and a message the
-broker lost is re-sent by the sweeper every worker runs (``api.worker.sweeper``).
+broker lost is re-sent by the sweeper every worker runs (``api.worker.runtime``).
 
 Pool: threads, not prefork. An action is I/O bound (HTTP polling, waiting on
 ansible-playbook, which is its own process anyway) and the orchestrator already uses
@@ -24,12 +24,15 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 
 from celery import Celery, bootsteps, signals
 from celery.utils.functional import noop
 from kombu import Queue
 
 from api.settings import Settings
+from api.worker.reaper import WORKER_MARK_ENV, mark_worker_process, reap_orphans
+from api.worker.runtime import ActionRuntime
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +84,12 @@ class WakeUpEventLoop(bootsteps.StartStopStep):
             self.entry = None
 
 
-def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
-    """A Celery app for the settings; the task is registered, nothing is connected yet."""
+def create_celery_app(settings: Settings, queue: str | None = None,
+                      run_action: Callable[[str], None] | None = None) -> Celery:
+    """A Celery app for the settings; the task is registered, nothing is connected yet.
+
+    ``run_action`` is the task's body in a worker (the runtime's ``run``); the API's app
+    only publishes, so it has none."""
     queue = queue or queue_name(settings)
     app = Celery("lambda", broker=settings.broker_url, set_as_current=False)
     app.steps["worker"].add(WakeUpEventLoop)
@@ -125,57 +132,61 @@ def create_celery_app(settings: Settings, queue: str | None = None) -> Celery:
     # own task of the same name then lost to the first one's (its settings and its queue).
     @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True,
               ignore_result=True, shared=False)
-    def run_action(task, action_id: str) -> None:
-        runtime = get_runtime(settings, app)
-        runtime.run(str(action_id))
+    def run_action_task(task, action_id: str) -> None:
+        if run_action is None:
+            raise RuntimeError("this Celery app only publishes; a worker runs the actions")
+        run_action(str(action_id))
 
     return app
 
 
-# --- the worker process's runtime -----------------------------------------------------------
-
-_runtime = None
-_runtime_lock = threading.Lock()
+# --- the worker process ---------------------------------------------------------------------
 
 
-def get_runtime(settings: Settings, app: Celery):
-    """The process's runtime, built once (threads share it); never in the API."""
-    global _runtime
-    with _runtime_lock:
-        if _runtime is None:
-            from api.worker.sweeper import WorkerRuntime
+def build_worker_runtime(container, app: Celery, queue: str) -> ActionRuntime:
+    """The worker's runtime: runs tasks in Celery's threads; its sweeper re-publishes."""
+    settings = container.settings
+    mark = os.environ.get(WORKER_MARK_ENV)
 
-            _runtime = WorkerRuntime.build(settings, app)
-        return _runtime
+    def send(action_id: str) -> None:
+        app.send_task(TASK_NAME, args=[action_id], queue=queue)
+
+    interval = sweep_interval(settings)
+    return ActionRuntime(
+        container.orchestrator, container.uow_factory, resume=send, hand_back=send,
+        sweep_interval=interval,
+        # A dispatched action is claimed within moments; one still unclaimed after a few
+        # sweeps was most likely never sent.
+        accepted_grace=max(3 * interval, 2.0),
+        resend_after=max(settings.lease_seconds, 4 * interval),
+        before_sweep=lambda: reap_orphans(mark), resumed_means="sent it again")
 
 
-def run_worker(settings: Settings, concurrency: int = 4) -> int:
-    """Run a Celery worker in this process until it is stopped; returns its exit code."""
-    from api.adapters.db.engine import create_db_engine, migrate
-    from api.worker.sweeper import mark_worker_process
+def run_worker(container, concurrency: int = 4) -> int:
+    """Run a Celery worker in this process until it is stopped; returns its exit code.
 
+    ``container`` is what ``api.bootstrap`` built: the settings, the unit-of-work factory
+    and the orchestrator."""
+    from api.adapters.db.engine import migrate
+
+    settings = container.settings
     if settings.dispatcher != "celery":
         log.warning("LAMBDA_DISPATCHER is %r; a Celery worker runs anyway",
                     settings.dispatcher)
     # Children (ansible-playbook and everything it starts) inherit this mark, so a
     # surviving worker on this host can reap them if this process is killed.
     mark_worker_process()
-    engine = create_db_engine(settings.database_url)
-    try:
-        migrate(engine)  # a no-op at head; lets a worker start before any API
-    finally:
-        engine.dispose()
+    migrate(container.uow_factory.engine)  # a no-op at head; lets a worker start before any API
     queue = queue_name(settings)
-    app = create_celery_app(settings, queue)
+    app = create_celery_app(settings, queue, run_action=lambda action_id: runtime.run(action_id))
+    runtime = build_worker_runtime(container, app, queue)
 
     def on_ready(**_kwargs) -> None:
-        get_runtime(settings, app).start_sweeper()
+        runtime.start_sweeper()
 
     def on_shutting_down(**_kwargs) -> None:
         # Runs in a signal handler: do the work in a thread, never block here.
-        runtime = _runtime
-        if runtime is not None:
-            threading.Thread(target=runtime.shutdown, name="hand-back", daemon=True).start()
+        threading.Thread(target=runtime.shutdown, name="hand-back", daemon=True).start()
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutting_down.connect(on_shutting_down, weak=False)
@@ -184,20 +195,13 @@ def run_worker(settings: Settings, concurrency: int = 4) -> int:
                         concurrency=concurrency, queues=[queue],
                         loglevel=settings.log_level, without_gossip=True,
                         without_mingle=True, without_heartbeat=True, optimization="fair")
-    log.info("worker: queue %s on %s, %d threads", queue,
-             _redact(settings.broker_url), concurrency)
-    try:
-        # Built once logging is set up and before consuming: a broken configuration
-        # stops the worker at once instead of failing every task it takes.
-        get_runtime(settings, app)
-    except Exception:
-        log.exception("worker: cannot build the orchestrator")
-        return 1
+    log.info("worker %s: queue %s on %s, %d threads, sweeping every %.1fs",
+             container.orchestrator.config.worker_id, queue, _redact(settings.broker_url),
+             concurrency, runtime.sweep_interval)
     try:
         worker.start()
     finally:
-        if _runtime is not None:
-            _runtime.close()
+        runtime.close()
     return worker.exitcode or 0
 
 

@@ -23,7 +23,8 @@ from api.domain.ports import Identity
 from api.settings import Settings
 from api.worker.celery_app import TASK_NAME, WAKE_SECONDS, WakeUpEventLoop, create_celery_app
 from api.worker.celery_dispatch import CeleryDispatcher
-from api.worker.sweeper import WORKER_MARK_ENV, WorkerRuntime, reap_orphans, worker_mark
+from api.worker.reaper import WORKER_MARK_ENV, reap_orphans, worker_mark
+from api.worker.runtime import ActionRuntime
 from tests.integration.test_scaleout import (  # noqa: F401 (fixtures: make_cluster, ...)
     TOKEN,
     USER,
@@ -101,8 +102,8 @@ def test_sweeper_sends_orphans_once_per_window(uow_factory):
         assert uow.actions.claim(held, "w-alive", utcnow(), 60)
         uow.commit()
     sent = []
-    runtime = WorkerRuntime(orchestrator=None, uow_factory=uow_factory, send=sent.append,
-                            accepted_grace=0.0, resend_after=60.0)
+    runtime = ActionRuntime(None, uow_factory, resume=sent.append, accepted_grace=0.0,
+                            resend_after=60.0)
     assert runtime.sweep() == [orphan]
     assert runtime.sweep() == []  # within resend_after: not sent twice
     assert sent == [orphan]
@@ -116,8 +117,7 @@ def test_sweeper_sends_orphans_once_per_window(uow_factory):
 
     def broken(_action_id):
         raise ConnectionError("broker away")
-    quiet = WorkerRuntime(orchestrator=None, uow_factory=uow_factory, send=broken,
-                          accepted_grace=0.0)
+    quiet = ActionRuntime(None, uow_factory, resume=broken, accepted_grace=0.0)
     assert quiet.sweep() == []  # no exception: the next sweep tries again
 
 

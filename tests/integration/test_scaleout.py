@@ -30,7 +30,7 @@ from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.tables import actions, steps
 from api.adapters.db.uow import UnitOfWorkFactory
 from api.seed import seed_database
-from api.worker.sweeper import WORKER_MARK_ENV, worker_mark
+from api.worker.reaper import WORKER_MARK_ENV, worker_mark
 from lambda_testbed.emulator import Emulator
 from tests.conftest import _fresh_postgres_database
 
