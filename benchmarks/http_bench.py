@@ -23,9 +23,9 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
-from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 from benchmarks import openloop, wrk
 from benchmarks.procs import Proc, children, cpu_seconds, free_port, python_cmd, status_kb, tree
+from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +183,7 @@ def add_accept_instances(database_url: str, count: int) -> None:
     from api.adapters.db.engine import create_db_engine
     from api.adapters.db.tables import hosts, instances
     from api.domain.clock import utcnow
-    from api.seed import DEMO_USER_ID
+    from lambda_testbed.demo_data import DEMO_USER_ID
 
     engine = create_db_engine(database_url)
     now = utcnow()

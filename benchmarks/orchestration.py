@@ -33,8 +33,8 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
-from api.seed import DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
 from benchmarks.procs import Proc, RssSampler, free_port, python_cmd
+from lambda_testbed.demo_data import DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
 
 LAB_NAME = "lambdabench"
 LAB_SUBNET = "10.213.230.0/24"

@@ -23,8 +23,9 @@ from api.adapters import proctree
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.uow import UnitOfWorkFactory
 from api.domain.model import InstanceStatus
-from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, OTHER_INSTANCE_ID, demo_seed, seed_database
+from api.seed import seed_database
 from api.settings import Settings
+from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_TOKEN, OTHER_INSTANCE_ID, demo_seed
 
 log = logging.getLogger(__name__)
 

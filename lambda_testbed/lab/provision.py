@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from api.domain.model import SERVICES, Host, HostRole, Instance, InstanceStatus
-from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
+from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_TOKEN, DEMO_USER_ID, DEMO_USER_NAME
 from lambda_testbed.lab.lab import MOUNT_POINT, Lab, LabError
 from lambda_testbed.lab.zookeeper_home import debian_zookeeper_available, install_zookeeper_home
 

@@ -16,8 +16,8 @@ import requests
 import yaml
 from cryptography.fernet import Fernet
 
-from api.seed import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 from lambda_testbed.demo import kill_processes_under
+from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
 from lambda_testbed.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
