@@ -1,4 +1,53 @@
+"""Packaging. The Ansible files live at the repository's top (``playbooks/``, ``roles/``,
+``inventory_templates/``, ``ansible.cfg`` and every path ``ansible.cfg`` names): a build
+copies them into the package as ``api/ansible_files/``, where ``api.settings`` finds them
+when the package runs from an installed wheel rather than a checkout."""
+
+import configparser
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+TOP = Path(__file__).resolve().parent
+ANSIBLE_FILES = ["playbooks", "roles", "inventory_templates", "ansible.cfg"]
+SHIPPED_DIR = Path("api") / "ansible_files"
+
+
+def ansible_cfg_paths() -> list[str]:
+    """The relative paths ansible.cfg names (roles, plugins, modules): shipped beside it.
+    A plugin type's directory inside a ``*_plugins`` directory comes with that whole
+    directory, where its plugins' shared helpers live."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(TOP / "ansible.cfg")
+    paths = []
+    for key, value in parser.items("defaults") if parser.has_section("defaults") else []:
+        if key.endswith(("_plugins", "_path")) or key == "library":
+            for item in value.split(":"):
+                item = item.strip()
+                if item and not item.startswith(("/", "~", "$")) and (TOP / item).exists():
+                    parent = Path(item).parent
+                    paths.append(str(parent) if parent.name.endswith("_plugins") else item)
+    return paths
+
+
+class BuildWithAnsibleFiles(build_py):
+    def run(self):
+        super().run()
+        if getattr(self, "editable_mode", False):
+            return  # an editable install runs from the checkout, which has them at its top
+        target = Path(self.build_lib) / SHIPPED_DIR
+        for name in ANSIBLE_FILES + ansible_cfg_paths():
+            source = TOP / name
+            dest = target / Path(name)
+            if source.is_dir():
+                shutil.copytree(source, dest, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            elif source.is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+
 
 setup(
     name="lambda-service",
@@ -9,6 +58,7 @@ setup(
     package_data={"api": ["adapters/db/migrations/*.py",
                           "adapters/db/migrations/versions/*.py",
                           "adapters/ansible_plugins/strategy/*.py"]},
+    cmdclass={"build_py": BuildWithAnsibleFiles},
     python_requires=">=3.10",
     install_requires=[
         "falcon>=4,<5",

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _ansible_files_root() -> Path:
+    """Where ``playbooks/``, ``roles/``, ``inventory_templates/`` and ``ansible.cfg`` are:
+    their copy inside an installed package (``setup.py`` ships them), else the checkout's
+    top, where they live."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "ansible_files"
+    return shipped if (shipped / "playbooks").is_dir() else package.parent
 
 
-# mitogen_linear: api/adapters/ansible_plugins/strategy; linear: Ansible's own; auto:
+FILES_ROOT = _ansible_files_root()
+
+
+# mitogen_linear: the strategy plugin ansible.cfg names; linear: Ansible's own; auto:
 # Mitogen over SSH, linear over a local connection. Mitogen gives every local "host" of one
 # machine the same interpreter, which then runs their tasks one after another.
 ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
@@ -59,9 +69,9 @@ class Settings:
     ssh_timeout: float = 300.0  # every host answering SSH
     playbook_timeout: float = 1800.0
     poll_interval: float = 1.0  # compute status polling
-    playbook_dir: str = str(PROJECT_ROOT / "playbooks")
-    roles_dir: str = str(PROJECT_ROOT / "roles")
-    inventory_template: str = str(PROJECT_ROOT / "inventory_templates" / "lambda-instance.ini.j2")
+    playbook_dir: str = str(FILES_ROOT / "playbooks")
+    roles_dir: str = str(FILES_ROOT / "roles")
+    inventory_template: str = str(FILES_ROOT / "inventory_templates" / "lambda-instance.ini.j2")
     ansible_connection: str = "ssh"  # ssh | local (the demo's local hosts)
     ssh_user: str = "root"
     ssh_port: int = 22
@@ -78,6 +88,11 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return Path(self.state_dir) / "runs"
+
+    @property
+    def ansible_cfg(self) -> Path:
+        """The ``ansible.cfg`` beside the playbooks (for a plain ``ansible-playbook``)."""
+        return FILES_ROOT / "ansible.cfg"
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

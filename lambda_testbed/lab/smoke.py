@@ -27,7 +27,7 @@ import yaml
 
 from api.adapters import proctree
 from api.adapters.inventory import render_inventory
-from api.settings import PROJECT_ROOT, Settings
+from api.settings import FILES_ROOT, Settings
 from lambda_testbed.lab.lab import Lab, LabError
 from lambda_testbed.lab.provision import (
     host_names,
@@ -39,8 +39,8 @@ from lambda_testbed.lab.provision import (
 
 log = logging.getLogger(__name__)
 
-PLAYBOOK_DIR = PROJECT_ROOT / "playbooks"
-ROLES_DIR = PROJECT_ROOT / "roles"
+PLAYBOOK_DIR = FILES_ROOT / "playbooks"
+ROLES_DIR = FILES_ROOT / "roles"
 MARKER_ENV = "LAMBDA_SMOKE_RUN"
 # Keepalives: a host whose link drops is UNREACHABLE in seconds instead of a hang.
 SSH_ARGS = (

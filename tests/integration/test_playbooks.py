@@ -19,7 +19,7 @@ import pytest
 
 from api.adapters.inventory import render_inventory
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
-from api.settings import PROJECT_ROOT, Settings
+from api.settings import FILES_ROOT, Settings
 from lambda_testbed import standins
 from tests.support import get_json, kill_under, port_open, processes_under
 
@@ -101,11 +101,11 @@ class Lab:
                 str(VENV_BIN / "ansible-playbook"),
                 "-i",
                 str(self.inventory),
-                str(PROJECT_ROOT / "playbooks" / name),
+                str(FILES_ROOT / "playbooks" / name),
                 "-e",
                 json.dumps(extravars),
             ],
-            cwd=PROJECT_ROOT,
+            cwd=FILES_ROOT,
             env=env,
             capture_output=True,
             text=True,
