@@ -84,29 +84,32 @@ def open_existing_database(settings: Settings):
     from sqlalchemy.exc import SQLAlchemyError
 
     from api.adapters.db.engine import create_db_engine
+    from api.adapters.db.tables import instances
     from api.adapters.db.uow import UnitOfWorkFactory
 
     url = make_url(settings.database_url)
-    probe_url = url
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         path = Path(url.database)
         if not path.is_file():
             raise CliError(f"no database at {path.resolve()}: {POINT_ELSEWHERE}")
-        # Read-only: opening a file must not change or create anything.
-        probe_url = url.set(database=f"file:{path.resolve()}?mode=ro", query={"uri": "true"})
-    probe = create_engine(probe_url)
+        # mode=rw never creates the file; and unlike mode=ro, its last close removes the
+        # WAL files it opened. Only reads go through it.
+        engine = create_engine(url.set(database=f"file:{path.resolve()}?mode=rw",
+                                       query={"uri": "true"}))
+    else:
+        engine = create_db_engine(settings.database_url)
     try:
-        has_tables = inspect(probe).has_table("instances")
+        has_tables = inspect(engine).has_table(instances.name)
     except SQLAlchemyError as exc:
+        engine.dispose()
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
         raise CliError(f"cannot read the database {_describe(settings.database_url)} "
                        f"({reason}): {POINT_ELSEWHERE}") from exc
-    finally:
-        probe.dispose()
     if not has_tables:
+        engine.dispose()
         raise CliError(f"the database {_describe(settings.database_url)} holds no lambda "
                        f"instances (run lambda-service seed FILE), or {POINT_ELSEWHERE}")
-    return UnitOfWorkFactory(create_db_engine(settings.database_url))
+    return UnitOfWorkFactory(engine)
 
 
 def cmd_inventory(args) -> int:

@@ -110,6 +110,22 @@ def kill_processes_under(path: Path) -> int:
     return killed
 
 
+# What the operator's commands need to act on the demo's instances as the service does.
+OPERATOR_SETTINGS = ("database_url", "auth_url", "ansible_connection", "extravars_file",
+                     "state_dir", "secret_key")
+
+
+def write_settings_file(settings: Settings, path: Path) -> Path:
+    """The demo's settings as a file ``--config``/``LAMBDA_CONFIG`` takes, so that
+    ``lambda-service --config .lambda/demo/lambda.yml inventory ID`` reads the demo's
+    database and renders the local connection the demo's hosts need."""
+    values = {name: getattr(settings, name) for name in OPERATOR_SETTINGS
+              if getattr(settings, name) is not None}
+    path.write_text("# Written by lambda-service demo: the settings it serves with.\n"
+                    + yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
 def curl_examples(base: str) -> str:
     auth = f'-H "Authorization:Token {DEMO_TOKEN}"'
     url = f"{base}/api/lambda-instances/{DEMO_INSTANCE_ID}/"
@@ -141,7 +157,10 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
         # Local hosts on loopback: nothing is slow to power or reach.
         poll_interval=min(settings.poll_interval, 0.25),
     )
+    config_file = write_settings_file(settings, prepared["state_dir"] / "lambda.yml")
     print(f"Synnefo emulator: http://{emulator_bind}  (token {DEMO_TOKEN})", flush=True)
+    print(f"Settings:         {config_file}  (lambda-service --config it, e.g. inventory)",
+          flush=True)
     print(f"Lambda service:   http://{settings.bind}", flush=True)
     print(curl_examples(f"http://{settings.bind}"), flush=True)
     if settings.dispatcher == "celery":
