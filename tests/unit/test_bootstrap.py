@@ -1,0 +1,64 @@
+"""The composition root: what it builds, what it starts, and who closes it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from falcon import testing
+
+from api.bootstrap import bootstrap, create_http_app
+from api.domain.ports import Identity
+from api.server import GunicornServer
+from api.settings import Settings
+from api.worker.celery_dispatch import CeleryDispatcher
+from api.worker.local import LocalDispatcher
+from tests.conftest import FakeIdentity
+
+TOKEN = "t0ken"
+
+
+def settings_in(tmp_path, **changes) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'lambda.db'}",
+                    state_dir=str(tmp_path / "state"), auth_url="http://127.0.0.1:9/",
+                    **changes)
+
+
+def test_bootstrap_builds_the_pieces_and_starts_nothing(tmp_path):
+    container = bootstrap(settings_in(tmp_path))
+    try:
+        assert container.dispatcher is None  # no pool, no sweeper thread, no broker yet
+        assert container.orchestrator.deps.uow_factory is container.uow_factory
+        with container.uow_factory(readonly=True) as uow:  # migrated
+            assert uow.instances.get("9ac8e7ab-57f9-48a6-af18-ef8a749b1e8c") is None
+    finally:
+        container.close()
+
+
+def test_the_http_app_runs_on_the_containers_pieces_and_close_stops_the_pool(tmp_path):
+    container = bootstrap(settings_in(tmp_path, pool_size=1))
+    identity = FakeIdentity({TOKEN: Identity("u", "u@example.org", "http://compute")})
+    client = testing.TestClient(create_http_app(container, identity=identity))
+    assert isinstance(container.dispatcher, LocalDispatcher)
+    resp = client.simulate_get("/api/authenticate", headers={"Authorization": f"Token {TOKEN}"})
+    assert resp.json["data"]["name"] == "u@example.org"
+    container.close()
+    assert container.dispatcher.runtime.stopping
+
+
+def test_celery_settings_give_the_api_a_publisher_not_a_pool(tmp_path):
+    container = bootstrap(settings_in(tmp_path, dispatcher="celery",
+                                      broker_url="redis://127.0.0.1:1/0"))
+    try:
+        create_http_app(container, identity=FakeIdentity())
+        assert isinstance(container.dispatcher, CeleryDispatcher)
+    finally:
+        container.close()
+
+
+def test_a_gunicorn_worker_closes_the_container_it_built_when_it_exits(tmp_path):
+    server = GunicornServer(settings_in(tmp_path, pool_size=1))
+    server.load()  # what gunicorn calls in each worker after the fork
+    container = server.container
+    assert isinstance(container.dispatcher, LocalDispatcher)
+    server.cfg.worker_exit(None, SimpleNamespace(app=server))
+    assert container.dispatcher.runtime.stopping
