@@ -24,8 +24,9 @@ WORKER_MARK_ENV = "LAMBDA_WORKER_MARK"
 def _start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot, or None if it is gone.
 
-    Ticks, not psutil's float seconds: the mark's format is shared with workers of other
-    versions on the same host, which must recognise each other's live marks."""
+    Ticks, as /proc gives them, not ``proctree.process_start_time``'s seconds: the mark's
+    format is shared with workers of other versions on the same host, and a live mark
+    read as dead would get that worker's playbooks killed."""
     try:
         seconds = psutil.Process(pid).create_time() - psutil.boot_time()
     except (psutil.Error, ValueError):
@@ -46,15 +47,7 @@ def mark_worker_process() -> str:
 
 
 def _marks_in_use() -> set[str]:
-    marks = set()
-    for proc in psutil.process_iter():
-        try:
-            mark = proc.environ().get(WORKER_MARK_ENV)
-        except psutil.Error:
-            continue  # gone, or not ours to read
-        if mark:
-            marks.add(mark)
-    return marks
+    return proctree.env_values_in_use(WORKER_MARK_ENV)
 
 
 def _mark_alive(mark: str) -> bool:
