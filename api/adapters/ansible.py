@@ -415,7 +415,7 @@ class AnsibleRunner:
             if not thread.is_alive() or stop:
                 continue
             if cancel is not None and cancel.is_set():
-                stop.append("canceled")
+                stop.append("cancelled")
             elif deadline is not None and time.monotonic() >= deadline:
                 stop.append("timeout")
             if stop:
@@ -454,7 +454,7 @@ class AnsibleRunner:
         if status == "successful":
             return PlaybookResult(status=status, rc=rc, tasks=tasks)
         if stop:
-            why = f"timed out after {timeout:g}s" if status == "timeout" else "canceled"
+            why = f"timed out after {timeout:g}s" if status == "timeout" else "cancelled"
             current = events.in_flight()
             if current is not None:
                 failure = TaskResult(

@@ -49,5 +49,10 @@ class ComputeTimeout(ComputeError):
     """A server did not reach its target status in time."""
 
 
+class PlaybookFailed(DomainError):
+    """A playbook run ended without success: a task failed, a host was unreachable, or
+    the run outlasted its timeout. The message names the host and task where known."""
+
+
 class ActionCancelled(DomainError):
-    """The action was cancelled or ran out of time."""
+    """The action was cancelled (by a caller, a lost lease or a worker shutting down)."""

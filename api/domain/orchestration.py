@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from api.domain.clock import utcnow
-from api.domain.errors import ActionCancelled, ComputeError
+from api.domain.errors import ActionCancelled, ComputeError, PlaybookFailed
 from api.domain.model import (
     ACTION_RULES,
     ActionKind,
@@ -201,16 +201,16 @@ class Orchestrator:
         if result.ok:
             return f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
         if result.status == "timeout":
-            raise ActionCancelled(
+            raise PlaybookFailed(
                 f"{playbook} did not finish within {self.config.playbook_timeout:.0f}s and "
                 f"was killed{_where(result.failure)}")
-        if result.status == "canceled":
+        if result.status == "cancelled":
             raise ActionCancelled(f"{playbook} was cancelled ({cancel.reason or 'unknown'})")
         failure = result.failure
         if failure is None:
-            raise ActionCancelled(f"{playbook} failed with rc {result.rc}")
+            raise PlaybookFailed(f"{playbook} failed with rc {result.rc}")
         verb = "was unreachable" if failure.status == "unreachable" else "failed"
-        raise ActionCancelled(f"host {failure.host} {verb} at task '{failure.task}' of "
+        raise PlaybookFailed(f"host {failure.host} {verb} at task '{failure.task}' of "
                               f"{playbook}: {failure.message or 'no message'}")
 
     def _step(self, claim, name: StepName, cancel: Cancellation) -> _StepContext:
@@ -291,8 +291,8 @@ class _StepContext:
         if exc is not None:
             self.state = StepState.FAILED
             self.message = str(exc) or exc_type.__name__
-            if not isinstance(exc, (ComputeError, ActionCancelled, StepFailed, TimeoutError,
-                                    OSError)):
+            if not isinstance(exc, (ComputeError, PlaybookFailed, ActionCancelled, StepFailed,
+                                    TimeoutError, OSError)):
                 log.exception("action %s: step %s raised", self.claim.action_id,
                               self.name.value)
         with self.orchestrator.deps.uow_factory() as uow:

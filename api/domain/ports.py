@@ -85,7 +85,7 @@ class PlaybookRun:
 
 @dataclass
 class PlaybookResult:
-    status: str  # successful | failed | timeout | canceled
+    status: str  # successful | failed | timeout | cancelled
     rc: int | None
     tasks: list[TaskResult]
     failure: TaskResult | None = None  # the first failed/unreachable task, if any

@@ -200,8 +200,8 @@ def test_timeout_kills_the_whole_process_tree(tmp_path):
 def test_cancel_from_another_thread_kills_the_whole_process_tree(tmp_path):
     result = _hang_and_stop(tmp_path, cancel_after_start=True)
 
-    assert result.status == "canceled"
-    assert "canceled" in result.failure.message
+    assert result.status == "cancelled"
+    assert "cancelled" in result.failure.message
 
 
 def test_missing_playbook_fails_cleanly(runner):
@@ -476,7 +476,7 @@ def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
 @pytest.mark.timeout(90)
 def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
     with canceled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=8) as (result, marker):
-        assert result.status == "canceled"
+        assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
         control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
         # The master's environment block is overwritten by its title: only the control
@@ -588,7 +588,7 @@ def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
     sockets = []
     with canceled_ssh_hang(mitogen_runner, sshd, tmp_path, "mitogen-hang",
                            timeout=30, while_running=sockets) as (result, marker):
-        assert result.status == "canceled"
+        assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
         assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()

@@ -182,7 +182,7 @@ def test_shutdown_hands_the_action_back(uow_factory):
     class CancellingRunner(FakeRunner):
         def run(self, run, on_task=None, cancel=None):
             cancel.cancel("shutdown")
-            return PlaybookResult("canceled", None, [])
+            return PlaybookResult("cancelled", None, [])
 
     assert make(uow_factory, FakeCompute(), CancellingRunner()).run(action_id, cancel) is None
     action, instance = load(uow_factory, action_id)
