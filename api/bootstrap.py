@@ -19,8 +19,8 @@ from functools import partial
 from api.adapters.ansible import AnsibleRunner
 from api.adapters.compute import compute_factory as make_compute_factory
 from api.adapters.crypto import TokenCipher
+from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
-from api.adapters.db.uow import UnitOfWorkFactory
 from api.adapters.inventory import render_inventory
 from api.adapters.ssh import SshWaiter
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps

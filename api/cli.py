@@ -85,7 +85,7 @@ def open_existing_database(settings: Settings):
 
     from api.adapters.db.engine import create_db_engine
     from api.adapters.db.tables import instances
-    from api.adapters.db.uow import UnitOfWorkFactory
+    from api.adapters.db import UnitOfWorkFactory
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
@@ -156,8 +156,8 @@ def cmd_paths(args) -> int:
 
 
 def cmd_seed(args) -> int:
+    from api.adapters.db import UnitOfWorkFactory
     from api.adapters.db.engine import create_db_engine, migrate
-    from api.adapters.db.uow import UnitOfWorkFactory
     from api.seed import load_seed, seed_database
 
     settings = _settings(args)

@@ -515,8 +515,8 @@ class OrchestrationBench:
 
     def run_serial(self, n: int, result: OrchestrationResult) -> None:
         from api.adapters.crypto import TokenCipher
+        from api.adapters.db import UnitOfWorkFactory
         from api.adapters.db.engine import create_db_engine
-        from api.adapters.db.uow import UnitOfWorkFactory
         from api.adapters.ssh import SshWaiter
         from api.bootstrap import build_orchestrator
         from api.domain import services
@@ -616,8 +616,8 @@ def ansible_share(bench: OrchestrationBench, result: OrchestrationResult, lo: in
     the hosts' interpreters) adds per host, whatever the roles do.
     """
     from api.adapters.ansible import AnsibleRunner
+    from api.adapters.db import UnitOfWorkFactory
     from api.adapters.db.engine import create_db_engine
-    from api.adapters.db.uow import UnitOfWorkFactory
     from api.adapters.inventory import render_inventory
     from api.domain.ports import PlaybookRun
     from api.settings import load_settings

@@ -20,8 +20,8 @@ from pathlib import Path
 import yaml
 
 from api.adapters import proctree
+from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
-from api.adapters.db.uow import UnitOfWorkFactory
 from api.domain.model import InstanceStatus
 from api.seed import seed_database
 from api.settings import Settings

@@ -8,8 +8,8 @@ import uuid
 import pytest
 from sqlalchemy import create_engine, text
 
+from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
-from api.adapters.db.uow import UnitOfWorkFactory
 from api.domain.errors import IdentityUnavailable, InvalidToken
 from api.domain.ports import Identity
 

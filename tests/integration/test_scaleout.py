@@ -26,9 +26,9 @@ from kombu import Connection
 from sqlalchemy import select
 
 from api.adapters import proctree
+from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.tables import actions, steps
-from api.adapters.db.uow import UnitOfWorkFactory
 from api.seed import seed_database
 from api.worker.reaper import WORKER_MARK_ENV, worker_mark
 from lambda_testbed.emulator import Emulator

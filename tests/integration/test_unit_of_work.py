@@ -1,14 +1,22 @@
-"""The unit of work on real databases: a write counts only once committed, whether it went
-through the driver's connection (SQLite's hot statements), SQLAlchemy's, or both, and
-every unit hands its connection back to the pool, however it ends."""
+"""The unit of work on real databases: a write counts only once committed, every unit hands
+its connection back to the pool however it ends, and the compare-and-set and the lease
+each let exactly one of many racing threads or processes through."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import threading
+import time
 from contextlib import nullcontext as _nothing
 from datetime import datetime
 
 import pytest
+from sqlalchemy import select
 
+from api.adapters.db import UnitOfWorkFactory, create_db_engine
+from api.adapters.db.tables import actions
+from api.domain.clock import utcnow
 from api.domain.model import (
     Action,
     ActionKind,
@@ -60,7 +68,7 @@ def checked_out(uow_factory) -> int:
     return uow_factory.engine.pool.checkedout()
 
 
-def test_hot_statements_commit_and_hand_the_connection_back(seeded):
+def test_the_accept_path_commits_and_hands_the_connection_back(seeded):
     with seeded() as uow:
         assert uow.instances.get("i-1", owner="u1") is not None
         assert uow.instances.compare_and_set_status(
@@ -72,14 +80,13 @@ def test_hot_statements_commit_and_hand_the_connection_back(seeded):
     assert action_exists(seeded, "a-1")
 
 
-@pytest.mark.parametrize("then_core", [False, True], ids=["hot-only", "then-core"])
-def test_an_uncommitted_write_is_rolled_back(seeded, then_core):
-    """Also when a statement through SQLAlchemy follows the driver-level write."""
+@pytest.mark.parametrize("then_read", [False, True], ids=["write-only", "then-read"])
+def test_an_uncommitted_write_is_rolled_back(seeded, then_read):
     with pytest.raises(Boom), seeded() as uow:
         assert uow.instances.compare_and_set_status(
             "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
         uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
-        if then_core:
+        if then_read:
             assert uow.actions.get("a-1") is not None  # its own write, seen before commit
         raise Boom
     assert checked_out(seeded) == 0
@@ -87,10 +94,10 @@ def test_an_uncommitted_write_is_rolled_back(seeded, then_core):
     assert not action_exists(seeded, "a-1")
 
 
-def test_core_and_driver_writes_commit_together_or_not_at_all(seeded):
+def test_the_writes_of_a_unit_commit_together_or_not_at_all(seeded):
     with pytest.raises(Boom), seeded() as uow:
-        uow.instances.add(make_instance("i-2"))  # SQLAlchemy Core
-        uow.instances.compare_and_set_status(  # the driver, on SQLite
+        uow.instances.add(make_instance("i-2"))
+        uow.instances.compare_and_set_status(
             "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
         raise Boom
     with seeded(readonly=True) as uow:
@@ -111,7 +118,7 @@ def test_a_unit_that_only_reads_hands_the_connection_back(seeded):
     for readonly in (True, False):
         with seeded(readonly=readonly) as uow:
             assert uow.instances.get("i-1") is not None
-            assert uow.instances.count("u1") == 1  # SQLAlchemy Core
+            assert uow.instances.count("u1") == 1
         with seeded(readonly=readonly) as uow:
             pass
     assert checked_out(seeded) == 0
@@ -128,11 +135,8 @@ def test_reads_after_a_commit_in_the_same_unit_see_it(seeded):
 
 
 def idle_connections_in_a_transaction(uow_factory) -> int:
-    """How many of the pool's idle connections a unit of work left inside a transaction.
-
-    On SQLite the pool does not roll back what it is handed back (``reset_on_return``
-    is off, see ``create_db_engine``): every unit of work must end its own transaction.
-    """
+    """How many of the pool's idle connections a unit of work left inside a transaction
+    (an open SQLite transaction would hold the write lock, or keep the WAL from resetting)."""
     engine = uow_factory.engine
     idle = [engine.raw_connection() for _ in range(engine.pool.checkedin())]
     try:
@@ -147,19 +151,19 @@ def idle_connections_in_a_transaction(uow_factory) -> int:
             c.close()
 
 
-@pytest.mark.parametrize("ending", ["commit", "hot-write-raises", "core-write-raises",
-                                    "core-read", "hot-read", "readonly-core"])
+@pytest.mark.parametrize("ending", ["commit", "cas-write-raises", "insert-raises",
+                                    "count-read", "get-read", "readonly-count"])
 def test_every_unit_ends_its_own_transaction(seeded, ending):
     with pytest.raises(Boom) if ending.endswith("raises") else _nothing(), \
-            seeded(readonly=ending == "readonly-core") as uow:
-        if ending in ("commit", "hot-write-raises"):
+            seeded(readonly=ending == "readonly-count") as uow:
+        if ending in ("commit", "cas-write-raises"):
             uow.instances.compare_and_set_status(
                 "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
-        if ending == "core-write-raises":
+        if ending == "insert-raises":
             uow.instances.add(make_instance("i-2"))
-        if ending in ("core-read", "readonly-core"):
+        if ending in ("count-read", "readonly-count"):
             assert uow.instances.count("u1") == 1
-        if ending == "hot-read":
+        if ending == "get-read":
             assert uow.instances.get("i-1") is not None
         if ending == "commit":
             uow.commit()
@@ -168,3 +172,143 @@ def test_every_unit_ends_its_own_transaction(seeded, ending):
     assert checked_out(seeded) == 0
     assert seeded.engine.pool.checkedin() >= 1
     assert idle_connections_in_a_transaction(seeded) == 0
+
+
+def test_a_readonly_unit_does_not_wait_for_a_writer(seeded):
+    """On SQLite a writer holds the write lock from its first statement; readers go on."""
+    with seeded() as writer:
+        writer.instances.compare_and_set_status(
+            "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+        started = time.monotonic()
+        assert status_of(seeded, "i-1") is InstanceStatus.STOPPED  # not committed yet
+        assert time.monotonic() - started < 1.0
+        writer.commit()
+    assert status_of(seeded, "i-1") is InstanceStatus.STARTING
+
+
+# -- races: threads and processes on one database -----------------------------------------
+
+RACERS = 6
+FORK = multiprocessing.get_context("fork")
+
+
+def _accept_once(url: str, start, results) -> None:
+    """A process of its own: the compare-and-set and the insert of one accepted action."""
+    engine = create_db_engine(url)
+    factory = UnitOfWorkFactory(engine)
+    start.wait(10)
+    try:
+        with factory() as uow:
+            assert uow.instances.get("i-1") is not None  # read, then write: as a request
+            won = uow.instances.compare_and_set_status(
+                "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+            if won:
+                uow.actions.add(make_action(f"a-{os.getpid()}", "i-1"), "c", "t")
+            uow.commit()
+        results.put("won" if won else "lost")
+    except Exception as exc:  # reported to the parent, which fails the test
+        results.put(f"error: {exc}")
+    finally:
+        engine.dispose()
+
+
+def test_racing_processes_move_the_instance_exactly_once(seeded, database_url):
+    start, results = FORK.Event(), FORK.Queue()
+    racers = [FORK.Process(target=_accept_once, args=(database_url, start, results))
+              for _ in range(RACERS)]
+    for racer in racers:
+        racer.start()
+    start.set()
+    outcomes = sorted(results.get(timeout=60) for _ in racers)
+    for racer in racers:
+        racer.join(30)
+    assert outcomes == ["lost"] * (RACERS - 1) + ["won"]
+    assert status_of(seeded, "i-1") is InstanceStatus.STARTING
+    with seeded(readonly=True) as uow:
+        assert uow.instances.get("i-1") is not None
+        assert len([p for p in racers if uow.actions.get(f"a-{p.pid}")]) == 1
+
+
+def _claim_once(url: str, action_id: str, worker: str, start, results) -> None:
+    engine = create_db_engine(url)
+    factory = UnitOfWorkFactory(engine)
+    start.wait(10)
+    try:
+        with factory() as uow:
+            claim = uow.actions.claim(action_id, worker, utcnow(), 60)
+            uow.commit()
+        results.put(None if claim is None else (claim.attempt, worker))
+    except Exception as exc:
+        results.put(f"error: {exc}")
+    finally:
+        engine.dispose()
+
+
+def test_racing_workers_claim_an_action_exactly_once(seeded, database_url):
+    with seeded() as uow:
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        uow.commit()
+    start, results = FORK.Event(), FORK.Queue()
+    racers = [FORK.Process(target=_claim_once,
+                           args=(database_url, "a-1", f"w{n}", start, results))
+              for n in range(RACERS)]
+    for racer in racers:
+        racer.start()
+    start.set()
+    outcomes = [results.get(timeout=60) for _ in racers]
+    for racer in racers:
+        racer.join(30)
+    winners = [o for o in outcomes if o is not None]
+    assert len(winners) == 1, outcomes
+    attempt, winner = winners[0]
+    assert attempt == 1
+    with seeded() as uow:  # the lease holds against everyone else, and its holder renews it
+        assert uow.actions.claim("a-1", "late", utcnow(), 60) is None
+        assert not uow.actions.renew("a-1", "late", utcnow(), 60)
+        assert uow.actions.renew("a-1", winner, utcnow(), 60)
+        uow.commit()
+
+
+def test_racing_threads_move_the_instance_exactly_once(seeded):
+    barrier = threading.Barrier(RACERS)
+    outcomes = []
+
+    def race(n: int) -> None:
+        barrier.wait()
+        with seeded() as uow:
+            assert uow.instances.get("i-1") is not None  # read, then write: as a request
+            won = uow.instances.compare_and_set_status(
+                "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+            if won:
+                uow.actions.add(make_action(f"a-{n}", "i-1"), "c", "t")
+            uow.commit()
+        outcomes.append(won)
+
+    threads = [threading.Thread(target=race, args=(n,)) for n in range(RACERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == [False] * (RACERS - 1) + [True]
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish(seeded):
+    with seeded() as uow:
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        first = uow.actions.claim("a-1", "dead", CREATED, 0)  # a lease that has expired
+        uow.commit()
+    with seeded() as uow:
+        second = uow.actions.claim("a-1", "alive", utcnow(), 60)
+        uow.commit()
+    assert (first.attempt, second.attempt) == (1, 2)
+    assert second.token_cipher == "t"
+    with seeded() as uow:
+        assert not uow.actions.renew("a-1", "dead", utcnow(), 60)
+        assert not uow.actions.finish("a-1", "dead", ActionState.FAILED, "x", utcnow())
+        assert uow.actions.finish("a-1", "alive", ActionState.SUCCEEDED, None, utcnow())
+        uow.commit()
+    with seeded() as uow:  # ended: nobody claims it, its token is gone
+        assert uow.actions.claim("a-1", "third", utcnow(), 60) is None
+        assert uow.actions.get("a-1").state is ActionState.SUCCEEDED
+    with seeded.engine.connect() as conn:
+        assert conn.execute(select(actions.c.token_cipher)).scalar_one() is None

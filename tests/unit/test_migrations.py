@@ -48,16 +48,24 @@ def test_upgrade_from_the_first_revision_keeps_the_actions(empty_database):
 
 def test_hosts_are_read_in_index_order(empty_database):
     """0003: an instance's hosts come out of an index in order, with no sort per read."""
-    from api.adapters.db.uow import _SQLITE_OWNED_INSTANCE_WITH_HOSTS
+    from sqlalchemy import event
+
+    from api.adapters.db import UnitOfWorkFactory
 
     engine = create_db_engine(empty_database)
     migrate(engine)
     indexes = {i["name"]: i["column_names"] for i in inspect(engine).get_indexes("instance_hosts")}
     assert indexes["ix_instance_hosts_position"] == ["instance_id", "position"]
     if engine.dialect.name == "sqlite":
+        statements = []
+        event.listen(engine, "before_cursor_execute",
+                     lambda _c, _cur, sql, params, _ctx, _many: statements.append((sql, params)))
+        with UnitOfWorkFactory(engine)(readonly=True) as uow:
+            uow.instances.get("i", owner="u")
+        [(sql, params)] = [s for s in statements if "instance_hosts" in s[0]]
         with engine.connect() as conn:
             plan = " | ".join(row[-1] for row in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + _SQLITE_OWNED_INSTANCE_WITH_HOSTS, ("i", "u")))
+                "EXPLAIN QUERY PLAN " + sql, params))
         assert "ix_instance_hosts_position" in plan and "TEMP B-TREE" not in plan, plan
     config = alembic_config(empty_database)
     with engine.begin() as conn:

@@ -13,58 +13,53 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from api.adapters.db.wal_checkpointer import BACKSTOP_PAGES
-
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT = 30.0  # seconds a connection waits for another's lock
+# Execution option naming the BEGIN a SQLite transaction starts with (see _on_begin).
+SQLITE_BEGIN = "lambda_sqlite_begin"
 
 
 def create_db_engine(url: str) -> Engine:
-    """An engine tuned for this service: WAL SQLite with write transactions that lock early."""
+    """An engine for this service: SQLite in WAL mode, or PostgreSQL.
+
+    SQLite admits one writer at a time and suits one machine; write contention between
+    many processes is what PostgreSQL is for.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        # No rollback when a connection goes back to the pool: every unit of work ends its
-        # own transaction (SqlUnitOfWork.__exit__; the tests check the pool's idle
-        # connections), and SQLite's driver runs in autocommit here, so nothing opens
-        # one behind our back. The pool's rollback was ~3 us of every request.
+        # ``timeout`` is SQLite's busy timeout: a writer waits this long for the lock.
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
-                                                  "check_same_thread": False},
-                               pool_reset_on_return=None)
-        _tune_sqlite(engine)
+                                                  "check_same_thread": False})
+        _configure_sqlite(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     return create_engine(url, poolclass=NullPool)
 
 
-def _tune_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine) -> None:
+    """SQLAlchemy's recipe for SQLite transactions: the driver's own BEGIN handling is
+    turned off and the "begin" event emits the BEGIN, so a writer can take the lock at once."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):
-        # Let SQLAlchemy's begin event emit BEGIN itself, so writers can take the lock early.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         enter_wal_mode(cursor)
         cursor.execute("PRAGMA synchronous=NORMAL")
-        # Checkpoints run off the writers' path (wal_checkpointer); SQLite's own, inside a
-        # COMMIT, only past a WAL this large.
-        cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # A write transaction takes the write lock at BEGIN: two racing compare-and-set
-        # updates then queue on busy_timeout instead of failing with "database is locked".
-        # The unit of work may ask for a plain BEGIN (read-only) or none at all (reads
-        # before a write, in autocommit: see SqlUnitOfWork).
-        begin = conn.get_execution_options().get("lambda_begin", "BEGIN IMMEDIATE")
-        if begin:
-            conn.exec_driver_sql(begin)
+        # A transaction that will write takes the write lock at BEGIN, so racing writers
+        # queue on the busy timeout; one that takes it at its first write instead fails
+        # at once ("database is locked") when another wrote since it read.
+        conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN IMMEDIATE"))
 
 
 def enter_wal_mode(cursor, timeout: float = SQLITE_BUSY_TIMEOUT) -> None:

@@ -1,0 +1,52 @@
+"""The unit of work: one database transaction and the repositories that use it."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine
+
+from api.adapters.db.actions import SqlActionRepository
+from api.adapters.db.engine import SQLITE_BEGIN
+from api.adapters.db.instances import SqlInstanceRepository
+
+
+class SqlUnitOfWork:
+    """One connection and its transaction. Leaving the ``with`` block without ``commit()``
+    rolls back; after a commit, the next statement begins a new transaction.
+
+    On SQLite a unit that may write takes the write lock at its first statement
+    (``BEGIN IMMEDIATE``); a ``readonly`` one never queues for it (plain ``BEGIN``).
+    """
+
+    instances: SqlInstanceRepository
+    actions: SqlActionRepository
+
+    def __init__(self, engine: Engine, readonly: bool = False):
+        self._engine = engine
+        self._readonly = readonly
+        self._conn: Connection | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        conn = self._engine.connect()
+        if self._readonly and conn.dialect.name == "sqlite":
+            conn.execution_options(**{SQLITE_BEGIN: "BEGIN"})
+        self._conn = conn
+        self.instances = SqlInstanceRepository(conn)
+        self.actions = SqlActionRepository(conn)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        conn, self._conn = self._conn, None
+        conn.close()  # rolls back what was not committed and hands the connection back
+
+    def commit(self) -> None:
+        self._conn.commit()
+
+
+class UnitOfWorkFactory:
+    """Hands out units of work on one engine: ``factory()`` or ``factory(readonly=True)``."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __call__(self, readonly: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.engine, readonly=readonly)
