@@ -541,7 +541,7 @@ class OrchestrationBench:
             for action in ("start", "stop"):
                 accepted = services.request_action(
                     uow_factory, identity, instance_id("serial", n), action,
-                    token_cipher=lambda: cipher.encrypt(DEMO_TOKEN))
+                    encrypt_token=lambda: cipher.encrypt(DEMO_TOKEN))
                 orchestrator.run(accepted.action.id)
                 data = self.session.get(
                     f"{self.base}/api/lambda-instances/{instance_id('serial', n)}/actions/"

@@ -107,11 +107,11 @@ class Orchestrator:
         try:
             with self.deps.uow_factory(readonly=True) as uow:
                 instance = uow.instances.get(claim.instance_id)
-            if claim.token_cipher is None or claim.compute_url is None:
+            if claim.encrypted_token is None or claim.compute_url is None:
                 raise StepFailed(StepName.POWER_ON if kind is ActionKind.START
                                  else StepName.POWER_OFF,
                                  "the action carries no credentials for the compute service")
-            token = self.deps.decrypt_token(claim.token_cipher)
+            token = self.deps.decrypt_token(claim.encrypted_token)
             compute = self.deps.compute_factory(claim.compute_url, token)
             if kind is ActionKind.START:
                 self._start(claim, instance, compute, cancel)

@@ -121,7 +121,7 @@ class ActionClaim:
     kind: str
     attempt: int
     compute_url: str | None
-    token_cipher: str | None
+    encrypted_token: str | None  # the caller's token, as ``encrypt_token`` stored it
 
 
 class UnitOfWork(Protocol):
@@ -150,7 +150,7 @@ class InstanceRepository(Protocol):
 
 
 class ActionRepository(Protocol):
-    def add(self, action, compute_url: str | None, token_cipher: str | None) -> None: ...
+    def add(self, action, compute_url: str | None, encrypted_token: str | None) -> None: ...
 
     def get(self, action_id: str, instance_id: str | None = None, owner: str | None = None): ...
 

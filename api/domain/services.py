@@ -68,13 +68,14 @@ def request_action(
     identity: Identity,
     raw_instance_id: str,
     raw_action,
-    token_cipher: Callable[[], str | None],
+    encrypt_token: Callable[[], str | None],
 ) -> AcceptedAction:
     """Check an action request in the contract's order and record it durably.
 
     404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
     The status moves with one compare-and-set, so of racing requests exactly one wins.
-    ``token_cipher`` is called only once the request has passed those checks.
+    ``encrypt_token`` (the caller's token, encrypted for the worker) is called only once
+    the request has passed those checks.
     """
     instance_id = parse_instance_id(raw_instance_id)
     with uow_factory() as uow:
@@ -85,12 +86,10 @@ def request_action(
         rule = ACTION_RULES[kind]
         if instance.status not in rule.allowed_from:
             raise ActionConflict(conflict_detail(kind, instance.status))
-        # Everything the writes need is made before the first of them: writers queue
-        # one at a time (SQLite), so the write section holds only the writes.
         action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
                         owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
                         created_at=utcnow())
-        cipher = token_cipher()
+        encrypted_token = encrypt_token()
         if not uow.instances.compare_and_set_status(
             instance_id, {instance.status}, rule.transitional,
             failure_message=None,
@@ -98,7 +97,8 @@ def request_action(
             # Lost a race: someone moved the instance between our read and our write.
             current = uow.instances.get(instance_id)
             raise ActionConflict(conflict_detail(kind, current.status))
-        uow.actions.add(action, compute_url=identity.compute_url, token_cipher=cipher)
+        uow.actions.add(action, compute_url=identity.compute_url,
+                        encrypted_token=encrypted_token)
         uow.commit()
     return AcceptedAction(action=action, instance=instance)
 

@@ -57,7 +57,7 @@ class InstanceResource:
         token = req.context.token
         accepted = services.request_action(
             self.uow_factory, req.context.identity, instance_id, read_action_param(req),
-            token_cipher=lambda: self.token_cipher.encrypt(token))
+            encrypt_token=lambda: self.token_cipher.encrypt(token))
         action = accepted.action
         # At debug only: the access log line already names the request and, in its
         # location, the action (an info line here cost ~7% of the accept path's CPU).

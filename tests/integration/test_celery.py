@@ -91,7 +91,7 @@ def _seed(uow_factory, k=2):
 
 def _accept(uow_factory, k: int) -> str:
     return services.request_action(uow_factory, ALICE, instance_id(k), "start",
-                                   token_cipher=lambda: "cipher").action.id
+                                   encrypt_token=lambda: "cipher").action.id
 
 
 def test_sweeper_sends_orphans_once_per_window(uow_factory):
@@ -160,7 +160,7 @@ def test_only_the_action_id_crosses_the_broker_and_orphans_are_swept(
     raw = message.body if isinstance(message.body, bytes) else message.body.encode()
     everything = repr((raw, message.headers, message.properties, message.delivery_info))
     assert TOKEN not in everything
-    cipher = cluster.row(action_id)["token_cipher"]
+    cipher = cluster.row(action_id)["encrypted_token"]
     assert cipher and cipher not in everything  # not even encrypted: only the id travels
     assert message.content_type == "application/json"
     args, kwargs, _embed = json.loads(raw)
@@ -175,13 +175,13 @@ def test_only_the_action_id_crosses_the_broker_and_orphans_are_swept(
         Identity(user_id=USER, user_name="demo@example.org",
                  compute_url=cluster.emulator.compute_url),
         instance_id(2), "start",
-        token_cipher=lambda: TokenCipher(cluster.secret_key).encrypt(TOKEN)).action.id
+        encrypt_token=lambda: TokenCipher(cluster.secret_key).encrypt(TOKEN)).action.id
 
     worker = cluster.start_worker()
     for orphan in (action_id, unsent):
         action = cluster.wait_finished(orphan, 60)
         assert action.state.value == "succeeded", action.error
         assert action.attempts == 1
-        assert cluster.row(orphan)["token_cipher"] is None  # erased once it ended
+        assert cluster.row(orphan)["encrypted_token"] is None  # erased once it ended
     assert worker.log_path.read_text().count("was orphaned; sent it again") >= 2
     assert TOKEN not in worker.log_path.read_text()

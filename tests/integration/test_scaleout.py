@@ -337,7 +337,7 @@ def test_racing_requests_on_two_apis_then_start_and_stop(rabbitmq, make_cluster)
     assert cluster.instance(1).status.name == "STARTED"
     assert [(s.name.value, s.state.value) for s in started.steps] == [
         ("power_on", "succeeded"), ("wait_ssh", "skipped"), ("playbook", "succeeded")]
-    assert cluster.row(start_id)["token_cipher"] is None  # erased when the action ended
+    assert cluster.row(start_id)["encrypted_token"] is None  # erased when the action ended
     # The action resource is served by either API process.
     body = requests.get(f"{apis[1]}/api/lambda-instances/{instance_id(1)}/actions/{start_id}",
                         headers={"Authorization": f"Token {TOKEN}"}, timeout=10).json()
@@ -393,7 +393,7 @@ def test_worker_killed_mid_playbook_resumes_once(rabbitmq, make_cluster):
     ended = {r[4] for r in runs if r[0] == "end"}
     assert len(markers) == 2 and len(ended) == 1 and ended < markers, runs
     assert proctree.find_processes_with_env(WORKER_MARK_ENV, mark) == []
-    assert cluster.row(action_id)["token_cipher"] is None
+    assert cluster.row(action_id)["encrypted_token"] is None
 
 
 # --- graceful shutdown: the running action is handed back, not waited for ----------------------

@@ -73,7 +73,7 @@ def test_the_accept_path_commits_and_hands_the_connection_back(seeded):
         assert uow.instances.get("i-1", owner="u1") is not None
         assert uow.instances.compare_and_set_status(
             "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
-        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
         uow.commit()
     assert checked_out(seeded) == 0
     assert status_of(seeded, "i-1") is InstanceStatus.STARTING
@@ -85,7 +85,7 @@ def test_an_uncommitted_write_is_rolled_back(seeded, then_read):
     with pytest.raises(Boom), seeded() as uow:
         assert uow.instances.compare_and_set_status(
             "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
-        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
         if then_read:
             assert uow.actions.get("a-1") is not None  # its own write, seen before commit
         raise Boom
@@ -246,7 +246,7 @@ def _claim_once(url: str, action_id: str, worker: str, start, results) -> None:
 
 def test_racing_workers_claim_an_action_exactly_once(seeded, database_url):
     with seeded() as uow:
-        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
         uow.commit()
     start, results = FORK.Event(), FORK.Queue()
     racers = [FORK.Process(target=_claim_once,
@@ -294,14 +294,14 @@ def test_racing_threads_move_the_instance_exactly_once(seeded):
 
 def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish(seeded):
     with seeded() as uow:
-        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", token_cipher="t")
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
         first = uow.actions.claim("a-1", "dead", CREATED, 0)  # a lease that has expired
         uow.commit()
     with seeded() as uow:
         second = uow.actions.claim("a-1", "alive", utcnow(), 60)
         uow.commit()
     assert (first.attempt, second.attempt) == (1, 2)
-    assert second.token_cipher == "t"
+    assert second.encrypted_token == "t"
     with seeded() as uow:
         assert not uow.actions.renew("a-1", "dead", utcnow(), 60)
         assert not uow.actions.finish("a-1", "dead", ActionState.FAILED, "x", utcnow())
@@ -311,4 +311,4 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish(seeded)
         assert uow.actions.claim("a-1", "third", utcnow(), 60) is None
         assert uow.actions.get("a-1").state is ActionState.SUCCEEDED
     with seeded.engine.connect() as conn:
-        assert conn.execute(select(actions.c.token_cipher)).scalar_one() is None
+        assert conn.execute(select(actions.c.encrypted_token)).scalar_one() is None

@@ -250,7 +250,7 @@ def test_token_is_stored_encrypted_only(client, uow_factory, cipher):
 
     from api.adapters.db.tables import actions
     with uow_factory() as uow:
-        stored = uow._conn.execute(select(actions.c.token_cipher)).scalar_one()
+        stored = uow._conn.execute(select(actions.c.encrypted_token)).scalar_one()
     assert TOKEN not in stored and cipher.decrypt(stored) == TOKEN
 
 

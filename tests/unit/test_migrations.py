@@ -76,6 +76,40 @@ def test_hosts_are_read_in_index_order(empty_database):
     engine.dispose()
 
 
+def test_upgrade_from_0003_renames_the_token_column_and_keeps_the_steps(empty_database):
+    """0004: token_cipher becomes encrypted_token in place; nothing else of a row moves."""
+    engine = create_db_engine(empty_database)
+    config = alembic_config(empty_database)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
+            "updated_at) VALUES ('i1', 'u', 'n', 'STARTING', '[]', '2026-01-01', '2026-01-01')"))
+        conn.execute(text(
+            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts, "
+            "token_cipher) VALUES ('a1', 'i1', 'u', 'start', 'running', '2026-01-01', 1, "
+            "'gAAAA-secret')"))
+        conn.execute(text(
+            "INSERT INTO action_steps (action_id, attempt, name, state) "
+            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+    migrate(engine)
+    columns = {c["name"] for c in inspect(engine).get_columns("actions")}
+    assert "encrypted_token" in columns and "token_cipher" not in columns
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id, state, encrypted_token FROM actions")).all() == [
+            ("a1", "running", "gAAAA-secret")]
+        assert conn.execute(text("SELECT name FROM action_steps")).all() == [("power_on",)]
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0003")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT token_cipher FROM actions")).all() == [
+            ("gAAAA-secret",)]
+    engine.dispose()
+
+
 def test_migrations_build_exactly_the_declared_tables(empty_database):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

@@ -70,7 +70,7 @@ def make(uow_factory, compute, runner, ssh=None, worker="w1", **config):
 
 def accept(uow_factory, action="start"):
     return services.request_action(uow_factory, ALICE, INSTANCE_ID, action,
-                                   token_cipher=lambda: "enc:tok").action.id
+                                   encrypt_token=lambda: "enc:tok").action.id
 
 
 def load(uow_factory, action_id):
@@ -196,7 +196,7 @@ def test_shutdown_hands_the_action_back(uow_factory):
 def test_missing_credentials_fail_clearly(uow_factory, cipher):
     add_instance(uow_factory)
     action_id = services.request_action(uow_factory, ALICE, INSTANCE_ID, "start",
-                                        token_cipher=lambda: cipher).action.id
+                                        encrypt_token=lambda: cipher).action.id
     make(uow_factory, FakeCompute(), FakeRunner()).run(action_id)
     action, _ = load(uow_factory, action_id)
     assert "no credentials" in action.error

@@ -30,7 +30,7 @@ def add_instance(uow_factory, status=InstanceStatus.STOPPED, owner="alice-uuid",
 
 def request(uow_factory, action="start", identity=ALICE, instance_id=INSTANCE_ID):
     return services.request_action(uow_factory, identity, instance_id, action,
-                                   token_cipher=lambda: "cipher")
+                                   encrypt_token=lambda: "cipher")
 
 
 @pytest.mark.parametrize("make", [uuid.uuid1, uuid.uuid4, lambda: uuid.UUID(int=0),

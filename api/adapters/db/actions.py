@@ -26,7 +26,7 @@ class SqlActionRepository:
     def __init__(self, conn: Connection):
         self._conn = conn
 
-    def add(self, action: Action, compute_url: str | None, token_cipher: str | None) -> None:
+    def add(self, action: Action, compute_url: str | None, encrypted_token: str | None) -> None:
         self._conn.execute(
             insert(actions).values(
                 id=action.id,
@@ -37,7 +37,7 @@ class SqlActionRepository:
                 created_at=action.created_at,
                 attempts=0,
                 compute_url=compute_url,
-                token_cipher=token_cipher,
+                encrypted_token=encrypted_token,
             )
         )
 
@@ -123,7 +123,7 @@ class SqlActionRepository:
             kind=row["kind"],
             attempt=row["attempts"],
             compute_url=row["compute_url"],
-            token_cipher=row["token_cipher"],
+            encrypted_token=row["encrypted_token"],
         )
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
@@ -164,7 +164,7 @@ class SqlActionRepository:
                 state=state.value,
                 error=error,
                 finished_at=now,
-                token_cipher=None,
+                encrypted_token=None,
                 lease_owner=None,
                 lease_expires_at=None,
             )

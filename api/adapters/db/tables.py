@@ -68,7 +68,7 @@ actions = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("compute_url", Text),
     # The caller's token, encrypted with the server key; erased when the action ends.
-    Column("token_cipher", Text),
+    Column("encrypted_token", Text),
     Column("lease_owner", String(128)),
     Column("lease_expires_at", DateTime),
     Index("ix_actions_instance", "instance_id", "created_at"),
