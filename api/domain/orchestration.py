@@ -26,7 +26,13 @@ from api.domain.model import (
     StepState,
     TaskResult,
 )
-from api.domain.ports import ActionClaim, ComputeFactory, PlaybookRun, PlaybookRunnerPort
+from api.domain.ports import (
+    ActionClaim,
+    ComputeFactory,
+    PlaybookRun,
+    PlaybookRunnerPort,
+    UnitOfWorkFactory,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class OrchestratorConfig:
 
 @dataclass
 class OrchestratorDeps:
-    uow_factory: Callable
+    uow_factory: UnitOfWorkFactory
     compute_factory: ComputeFactory
     runner: PlaybookRunnerPort
     render_inventory: Callable[[Instance], str]
@@ -306,7 +312,8 @@ class _StepContext:
 class _TaskRecorder:
     """Stores the playbook's task results as they come, a few at a time."""
 
-    def __init__(self, uow_factory, action_id: str, attempt: int, batch: int = 10):
+    def __init__(self, uow_factory: UnitOfWorkFactory, action_id: str, attempt: int,
+                 batch: int = 10):
         self.uow_factory = uow_factory
         self.action_id = action_id
         self.attempt = attempt

@@ -6,12 +6,20 @@ Adapters in ``api.adapters`` implement them; tests may pass small fakes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from api.domain.model import TaskResult
+from api.domain.model import (
+    Action,
+    ActionState,
+    Instance,
+    InstanceStatus,
+    StepName,
+    StepState,
+    TaskResult,
+)
 
 # --- identity (Synnefo Astakos, SPEC 5) -------------------------------------------------
 
@@ -124,6 +132,73 @@ class ActionClaim:
     encrypted_token: str | None  # the caller's token, as ``encrypt_token`` stored it
 
 
+class InstanceRepository(Protocol):
+    def get(self, instance_id: str, owner: str | None = None) -> Instance | None:
+        """The instance with its hosts; None if there is none (owned by ``owner``)."""
+
+    def list(self, owner: str, limit: int | None, offset: int) -> list[Instance]: ...
+
+    def count(self, owner: str) -> int: ...
+
+    def add(self, instance: Instance) -> None: ...
+
+    def delete(self, instance_id: str) -> None: ...
+
+    def compare_and_set_status(
+        self,
+        instance_id: str,
+        expected: Collection[InstanceStatus] | None,
+        new: InstanceStatus,
+        failure_message: str | None = None,
+    ) -> bool:
+        """Move the instance to ``new`` only if its status is in ``expected`` (any when
+        None), atomically; True if it moved."""
+
+
+class ActionRepository(Protocol):
+    def add(self, action: Action, compute_url: str | None, encrypted_token: str | None
+            ) -> None: ...
+
+    def get(self, action_id: str, instance_id: str | None = None, owner: str | None = None
+            ) -> Action | None:
+        """The action with its steps and task results; None unless it matches."""
+
+    def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
+              ) -> ActionClaim | None:
+        """Take the lease of an unfinished action nobody holds or whose lease expired;
+        count an attempt and fail the steps an earlier attempt left running."""
+
+    def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float
+              ) -> bool:
+        """Extend ``worker``'s lease; False if it no longer holds it."""
+
+    def release(self, action_id: str, worker: str) -> None:
+        """Give ``worker``'s lease back without finishing the action."""
+
+    def finish(self, action_id: str, worker: str | None, state: ActionState,
+               error: str | None, now: datetime) -> bool:
+        """End an unfinished action (under ``worker``'s lease unless None), erase its
+        token; False if it had ended or the lease was lost."""
+
+    def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
+                       ) -> list[str]:
+        """Ids of unfinished actions nobody holds, oldest first: expired leases, and
+        actions accepted over ``accepted_grace`` seconds ago and never claimed."""
+
+    def start_step(self, action_id: str, attempt: int, name: StepName, now: datetime
+                   ) -> int:
+        """Record a running step; return its id for ``end_step``."""
+
+    def add_step(self, action_id: str, attempt: int, name: StepName, state: StepState,
+                 now: datetime, message: str | None) -> None:
+        """Record a step that started and ended at once (e.g. skipped)."""
+
+    def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None
+                 ) -> None: ...
+
+    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: leaving the ``with`` block without ``commit()`` rolls back."""
 
@@ -137,22 +212,7 @@ class UnitOfWork(Protocol):
     def commit(self) -> None: ...
 
 
-class InstanceRepository(Protocol):
-    def get(self, instance_id: str, owner: str | None = None): ...
+class UnitOfWorkFactory(Protocol):
+    """Makes units of work; a ``readonly`` one promises not to write."""
 
-    def list(self, owner: str, limit: int | None, offset: int): ...
-
-    def count(self, owner: str) -> int: ...
-
-    def add(self, instance) -> None: ...
-
-    def compare_and_set_status(self, instance_id, expected, new, failure_message=None) -> bool: ...
-
-
-class ActionRepository(Protocol):
-    def add(self, action, compute_url: str | None, encrypted_token: str | None) -> None: ...
-
-    def get(self, action_id: str, instance_id: str | None = None, owner: str | None = None): ...
-
-    def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
-              ) -> ActionClaim | None: ...
+    def __call__(self, readonly: bool = False) -> UnitOfWork: ...

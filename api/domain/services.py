@@ -23,7 +23,7 @@ from api.domain.model import (
     Instance,
     InstanceStatus,
 )
-from api.domain.ports import Identity, UnitOfWork
+from api.domain.ports import Identity, UnitOfWorkFactory
 
 # What str(uuid.UUID(...)) gives back: ids in it are canonical as they are. Matching it
 # first spares every request on a canonical id the UUID object (~1.5 us).
@@ -64,7 +64,7 @@ class AcceptedAction:
 
 
 def request_action(
-    uow_factory: Callable[..., UnitOfWork],
+    uow_factory: UnitOfWorkFactory,
     identity: Identity,
     raw_instance_id: str,
     raw_action,
@@ -103,7 +103,8 @@ def request_action(
     return AcceptedAction(action=action, instance=instance)
 
 
-def get_instance(uow_factory, identity: Identity, raw_instance_id: str) -> Instance:
+def get_instance(uow_factory: UnitOfWorkFactory, identity: Identity,
+                 raw_instance_id: str) -> Instance:
     instance_id = parse_instance_id(raw_instance_id)
     with uow_factory(readonly=True) as uow:
         instance = uow.instances.get(instance_id, owner=identity.user_id)
@@ -112,8 +113,8 @@ def get_instance(uow_factory, identity: Identity, raw_instance_id: str) -> Insta
     return instance
 
 
-def list_instances(uow_factory, identity: Identity, limit: int | None, offset: int
-                   ) -> tuple[list[Instance], int]:
+def list_instances(uow_factory: UnitOfWorkFactory, identity: Identity, limit: int | None,
+                   offset: int) -> tuple[list[Instance], int]:
     if limit is not None and limit < 0:
         raise InvalidParameter("limit must not be negative")
     if offset < 0:
@@ -123,7 +124,7 @@ def list_instances(uow_factory, identity: Identity, limit: int | None, offset: i
             identity.user_id)
 
 
-def get_action(uow_factory, identity: Identity, raw_instance_id: str,
+def get_action(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_id: str,
                action_id: str) -> tuple[Instance, Action]:
     instance = get_instance(uow_factory, identity, raw_instance_id)
     with uow_factory(readonly=True) as uow:

@@ -9,7 +9,7 @@ import os
 import threading
 import time
 from contextlib import nullcontext as _nothing
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -25,6 +25,8 @@ from api.domain.model import (
     HostRole,
     Instance,
     InstanceStatus,
+    StepName,
+    StepState,
 )
 
 CREATED = datetime(2026, 12, 2, 10, 0, 0, 123456)
@@ -312,3 +314,51 @@ def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_finish(seeded)
         assert uow.actions.get("a-1").state is ActionState.SUCCEEDED
     with seeded.engine.connect() as conn:
         assert conn.execute(select(actions.c.encrypted_token)).scalar_one() is None
+
+
+def test_a_claim_fails_the_steps_an_earlier_attempt_left_running(seeded):
+    with seeded() as uow:
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
+        first = uow.actions.claim("a-1", "dead", CREATED, 0)
+        uow.actions.start_step("a-1", first.attempt, StepName.POWER_ON, CREATED)
+        uow.commit()
+    with seeded() as uow:
+        second = uow.actions.claim("a-1", "next", utcnow(), 60)
+        uow.commit()
+    with seeded(readonly=True) as uow:
+        [step] = uow.actions.get("a-1").steps
+    assert step.state is StepState.FAILED
+    assert step.message == f"interrupted; resumed as attempt {second.attempt}"
+
+
+def test_a_released_lease_is_claimed_again_at_once(seeded):
+    with seeded() as uow:
+        uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
+        assert uow.actions.claim("a-1", "stopping", utcnow(), 60) is not None
+        uow.actions.release("a-1", "someone else")  # only the holder can give it back
+        assert uow.actions.claim("a-1", "next", utcnow(), 60) is None
+        uow.actions.release("a-1", "stopping")
+        assert uow.actions.claim("a-1", "next", utcnow(), 60).attempt == 2
+        uow.commit()
+
+
+def test_find_resumable_finds_orphans_only(seeded):
+    now = utcnow()
+    old, fresh = now - timedelta(seconds=60), now - timedelta(seconds=1)
+    with seeded() as uow:
+        for n, (action_id, created) in enumerate([
+                ("never-sent", old), ("just-accepted", fresh), ("held", old),
+                ("holder-died", old), ("ended", old)]):
+            created += timedelta(milliseconds=n)  # oldest first: in this order
+            action = make_action(action_id, "i-1")
+            action.created_at = created
+            uow.actions.add(action, compute_url="c", encrypted_token="t")
+        uow.actions.claim("held", "w1", now, 60)
+        uow.actions.claim("holder-died", "w2", old, 30)
+        uow.actions.claim("ended", "w3", now, 60)
+        uow.actions.finish("ended", "w3", ActionState.SUCCEEDED, None, now)
+        uow.commit()
+    with seeded(readonly=True) as uow:
+        assert uow.actions.find_resumable(now, accepted_grace=10) == [
+            "never-sent", "holder-died"]
+        assert uow.actions.find_resumable(now, accepted_grace=10, limit=1) == ["never-sent"]

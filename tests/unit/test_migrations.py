@@ -121,3 +121,24 @@ def test_migrations_build_exactly_the_declared_tables(empty_database):
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_concurrent_migrations_of_an_empty_database_agree(kind, tmp_path, request):
+    from concurrent.futures import ThreadPoolExecutor
+
+    drop = None
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
+    engines = [create_db_engine(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(migrate, engines))
+        assert "actions" in inspect(engines[0]).get_table_names()
+    finally:
+        for engine in engines:
+            engine.dispose()
+        if drop:
+            drop()

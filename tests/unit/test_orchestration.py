@@ -1,4 +1,6 @@
-"""The orchestrator with small fakes of the compute and playbook ports, on a real DB."""
+"""The orchestrator with small fakes of its ports: compute, playbooks and the database
+(in memory; the SQL adapter's leases are tested on real databases in
+tests/integration/test_unit_of_work.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,13 @@ from api.domain.orchestration import (
     OrchestratorDeps,
 )
 from api.domain.ports import PlaybookResult, Server
+from tests.fakes import InMemoryUnitOfWorkFactory
 from tests.unit.test_services import ALICE, INSTANCE_ID, add_instance
+
+
+@pytest.fixture
+def uow_factory():
+    return InMemoryUnitOfWorkFactory()
 
 
 class FakeCompute:
@@ -216,29 +224,3 @@ def test_a_resumed_attempt_closes_the_steps_its_predecessor_left_running(uow_fac
     first = action.steps[0]
     assert first.state is StepState.FAILED and "resumed as attempt 2" in first.message
     assert not [s for s in action.steps if s.state is StepState.RUNNING]
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_concurrent_migrations_of_an_empty_database_agree(kind, tmp_path, request):
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sqlalchemy import inspect
-
-    from api.adapters.db.engine import create_db_engine, migrate
-    from tests.conftest import _fresh_postgres_database
-
-    drop = None
-    if kind == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
-    else:
-        url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
-    engines = [create_db_engine(url) for _ in range(4)]
-    try:
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(migrate, engines))
-        assert "actions" in inspect(engines[0]).get_table_names()
-    finally:
-        for engine in engines:
-            engine.dispose()
-        if drop:
-            drop()

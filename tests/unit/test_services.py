@@ -1,4 +1,5 @@
-"""The action use case against a real database (SQLite and PostgreSQL)."""
+"""The action use case: its checks on the in-memory fake of the ports, and the race and
+the paging on a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from api.domain import services
 from api.domain.errors import ActionConflict, InstanceNotFound, InvalidAction
 from api.domain.model import ActionKind, ActionState, Host, HostRole, Instance, InstanceStatus
 from api.domain.ports import Identity
+from tests.fakes import InMemoryUnitOfWorkFactory
 
 ALICE = Identity(user_id="alice-uuid", user_name="alice", compute_url="http://compute")
 BOB = Identity(user_id="bob-uuid", user_name="bob", compute_url="http://compute")
@@ -26,6 +28,11 @@ def add_instance(uow_factory, status=InstanceStatus.STOPPED, owner="alice-uuid",
             hosts=(Host("1", "m", HostRole.MASTER, "127.0.0.2"),
                    Host("2", "s", HostRole.SLAVE, "127.0.0.3"))))
         uow.commit()
+
+
+@pytest.fixture
+def memory():
+    return InMemoryUnitOfWorkFactory()
 
 
 def request(uow_factory, action="start", identity=ALICE, instance_id=INSTANCE_ID):
@@ -50,10 +57,10 @@ def test_parse_instance_id_refuses_what_is_not_a_uuid(raw):
         services.parse_instance_id(raw)
 
 
-def test_accepts_and_records_the_action_durably(uow_factory):
-    add_instance(uow_factory)
-    accepted = request(uow_factory)
-    with uow_factory() as uow:
+def test_accepts_and_records_the_action_durably(memory):
+    add_instance(memory)
+    accepted = request(memory)
+    with memory() as uow:
         stored = uow.actions.get(accepted.action.id)
         instance = uow.instances.get(INSTANCE_ID)
     assert stored.kind is ActionKind.START and stored.state is ActionState.ACCEPTED
@@ -62,27 +69,27 @@ def test_accepts_and_records_the_action_durably(uow_factory):
 
 
 @pytest.mark.parametrize("raw_id", ["nope", "", "1", INSTANCE_ID + "x"])
-def test_non_uuid_ids_are_not_found(uow_factory, raw_id):
+def test_non_uuid_ids_are_not_found(memory, raw_id):
     with pytest.raises(InstanceNotFound):
-        request(uow_factory, instance_id=raw_id)
+        request(memory, instance_id=raw_id)
 
 
-def test_someone_elses_instance_is_not_found(uow_factory):
-    add_instance(uow_factory)
+def test_someone_elses_instance_is_not_found(memory):
+    add_instance(memory)
     with pytest.raises(InstanceNotFound):
-        request(uow_factory, identity=BOB)
+        request(memory, identity=BOB)
 
 
-def test_not_found_comes_before_a_bad_action(uow_factory):
+def test_not_found_comes_before_a_bad_action(memory):
     with pytest.raises(InstanceNotFound):
-        request(uow_factory, action="restart")
+        request(memory, action="restart")
 
 
 @pytest.mark.parametrize("action", [None, "", "restart", 3, ["start"]])
-def test_bad_action_is_invalid(uow_factory, action):
-    add_instance(uow_factory)
+def test_bad_action_is_invalid(memory, action):
+    add_instance(memory)
     with pytest.raises(InvalidAction):
-        request(uow_factory, action=action)
+        request(memory, action=action)
 
 
 @pytest.mark.parametrize(("status", "action", "detail"), [
@@ -95,19 +102,19 @@ def test_bad_action_is_invalid(uow_factory, action):
     (InstanceStatus.PENDING, "start",
      "Can't start a lambda instance while lambda instance status is PENDING."),
 ])
-def test_conflicts(uow_factory, status, action, detail):
-    add_instance(uow_factory, status=status)
+def test_conflicts(memory, status, action, detail):
+    add_instance(memory, status=status)
     with pytest.raises(ActionConflict) as info:
-        request(uow_factory, action=action)
+        request(memory, action=action)
     assert info.value.detail == detail
 
 
 @pytest.mark.parametrize(("status", "action"), [
     (InstanceStatus.FAILED, "start"), (InstanceStatus.FAILED, "stop"),
     (InstanceStatus.STARTED, "stop")])
-def test_allowed_transitions(uow_factory, status, action):
-    add_instance(uow_factory, status=status)
-    assert request(uow_factory, action=action).action.kind.value == action
+def test_allowed_transitions(memory, status, action):
+    add_instance(memory, status=status)
+    assert request(memory, action=action).action.kind.value == action
 
 
 def test_racing_requests_accept_exactly_one(uow_factory):

@@ -1,0 +1,243 @@
+"""An in-memory unit of work and repositories, written against ``api.domain.ports`` alone.
+
+For the domain's unit tests: the same behaviour as the SQL adapter (compare-and-set,
+leases, steps, task results), in dicts. One unit of work at a time holds the database,
+as a SQLite writer holds its lock; leaving one without ``commit()`` restores the state.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+import threading
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from api.domain.clock import utcnow
+from api.domain.model import (
+    Action,
+    ActionState,
+    Instance,
+    InstanceStatus,
+    Step,
+    StepName,
+    StepState,
+    TaskResult,
+)
+from api.domain.ports import ActionClaim
+
+UNFINISHED = (ActionState.ACCEPTED, ActionState.RUNNING)
+
+
+@dataclass
+class _ActionRow:
+    action: Action
+    compute_url: str | None
+    encrypted_token: str | None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    steps: dict[int, tuple[int, Step]] = field(default_factory=dict)  # id -> (attempt, step)
+    tasks: list[tuple[int, TaskResult]] = field(default_factory=list)
+
+
+@dataclass
+class _State:
+    instances: dict[str, Instance] = field(default_factory=dict)
+    actions: dict[str, _ActionRow] = field(default_factory=dict)
+
+
+class InMemoryDatabase:
+    def __init__(self):
+        self.state = _State()
+        self.lock = threading.RLock()
+        self.step_ids = itertools.count(1)
+
+
+class InMemoryInstanceRepository:
+    def __init__(self, state: _State):
+        self._state = state
+
+    def get(self, instance_id: str, owner: str | None = None) -> Instance | None:
+        instance = self._state.instances.get(instance_id)
+        if instance is None or (owner is not None and instance.owner != owner):
+            return None
+        return instance
+
+    def list(self, owner: str, limit: int | None, offset: int) -> list[Instance]:
+        mine = sorted((i for i in self._state.instances.values() if i.owner == owner),
+                      key=lambda i: (i.created_at, i.id))
+        return mine[offset:None if limit is None else offset + limit]
+
+    def count(self, owner: str) -> int:
+        return sum(i.owner == owner for i in self._state.instances.values())
+
+    def add(self, instance: Instance) -> None:
+        if instance.id in self._state.instances:
+            raise KeyError(f"instance {instance.id} exists")
+        now = utcnow()
+        self._state.instances[instance.id] = dataclasses.replace(
+            instance, created_at=instance.created_at or now, updated_at=now)
+
+    def delete(self, instance_id: str) -> None:
+        self._state.instances.pop(instance_id, None)
+        for action_id in [a for a, row in self._state.actions.items()
+                          if row.action.instance_id == instance_id]:
+            del self._state.actions[action_id]
+
+    def compare_and_set_status(
+        self,
+        instance_id: str,
+        expected: Collection[InstanceStatus] | None,
+        new: InstanceStatus,
+        failure_message: str | None = None,
+    ) -> bool:
+        instance = self._state.instances.get(instance_id)
+        if instance is None or (expected is not None and instance.status not in expected):
+            return False
+        self._state.instances[instance_id] = dataclasses.replace(
+            instance, status=new, failure_message=failure_message, updated_at=utcnow())
+        return True
+
+
+class InMemoryActionRepository:
+    def __init__(self, state: _State, step_ids):
+        self._state = state
+        self._step_ids = step_ids
+
+    def add(self, action: Action, compute_url: str | None, encrypted_token: str | None) -> None:
+        if action.id in self._state.actions:
+            raise KeyError(f"action {action.id} exists")
+        if action.instance_id not in self._state.instances:
+            raise KeyError(f"no instance {action.instance_id}")
+        stored = dataclasses.replace(action, attempts=0, steps=[], tasks=[])
+        self._state.actions[action.id] = _ActionRow(stored, compute_url, encrypted_token)
+
+    def get(self, action_id: str, instance_id: str | None = None, owner: str | None = None
+            ) -> Action | None:
+        row = self._state.actions.get(action_id)
+        if row is None:
+            return None
+        action = row.action
+        if (instance_id is not None and action.instance_id != instance_id) or (
+                owner is not None and action.owner != owner):
+            return None
+        return dataclasses.replace(
+            action,
+            steps=[copy.copy(step) for _, (_, step) in sorted(row.steps.items())],
+            tasks=[task for _, task in row.tasks],
+        )
+
+    def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
+              ) -> ActionClaim | None:
+        row = self._state.actions.get(action_id)
+        if row is None or row.action.state not in UNFINISHED:
+            return None
+        if row.lease_owner is not None and not row.lease_expires_at < now:
+            return None
+        row.lease_owner = worker
+        row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        action = row.action
+        action.attempts += 1
+        action.state = ActionState.RUNNING
+        action.started_at = action.started_at or now
+        for _attempt, step in row.steps.values():
+            if step.state is StepState.RUNNING:
+                step.state, step.finished_at = StepState.FAILED, now
+                step.message = f"interrupted; resumed as attempt {action.attempts}"
+        return ActionClaim(action_id=action.id, instance_id=action.instance_id,
+                           kind=action.kind.value, attempt=action.attempts,
+                           compute_url=row.compute_url, encrypted_token=row.encrypted_token)
+
+    def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
+        row = self._state.actions.get(action_id)
+        if row is None or row.lease_owner != worker or row.action.state not in UNFINISHED:
+            return False
+        row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        return True
+
+    def release(self, action_id: str, worker: str) -> None:
+        row = self._state.actions.get(action_id)
+        if row is not None and row.lease_owner == worker:
+            row.lease_owner = row.lease_expires_at = None
+
+    def finish(self, action_id: str, worker: str | None, state: ActionState,
+               error: str | None, now: datetime) -> bool:
+        row = self._state.actions.get(action_id)
+        if row is None or row.action.state not in UNFINISHED:
+            return False
+        if worker is not None and row.lease_owner != worker:
+            return False
+        row.action.state, row.action.error, row.action.finished_at = state, error, now
+        row.encrypted_token = row.lease_owner = row.lease_expires_at = None
+        return True
+
+    def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
+                       ) -> list[str]:
+        grace_edge = now - timedelta(seconds=accepted_grace)
+        found = [
+            row.action for row in self._state.actions.values()
+            if row.action.state in UNFINISHED and (
+                (row.lease_owner is None and row.action.created_at < grace_edge)
+                or (row.lease_expires_at is not None and row.lease_expires_at < now))
+        ]
+        return [a.id for a in sorted(found, key=lambda a: a.created_at)][:limit]
+
+    def start_step(self, action_id: str, attempt: int, name: StepName, now: datetime) -> int:
+        step_id = next(self._step_ids)
+        self._state.actions[action_id].steps[step_id] = (
+            attempt, Step(name=name, state=StepState.RUNNING, started_at=now))
+        return step_id
+
+    def add_step(self, action_id: str, attempt: int, name: StepName, state: StepState,
+                 now: datetime, message: str | None) -> None:
+        self._state.actions[action_id].steps[next(self._step_ids)] = (
+            attempt, Step(name=name, state=state, started_at=now, finished_at=now,
+                          message=message))
+
+    def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None
+                 ) -> None:
+        for row in self._state.actions.values():
+            if step_id in row.steps:
+                step = row.steps[step_id][1]
+                step.state, step.finished_at, step.message = state, now, message
+
+    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None:
+        self._state.actions[action_id].tasks.extend((attempt, r) for r in results)
+
+
+class InMemoryUnitOfWork:
+    instances: InMemoryInstanceRepository
+    actions: InMemoryActionRepository
+
+    def __init__(self, database: InMemoryDatabase, readonly: bool = False):
+        self._database = database
+        self.readonly = readonly
+
+    def __enter__(self) -> InMemoryUnitOfWork:
+        self._database.lock.acquire()
+        self._committed = copy.deepcopy(self._database.state)
+        state = self._database.state
+        self.instances = InMemoryInstanceRepository(state)
+        self.actions = InMemoryActionRepository(state, self._database.step_ids)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            # Roll back: put back what was there at the last commit, in place, so the
+            # repositories of every unit keep seeing the one state.
+            vars(self._database.state).update(vars(self._committed))
+        finally:
+            self._database.lock.release()
+
+    def commit(self) -> None:
+        self._committed = copy.deepcopy(self._database.state)
+
+
+class InMemoryUnitOfWorkFactory:
+    def __init__(self):
+        self.database = InMemoryDatabase()
+
+    def __call__(self, readonly: bool = False) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self.database, readonly=readonly)
