@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,15 +24,9 @@ from api.domain.model import (
 )
 from api.domain.ports import Identity, UnitOfWorkFactory
 
-# What str(uuid.UUID(...)) gives back: ids in it are canonical as they are. Matching it
-# first spares every request on a canonical id the UUID object (~1.5 us).
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
 
 def parse_instance_id(raw: str) -> str:
     """The canonical form of an instance id; anything not a UUID cannot exist (404)."""
-    if isinstance(raw, str) and _CANONICAL_UUID.fullmatch(raw):
-        return raw
     try:
         return str(uuid.UUID(raw))
     except (ValueError, TypeError, AttributeError) as exc:
