@@ -20,6 +20,7 @@ from api.domain.ports import ActionClaim
 
 UNFINISHED = (ActionState.ACCEPTED.value, ActionState.RUNNING.value)
 TASK_MESSAGE_LIMIT = 2000  # characters of a task's message kept
+_INSERT_ACTION = insert(actions)  # built once: the accept path's insert (see instances.py)
 
 
 class SqlActionRepository:
@@ -27,19 +28,17 @@ class SqlActionRepository:
         self._conn = conn
 
     def add(self, action: Action, compute_url: str | None, encrypted_token: str | None) -> None:
-        self._conn.execute(
-            insert(actions).values(
-                id=action.id,
-                instance_id=action.instance_id,
-                owner=action.owner,
-                kind=action.kind.value,
-                state=action.state.value,
-                created_at=action.created_at,
-                attempts=0,
-                compute_url=compute_url,
-                encrypted_token=encrypted_token,
-            )
-        )
+        self._conn.execute(_INSERT_ACTION, {
+            "id": action.id,
+            "instance_id": action.instance_id,
+            "owner": action.owner,
+            "kind": action.kind.value,
+            "state": action.state.value,
+            "created_at": action.created_at,
+            "attempts": 0,
+            "compute_url": compute_url,
+            "encrypted_token": encrypted_token,
+        })
 
     def get(
         self, action_id: str, instance_id: str | None = None, owner: str | None = None
