@@ -20,7 +20,7 @@ def empty_database(request, tmp_path):
     drop()
 
 
-def test_upgrade_from_the_first_revision_keeps_the_actions(empty_database):
+def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_database):
     engine = create_db_engine(empty_database)
     config = alembic_config(empty_database)
     with engine.begin() as conn:
@@ -34,11 +34,16 @@ def test_upgrade_from_the_first_revision_keeps_the_actions(empty_database):
             "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts, "
             "dispatched) VALUES ('a1', 'i1', 'u', 'start', 'accepted', '2026-01-01', 0, "
             "false)"))
+        conn.execute(text(
+            "INSERT INTO action_steps (action_id, attempt, name, state) "
+            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
     migrate(engine)
     columns = {c["name"] for c in inspect(engine).get_columns("actions")}
     assert "dispatched" not in columns
     with engine.connect() as conn:
         assert conn.execute(text("SELECT id, state FROM actions")).all() == [("a1", "accepted")]
+        # Not cascaded away with a rebuilt actions table.
+        assert conn.execute(text("SELECT name FROM action_steps")).all() == [("power_on",)]
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")

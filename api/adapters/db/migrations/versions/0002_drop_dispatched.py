@@ -15,12 +15,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Batch mode: SQLite rebuilds the table, PostgreSQL alters it in place.
-    with op.batch_alter_table("actions") as batch:
-        batch.drop_column("dispatched")
+    # ALTER TABLE ... DROP COLUMN in place (SQLite >= 3.35). A rebuilt table would be
+    # dropped with foreign keys on, and the drop cascades to every action's steps.
+    op.drop_column("actions", "dispatched")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("actions") as batch:
-        batch.add_column(sa.Column("dispatched", sa.Boolean, nullable=False,
-                                   server_default=sa.false()))
+    op.add_column("actions", sa.Column("dispatched", sa.Boolean, nullable=False,
+                                       server_default=sa.false()))
