@@ -83,9 +83,9 @@ def open_existing_database(settings: Settings):
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
+    from api.adapters.db import UnitOfWorkFactory
     from api.adapters.db.engine import create_db_engine
     from api.adapters.db.tables import instances
-    from api.adapters.db import UnitOfWorkFactory
 
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):

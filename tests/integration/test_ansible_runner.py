@@ -438,7 +438,7 @@ def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
 
 
 @contextlib.contextmanager
-def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
+def cancelled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
                       while_running: list | None = None):
     """Run hang.yml over SSH, cancel it once the host's sleep runs; yield (result, marker).
 
@@ -475,7 +475,7 @@ def canceled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
 
 @pytest.mark.timeout(90)
 def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
-    with canceled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=8) as (result, marker):
+    with cancelled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=8) as (result, marker):
         assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
         control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
@@ -586,7 +586,7 @@ def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         mitogen_runner, sshd, tmp_path):
     in_tmp = set(Path(tempfile.gettempdir()).glob("mitogen_unix_*.sock"))
     sockets = []
-    with canceled_ssh_hang(mitogen_runner, sshd, tmp_path, "mitogen-hang",
+    with cancelled_ssh_hang(mitogen_runner, sshd, tmp_path, "mitogen-hang",
                            timeout=30, while_running=sockets) as (result, marker):
         assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
