@@ -56,8 +56,7 @@ setup(
     packages=find_packages(include=["api", "api.*", "lambda_testbed", "lambda_testbed.*"]),
     include_package_data=True,
     package_data={"api": ["adapters/db/migrations/*.py",
-                          "adapters/db/migrations/versions/*.py",
-                          "adapters/ansible_plugins/strategy/*.py"]},
+                          "adapters/db/migrations/versions/*.py"]},
     cmdclass={"build_py": BuildWithAnsibleFiles},
     python_requires=">=3.10",
     install_requires=[

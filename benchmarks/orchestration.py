@@ -695,7 +695,7 @@ def ssh_task_costs(lab, names: list[str], workdir: Path, ssh_args: str, tasks: i
     difference to an empty play, divided by tasks x hosts. CPU is the whole machine's (the
     hosts share its cores, so this counts the controller, sshd and the hosts' Pythons).
     """
-    from api.adapters.ansible import STRATEGY_PLUGINS_DIR
+    from api.adapters.ansible import mitogen_strategy_dir
 
     inventory = workdir / "ssh-costs.ini"
     inventory.write_text("[lambda]\n" + "".join(
@@ -713,7 +713,7 @@ def ssh_task_costs(lab, names: list[str], workdir: Path, ssh_args: str, tasks: i
     playbook = shutil.which("ansible-playbook", path=str(bin_dir)) or "ansible-playbook"
     base = dict(os.environ, ANSIBLE_PIPELINING="True", ANSIBLE_HOST_KEY_CHECKING="False",
                 ANSIBLE_SSH_ARGS=ssh_args, ANSIBLE_FORKS="20",
-                ANSIBLE_STRATEGY_PLUGINS=STRATEGY_PLUGINS_DIR,
+                ANSIBLE_STRATEGY_PLUGINS=mitogen_strategy_dir(),
                 ANSIBLE_DEPRECATION_WARNINGS="False")
 
     def timed(strategy: str, count: int) -> tuple[float, float]:

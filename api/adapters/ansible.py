@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import logging
 import os
@@ -54,8 +55,14 @@ SSH_ARGS = (
 # sntrup761x25519 by default, ~60 ms of client CPU per connection here, paid for every host of
 # every run; ML-KEM hybrid (OpenSSH >= 9.9) is post-quantum and as cheap as curve25519.
 FAST_KEX = ("mlkem768x25519-sha256", "curve25519-sha256")
-# Holds the mitogen_linear strategy (Mitogen's, loaded by import; see the module there).
-STRATEGY_PLUGINS_DIR = str(Path(__file__).resolve().parent / "ansible_plugins" / "strategy")
+
+
+@functools.cache
+def mitogen_strategy_dir() -> str:
+    """Mitogen's own strategy plugins (mitogen_linear, ...), as Mitogen's docs configure them."""
+    spec = importlib.util.find_spec("ansible_mitogen.plugins.strategy")
+    return str(Path(spec.origin).parent)
+
 # Unix socket paths must stay under 108 bytes: keep the control directory short.
 CONTROL_ROOT = "/tmp/lambda-cp"
 RUN_DIR_FLAG = ".lambda-run"  # only directories holding it are ever pruned
@@ -499,15 +506,12 @@ class AnsibleRunner:
             "ANSIBLE_TIMEOUT": str(self.ssh_timeout),
             "ANSIBLE_FORKS": str(self.forks),
             "ANSIBLE_STRATEGY": self.strategy,
-            "ANSIBLE_STRATEGY_PLUGINS": STRATEGY_PLUGINS_DIR,
+            "ANSIBLE_STRATEGY_PLUGINS": mitogen_strategy_dir(),
             # ansible-core deprecates every third-party strategy on each run; the notice
             # would crowd the real warnings out of a failed run's message.
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_SSH_ARGS": self.ssh_args,
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
-            # Mitogen's multiplexer socket, there too: removed with the directory after
-            # every run, also one that was killed (see the mitogen_linear strategy).
-            "LAMBDA_MITOGEN_SOCKET_DIR": str(control_dir),
             "ANSIBLE_HOME": str(home),
             "ANSIBLE_LOCAL_TEMP": str(local_tmp),
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -518,6 +522,10 @@ class AnsibleRunner:
             # An inventory no plugin can parse must fail the run, not match no hosts.
             "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
         }
+        if self.strategy.startswith("mitogen"):
+            # Mitogen's multiplexer makes its socket in the temp directory: there too, so it
+            # is removed with the directory after every run, also one that was killed.
+            env["TMPDIR"] = str(control_dir)
         env.update(self.extra_env)
         env[RUN_MARKER_ENV] = marker
         if group:

@@ -554,33 +554,6 @@ def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
     assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
 
 
-def _worker_cpus_over_mitogen(sshd, tmp_path, ident: str, extra_env=None) -> str:
-    port, key = sshd
-    out = tmp_path / ident
-    out.mkdir()
-    runner = fixture_runner(tmp_path, resolve_strategy("auto", "ssh"), extra_env=extra_env)
-    run = PlaybookRun(playbook="controller_cpus.yml", inventory=ssh_inventory(port, key),
-                      ident=ident, extravars={"out_dir": str(out)})
-    result = runner.run(run)
-    assert result.status == "successful", result.failure
-    return (out / "s1.cpus").read_text().split(":", 1)[1].strip()
-
-
-def test_mitogen_leaves_the_controllers_cpus_to_the_kernel(sshd, tmp_path):
-    """Mitogen pins a task's worker to one CPU (CPU 1 on a 2-3 CPU machine); the strategy
-    shim turns that off unless LAMBDA_MITOGEN_PINNING=1 asks for it."""
-    own = Path("/proc/self/status").read_text().split("Cpus_allowed_list:", 1)[1].split()[0]
-
-    assert _worker_cpus_over_mitogen(sshd, tmp_path, "unpinned") == own
-
-    allowed = len(os.sched_getaffinity(0))
-    if allowed < 2 or allowed != os.cpu_count():
-        pytest.skip(f"Mitogen pins nothing with the CPUs this test may use ({own})")
-    pinned = _worker_cpus_over_mitogen(sshd, tmp_path, "pinned",
-                                       extra_env={"LAMBDA_MITOGEN_PINNING": "1"})
-    assert pinned != own and "," not in pinned and "-" not in pinned, pinned  # one CPU
-
-
 @pytest.mark.timeout(90)
 def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         mitogen_runner, sshd, tmp_path):
@@ -597,28 +570,3 @@ def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
     assert [p.parent.name for p in sockets] == [marker[:12]]
     assert not any(p.exists() for p in sockets)
     assert set(Path(tempfile.gettempdir()).glob("mitogen_unix_*.sock")) <= in_tmp
-
-
-def _render_chain(tmp_path, ident: str, extra_env=None) -> tuple[dict, int]:
-    runner = fixture_runner(tmp_path, "mitogen_linear", extra_env=extra_env)
-    run = PlaybookRun(playbook="code_cache.yml", inventory=local_inventory("h1", "h2", "h3"),
-                      ident=ident)
-    result = runner.run(run)
-    assert result.status == "successful", result.failure
-    tasks = by_host_task(result.tasks)
-    chains = {h: tasks[(h, "Report the rendered chain")].message for h in ("h1", "h2", "h3")}
-    return chains, int(tasks[("h1", "Count the run's cached templates")].message)
-
-
-def test_the_strategy_shares_compiled_templates_within_a_run(tmp_path):
-    """The shim caches compiled Jinja code in the run's local temp dir; off, nothing is."""
-    expected = {h: f"/opt/chain/etc/{h}" for h in ("h1", "h2", "h3")}
-
-    chains, cached = _render_chain(tmp_path, "code-cache-on")
-    assert chains == expected
-    assert cached > 0
-
-    chains, cached = _render_chain(tmp_path, "code-cache-off",
-                                   extra_env={"LAMBDA_JINJA_CODE_CACHE": "0"})
-    assert chains == expected
-    assert cached == 0
