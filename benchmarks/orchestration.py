@@ -596,13 +596,17 @@ def skeleton_playbook(plays: list[dict], results) -> list[dict]:
     for play in plays:
         meta = {t.get("name") for t in play.get("tasks") or []
                 if "ansible.builtin.meta" in t or "meta" in t}
+        # group_by stays as it is: the later plays' hosts are the groups it makes.
+        grouping = {t.get("name"): t for t in play.get("tasks") or []
+                    if "ansible.builtin.group_by" in t}
         tasks = max(([t for t in names if t not in meta]
                      for names in ran.get(play.get("name"), {}).values()), key=len, default=[])
         skeleton.append({
             "name": play.get("name"), "hosts": play["hosts"], "gather_facts": False,
             "any_errors_fatal": bool(play.get("any_errors_fatal")),
-            "tasks": [{"name": f"{i + 1}: {task}", "ansible.builtin.command": "/bin/true",
-                       "changed_when": False} for i, task in enumerate(tasks)]})
+            "tasks": [grouping.get(task) or {
+                "name": f"{i + 1}: {task}", "ansible.builtin.command": "/bin/true",
+                "changed_when": False} for i, task in enumerate(tasks)]})
     return skeleton
 
 

@@ -255,7 +255,7 @@ def test_daemon_that_cannot_bind_fails_the_play_naming_host_and_task(make_lab, h
     assert result.returncode != 0
     assert recap(result)["lambda-master"]["failed"] == 1
     failure = re.search(
-        r"TASK \[spark : Ensure the Spark master is running\].*?fatal: \[lambda-master\]: "
+        r"TASK \[spark : Ensure the Spark master is started\].*?fatal: \[lambda-master\]: "
         r"FAILED!(.*?)\n",
         result.stdout,
         re.S,

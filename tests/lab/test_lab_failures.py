@@ -96,7 +96,7 @@ def test_2_daemon_that_cannot_start_fails_naming_host_and_task(product) -> None:
     message = instance["status"]["failure_message"]
     assert instance["status"]["message"] == "FAILED"
     assert "step playbook" in message and f"host {slave.name}" in message, message
-    assert "task 'Ensure the DataNode is running'" in message and "9866" in message, message
+    assert "task 'Ensure the DataNode is started'" in message and "9866" in message, message
     steps = [(s["name"], s["state"]) for s in action["steps"]]
     assert steps == [("power_on", "succeeded"), ("wait_ssh", "succeeded"),
                      ("playbook", "failed")]
