@@ -147,7 +147,10 @@ def newest_matching(match: str, own: set[int]) -> int | None:
 
 def stop(pid: int, timeout: int) -> bool:
     """SIGTERM, wait up to timeout seconds, then SIGKILL. True when SIGKILL was needed."""
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:  # it exited since the check
+        return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive(pid):
