@@ -33,8 +33,8 @@ FRAMEWORKS_AND_ADAPTERS = ("api.adapters", "api.http", "api.worker", "api.bootst
 def api_modules() -> dict[str, Path]:
     modules = {"api": API_DIR / "__init__.py"}
     for info in pkgutil.walk_packages([str(API_DIR)], prefix="api."):
-        if ".migrations" in info.name or ".ansible_plugins" in info.name:
-            continue  # loaded by alembic and Ansible from their paths, not imported by us
+        if ".migrations" in info.name:
+            continue  # loaded by alembic from its path, not imported by us
         spec = importlib.util.find_spec(info.name)
         modules[info.name] = Path(spec.origin)
     return modules
