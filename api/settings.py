@@ -53,9 +53,8 @@ class Settings:
     bind: str = "127.0.0.1:8000"
     http_workers: int = 2  # gunicorn worker processes
     # Threads per gunicorn worker. A request here is CPU work (SQLite, a cached token), so
-    # a second thread only contends for the GIL, which each SQLite call hands over: on 2
-    # cores 2 x 1 accepted ~15% more than 2 x 2, and 2 x 2 more than 2 x 4
-    # (benchmarks/README.md). Raise it when the database or identity service is remote.
+    # a second thread only contends for the GIL. Raise it when the database or identity
+    # service is remote, so their round trips overlap.
     http_threads: int = 1
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
     secret_key: str | None = None  # Fernet key; else generated under state_dir

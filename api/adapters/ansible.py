@@ -52,8 +52,8 @@ SSH_ARGS = (
     "-o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 )
 # Key exchange the controller prefers, first the client has (auto): OpenSSH 9.0-9.8 negotiate
-# sntrup761x25519 by default, ~60 ms of client CPU per connection here, paid for every host of
-# every run; ML-KEM hybrid (OpenSSH >= 9.9) is post-quantum and as cheap as curve25519.
+# sntrup761x25519 by default, whose client CPU is paid for every host of every run and shows
+# in a start's time; ML-KEM hybrid (OpenSSH >= 9.9) is post-quantum and as cheap as curve25519.
 FAST_KEX = ("mlkem768x25519-sha256", "curve25519-sha256")
 
 

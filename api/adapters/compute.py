@@ -1,4 +1,4 @@
-"""Synnefo Cyclades compute client (SPEC 6): read servers, power them on and off, and wait.
+"""Synnefo Cyclades compute client: read servers, power them on and off, and wait.
 
 One client is bound to one user's compute URL and token. ``ensure_active``/``ensure_stopped``
 converge from any state: they send the action only when it is needed, read Synnefo's
@@ -200,7 +200,7 @@ class CycladesCompute:
 def compute_http_client(timeout: float, retries: int, backoff: float = 0.5) -> JsonHttpClient:
     """The compute clients' transport: GETs and the action POSTs are retried.
 
-    A repeated start/shutdown is safe: Synnefo answers it 400 "Cannot perform ..." (SPEC 6),
+    A repeated start/shutdown is safe: Synnefo answers it 400 "Cannot perform ...",
     which ``_ensure`` reads as "already under way" and then polls the status.
     """
     return JsonHttpClient(timeout=timeout, retries=retries, backoff=backoff,

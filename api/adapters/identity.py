@@ -1,4 +1,4 @@
-"""Synnefo Astakos identity client (SPEC 5) with a TTL cache, a negative cache and single-flight.
+"""Synnefo Astakos identity client with a TTL cache, a negative cache and single-flight.
 
 The cache (``cachetools.TTLCache``, bounded, least recently used out first) is keyed by the
 sha256 of the token, so no raw token is kept beyond the call. Concurrent checks of one

@@ -30,7 +30,7 @@ class InvalidParameter(DomainError):
 
 
 class ActionConflict(DomainError):
-    """The instance's status does not allow the action (SPEC 2, check 4)."""
+    """The instance's status does not allow the action (the contract's 409)."""
 
     def __init__(self, detail: str):
         super().__init__(detail)

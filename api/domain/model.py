@@ -8,7 +8,7 @@ from datetime import datetime
 
 
 class InstanceStatus(enum.Enum):
-    """Status codes and details kept from the original service (SPEC section 4)."""
+    """Status codes and details kept from the original service."""
 
     STARTED = ("0", "Lambda instance has been started")
     STOPPED = ("1", "Lambda instance has been stopped")
@@ -68,7 +68,7 @@ class HostRole(str, enum.Enum):
     SLAVE = "slave"
 
 
-# The services a lambda instance may run, in start order (SPEC section 3).
+# The services a lambda instance may run, in start order.
 SERVICES = ("hdfs", "yarn", "zookeeper", "kafka", "spark")
 
 

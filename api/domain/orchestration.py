@@ -1,4 +1,4 @@
-"""What a worker does with an accepted action: power, SSH, playbook, power (SPEC 3).
+"""What a worker does with an accepted action: power, SSH, playbook, power.
 
 The same ``Orchestrator.run(action_id)`` runs under the local pool and under Celery. It
 takes a lease on the action first, so two workers never run one action at once, and it

@@ -21,7 +21,7 @@ from api.domain.model import (
     TaskResult,
 )
 
-# --- identity (Synnefo Astakos, SPEC 5) -------------------------------------------------
+# --- identity (Synnefo Astakos) --------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class IdentityPort(Protocol):
         """
 
 
-# --- compute (Synnefo Cyclades, SPEC 6) ------------------------------------------------
+# --- compute (Synnefo Cyclades) -------------------------------------------------------
 
 
 @dataclass(frozen=True)

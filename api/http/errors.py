@@ -1,4 +1,4 @@
-"""Every error body of the contract, in one place (SPEC 2 and 4)."""
+"""Every error body of the contract, in one place."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ class InstanceResource:
             encrypt_token=lambda: self.token_cipher.encrypt(token))
         action = accepted.action
         # At debug only: the access log line already names the request and, in its
-        # location, the action (an info line here cost ~7% of the accept path's CPU).
+        # location, the action.
         log.debug("request %s: accepted %s of instance %s as action %s",
                   req.context.request_id, action.kind.value, action.instance_id, action.id)
         try:
