@@ -15,7 +15,6 @@ from api.http.resources import AuthenticateResource, InstanceResource, Instances
 PUBLIC_PATHS = frozenset({"/api/openapi.json"})
 
 
-
 def create_app(*, identity, uow_factory, dispatcher, token_cipher) -> falcon.App:
     app = falcon.App(middleware=[RequestIdMiddleware(), AuthMiddleware(identity, PUBLIC_PATHS)])
     app.req_options.strip_url_path_trailing_slash = True
