@@ -1,5 +1,4 @@
-"""The orchestration benchmark's arithmetic: rounds, cycles and T(hi)/T(lo); the skeleton
-playbooks of Ansible's own share."""
+"""The orchestration benchmark's arithmetic and its CPU-counting wrapper."""
 
 from __future__ import annotations
 
@@ -7,146 +6,100 @@ import io
 import shutil
 import subprocess
 import sys
-from pathlib import Path
+import time
 
-import yaml
+import pytest
 
-from benchmarks.orchestration import OrchestrationResult, Timing, skeleton_playbook
-
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
-
-
-def timing(hosts: int, action: str, total: float, repeat: int, kind: str = "product"):
-    return Timing(kind=kind, action=action, hosts=hosts, total=total, steps={},
-                  state="succeeded", error=None, repeat=repeat)
+from benchmarks import ctrlcpu
+from benchmarks.orchestration import Cycle, OrchestrationResult
+from benchmarks.run import SUMMARY_KEYS, main
 
 
-def result_of(rounds: dict[int, dict[int, tuple[float, float]]]) -> OrchestrationResult:
-    """rounds: repeat -> hosts -> (start s, stop s), appended in run order."""
+def result_of(cycles: list[tuple[str, int, int, float]], failed=()) -> OrchestrationResult:
+    """cycles: (kind, hosts, repeat, ansible CPU-s)."""
     result = OrchestrationResult(mode="test", services=("hdfs",), dispatcher="local")
-    for repeat, sizes in rounds.items():
-        for hosts, (start, stop) in sizes.items():
-            result.timings += [timing(hosts, "start", start, repeat),
-                               timing(hosts, "stop", stop, repeat)]
+    result.cycles = [Cycle(kind, hosts, repeat, wall=10.0, cpu=cpu, ok=(kind, hosts, repeat)
+                           not in failed) for kind, hosts, repeat, cpu in cycles]
     return result
 
 
-def test_each_round_is_compared_with_itself_and_the_median_is_reported():
-    # Round 2 ran on a slow machine: both sizes took twice as long.
-    result = result_of({0: {2: (5, 5), 8: (10, 6)},
-                        1: {2: (10, 10), 8: (20, 12)},
-                        2: {2: (5, 4), 8: (9, 6)}})
-    assert result.cycles("product", 8) == {0: 16, 1: 32, 2: 15}
-    assert result.round_ratios(2, 8) == [1.6, 1.6, 15 / 9]
-    assert result.round_ratios(2, 8, ("start",)) == [2.0, 2.0, 1.8]
-    summary = result.print(io.StringIO())
-    assert summary == {"T8/T2": "1.60"}
+def test_the_slope_of_two_sizes_is_the_cpu_per_added_host():
+    assert ctrlcpu.per_host_slope({2: 10.0, 8: 22.0}) == pytest.approx(2.0)
 
 
-def test_a_round_missing_an_action_or_a_size_is_left_out():
-    result = result_of({0: {2: (5, 5), 8: (10, 10)}, 1: {2: (5, 5)}})
-    result.timings.append(timing(8, "start", 30, repeat=1))  # its stop never came
-    assert result.cycles("product", 8) == {0: 20}
-    assert result.round_ratios(2, 8) == [2.0]
-    assert result.cycle("product", 2) == 10
+def test_the_slope_of_more_sizes_is_the_least_squares_one():
+    # 4 hosts sits 1 CPU-s above the line through 2 and 8 (slope 2): the fit lowers it.
+    assert ctrlcpu.per_host_slope({2: 10.0, 4: 15.0, 8: 22.0}) == pytest.approx(55 / 28)
 
 
-def test_machine_cpu_per_cycle_and_the_floor_it_puts_under_the_ratio(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    result = result_of({0: {2: (5, 5), 8: (10, 6)}, 1: {2: (5, 5), 8: (10, 6)}})
-    cpus = {(2, "start"): 4.0, (2, "stop"): 2.0, (8, "start"): 15.0, (8, "stop"): 9.0}
-    for t in result.timings:
-        t.cpu = cpus[(t.hosts, t.action)] + t.repeat  # round 1 costs 1 CPU-s more per action
-    assert result.cycles("product", 8, measure="cpu") == {0: 24.0, 1: 26.0}
-    assert result.cycle_cpu(2) == 7.0 and result.cycle_cpu(8) == 25.0
+def test_one_size_has_no_slope():
+    assert ctrlcpu.per_host_slope({2: 10.0}) is None
+    assert ctrlcpu.per_host_slope({2: 10.0, 8: None}) is None
 
+
+def test_the_summary_gives_the_product_and_plain_slopes_of_the_round_medians():
+    result = result_of([
+        ("product", 2, 0, 10.0), ("product", 2, 1, 12.0), ("product", 2, 2, 40.0),
+        ("product", 8, 0, 25.0), ("product", 8, 1, 22.0), ("product", 8, 2, 24.0),
+        ("plain", 2, 0, 8.0), ("plain", 2, 1, 9.0), ("plain", 2, 2, 7.0),
+        ("plain", 8, 0, 17.0), ("plain", 8, 1, 20.0), ("plain", 8, 2, 20.0),
+    ])
     out = io.StringIO()
-    result.print(out)
-    text = out.getvalue()
-    assert "2 hosts 7.0 CPU-s, 8 hosts 25.0 CPU-s; 3.00 CPU-s per added host" in text
-    # 25 CPU-s on 2 cores take >= 12.5 s, against T(2) = 10 s.
-    assert "T(8)/T(2) >= 1.25 at this T(2) of 10.00 s" in text
+    summary = result.print(out)
+    # medians: product 12 -> 24, plain 8 -> 20, over 6 added hosts
+    assert summary == {"CTRL_CPU_PER_HOST": "2.00", "CTRL_CPU_PER_HOST_PLAIN": "2.00"}
+    assert "| 2 | 10.00 | 12.00 | - | 10.00 | 8.00 |" in out.getvalue()
 
 
-def test_no_cpu_figures_without_cpu_measurements():
+def test_failed_cycles_are_left_out_and_counted():
+    result = result_of([("product", 2, 0, 10.0), ("product", 2, 1, 100.0),
+                        ("product", 8, 0, 16.0)], failed={("product", 2, 1)})
     out = io.StringIO()
-    result_of({0: {2: (5, 5), 8: (10, 6)}}).print(out)
-    assert "machine CPU per start+stop" not in out.getvalue()
+    assert result.print(out) == {"CTRL_CPU_PER_HOST": "1.00"}  # no plain cycles: no figure
+    assert "failed cycles (left out): 1" in out.getvalue()
 
 
-def test_power_steps_are_the_median_cycle_of_the_rounds():
-    result = result_of({0: {2: (5, 5)}, 1: {2: (5, 5)}, 2: {2: (5, 5)}})
-    for t, seconds in zip(result.timings, [1.0, 1.1, 1.0, 2.0, 1.2, 1.0], strict=True):
-        t.steps = {"power_on" if t.action == "start" else "power_off": seconds,
-                   "playbook": 3.0}
-    assert result.cycles("product", 2, measure="power") == {0: 2.1, 1: 3.0, 2: 2.2}
-    assert result.power_seconds("product", 2) == 2.2
-    assert result.power_seconds("product", 8) == 0.0
+def test_run_prints_the_five_summary_lines_last(capsys):
+    assert main(["--skip-http", "--skip-orchestration"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-5:] == [f"{key} n/a" for key in SUMMARY_KEYS]
+    assert SUMMARY_KEYS[-2:] == ("CTRL_CPU_PER_HOST", "CTRL_CPU_PER_HOST_PLAIN")
 
 
-START_PLAYS = [
-    {"name": "Configure", "hosts": "lambda", "any_errors_fatal": True, "tasks": [
-        {"name": "End the play when nothing is listed", "ansible.builtin.meta": "end_play",
-         "when": "false"},
-        {"name": "Configure", "ansible.builtin.import_role": {"name": "hadoop"}}]},
-    {"name": "Start the DataNodes", "hosts": "slaves", "tasks": [
-        {"name": "End the play when HDFS is not listed", "meta": "end_play"}]},
-    {"name": "Start ZooKeeper", "hosts": "master", "tasks": []},
-]
+BURN = ("import pathlib, sys, time\nt = time.process_time()\n"
+        "while time.process_time() - t < {s}: pass\npathlib.Path(sys.argv[1]).touch()\n")
 
 
-def test_a_skeleton_keeps_the_plays_and_the_tasks_of_the_busiest_host():
-    results = [
-        # a skipped meta task reports one result for the play, on its first host
-        ("Configure", "m", "End the play when nothing is listed"),
-        ("Configure", "m", "Write the directory"), ("Configure", "s1", "Write the directory"),
-        ("Configure", "m", "Write the files"), ("Configure", "s1", "Write the files"),
-        ("Configure", "s1", "Write the slave's file"),
-        ("Start the DataNodes", "s1", "Start the DataNode"),
-        ("Start the DataNodes", "s1", "Wait for the DataNode"),
-    ]
-    skeleton = skeleton_playbook(START_PLAYS, results)
-    assert [(p["name"], p["hosts"], p["any_errors_fatal"]) for p in skeleton] == [
-        ("Configure", "lambda", True), ("Start the DataNodes", "slaves", False),
-        ("Start ZooKeeper", "master", False)]
-    assert [[t["name"] for t in p["tasks"]] for p in skeleton] == [
-        ["1: Write the directory", "2: Write the files", "3: Write the slave's file"],
-        ["1: Start the DataNode", "2: Wait for the DataNode"],
-        [],  # ran nothing: its service was not listed
-    ]
-    task = skeleton[0]["tasks"][0]
-    assert task["ansible.builtin.command"] == "/bin/true" and task["changed_when"] is False
+def test_the_wrapper_counts_processes_that_daemonized_and_closes_ssh_masters(tmp_path):
+    """An orphaned grandchild's CPU is counted (the wrapper is its subreaper), and a
+    surviving process named ssh, as a ControlPersist master, is ended rather than waited."""
+    burner = tmp_path / "burn.py"
+    burner.write_text(BURN.format(s=0.5))
+    fake_ssh = tmp_path / "ssh"
+    shutil.copy(shutil.which("sleep"), fake_ssh)
+    log = tmp_path / "cpu.jsonl"
+    wrapper = ctrlcpu.install_wrapper(tmp_path / "bin", log, real=shutil.which("sh"))
+    # "( ... &)" forks twice: the burner and the "master" lose their parent at once; the
+    # playbook's stand-in ends once the burner has (its exit a moment after its file).
+    done = tmp_path / "done"
+    script = (f"({sys.executable} {burner} {done} &); ({fake_ssh} 60 &); "
+              f"while [ ! -e {done} ]; do sleep 0.05; done; sleep 0.5")
+    started = time.monotonic()
+    subprocess.run([str(wrapper), "-c", script, "play.yml"], check=True, timeout=30)
+    assert time.monotonic() - started < 10
+    runs, offset = ctrlcpu.read_runs(log)
+    assert len(runs) == 1 and offset == log.stat().st_size
+    assert runs[0].playbook == "play.yml" and runs[0].rc == 0
+    assert runs[0].cpu >= 0.45
+    assert subprocess.run(["pgrep", "-f", f"{fake_ssh} 60"]).returncode == 1
 
 
-def test_the_skeletons_of_the_product_playbooks_are_playbooks(tmp_path):
-    """Every play of lambda-start/stop.yml, each given the task names of its imports."""
-    playbook = shutil.which("ansible-playbook", path=str(Path(sys.executable).parent))
-    assert playbook, "ansible-playbook is installed with the test dependencies"
-    for name in ("lambda-start.yml", "lambda-stop.yml"):
-        plays = yaml.safe_load((PLAYBOOKS / name).read_text())
-        results = [(p["name"], "h", t["name"]) for p in plays for t in p["tasks"]]
-        skeleton = skeleton_playbook(plays, results)
-        assert [p["name"] for p in skeleton] == [p["name"] for p in plays]
-        # the imports, not the end_play
-        assert [len(p["tasks"]) for p in skeleton] == [
-            sum("ansible.builtin.meta" not in t for t in p["tasks"]) for p in plays]
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(skeleton, sort_keys=False))
-        check = subprocess.run([playbook, "-i", "localhost,", "--syntax-check", str(path)],
-                               capture_output=True, text=True, timeout=120)
-        assert check.returncode == 0, check.stdout + check.stderr
-
-
-def test_ansible_share_prints_the_ratio_left_were_the_roles_work_free():
-    result = result_of({0: {2: (5, 5), 8: (10, 6)}, 1: {2: (5, 5), 8: (10, 6)}})
-    for t in result.timings:
-        t.steps = {"power_on" if t.action == "start" else "power_off": 1.0 + (t.hosts == 8) / 4}
-    result.skeleton = {"repeats": 3, "lo": 2, "hi": 8, "host_tasks": {"start": 97, "stop": 21},
-                       2: {"wall": 4.0, "cpu": 4.5}, 8: {"wall": 6.5, "cpu": 11.0}}
-    out = io.StringIO()
-    result.print(out)
-    text = out.getvalue()
-    assert "97 + 21 task results at 8 hosts" in text
-    assert "2 hosts 4.00 s (4.5 CPU-s), 8 hosts 6.50 s (11.0 CPU-s), +2.50 s" in text
-    # T(2) = 10 s; + 2.5 s of the skeleton's + 0.5 s of power steps: 13 / 10.
-    assert "T(2) 10.00 s + 2.50 s + 0.50 s more in the power steps: T(8)/T(2) 1.30" in text
+def test_the_wrapper_passes_the_exit_status_and_the_log_reads_on_from_an_offset(tmp_path):
+    log = tmp_path / "cpu.jsonl"
+    wrapper = ctrlcpu.install_wrapper(tmp_path / "bin", log, real=shutil.which("sh"))
+    assert subprocess.run([str(wrapper), "-c", "exit 3", "a.yml"]).returncode == 3
+    _, offset = ctrlcpu.read_runs(log)
+    subprocess.run([str(wrapper), "-c", "true", "b.yml"], check=True)
+    runs, _ = ctrlcpu.read_runs(log, offset)
+    assert [(r.playbook, r.rc) for r in runs] == [("b.yml", 0)]
+    assert ctrlcpu.read_runs(tmp_path / "missing.jsonl") == ([], 0)
