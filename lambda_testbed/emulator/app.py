@@ -1,6 +1,6 @@
 """The emulator's Falcon app: Astakos identity, Cyclades compute and an admin API.
 
-Bodies follow the shapes real Synnefo sends (see SPEC sections 5 and 6): successes as
+Bodies follow the shapes real Synnefo sends: successes as
 Astakos/Cyclades JSON, failures as ``{"<faultName>": {"code", "message", "details"}}``.
 """
 

@@ -1,4 +1,5 @@
-"""SPEC 2's checks with hostile inputs against the real server (gunicorn, 2 workers)."""
+"""The action endpoint's checks with hostile inputs against the real server (gunicorn, 2
+workers)."""
 
 from __future__ import annotations
 

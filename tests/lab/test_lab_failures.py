@@ -1,5 +1,5 @@
-"""Issue 3 part 5: failures on the lab end in FAILED (or STOPPED) with a message naming the
-host, the step and the task, within a bounded time, with no process of the run left.
+"""Failures on the lab end in FAILED (or STOPPED) with a message naming the host, the step
+and the task, within a bounded time, with no process of the run left.
 
 One lab and one product for the module; the scenarios run in order on the same instance
 (each start is allowed from FAILED, and the roles are idempotent):

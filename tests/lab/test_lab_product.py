@@ -1,4 +1,4 @@
-"""Issue 3 part 6: the product end to end on the lab.
+"""The product end to end on the lab.
 
 gunicorn serves the API; the emulator's power hooks boot and kill the lab hosts; the product
 powers them on, waits for their sshd, runs lambda-start.yml over SSH (real Spark and

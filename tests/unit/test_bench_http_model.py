@@ -19,7 +19,7 @@ def test_servers_of_one_speed_have_one_p99(load):
 
 def test_half_the_products_rate_gives_two_over_r_minus_one():
     assert mm1_p99_ratio(1 / 3, 0.5) == pytest.approx(5.0)
-    assert mm1_p99_ratio(2 / 3, 0.5) == pytest.approx(2.0)  # the goal's edge
+    assert mm1_p99_ratio(2 / 3, 0.5) == pytest.approx(2.0)  # where p99 x bare reaches 2
     # The lighter the load, the nearer the plain service-time ratio 1 / R.
     assert mm1_p99_ratio(1 / 3, 0.01) == pytest.approx(3.0, rel=0.02)
 

@@ -1,4 +1,5 @@
-"""Every row of SPEC 2 and 4 through the Falcon app (TestClient), on a real database."""
+"""The action endpoint and the other endpoints, every case of the contract, through the Falcon
+app (TestClient), on a real database."""
 
 from __future__ import annotations
 
@@ -276,7 +277,7 @@ def test_openapi_document_is_valid_openapi_3():
 
 
 def test_contract_bodies_are_the_quoted_text(client):
-    # SPEC 2 quotes these bodies; the response encoder must give back exactly that text.
+    # The contract quotes these bodies; the response encoder must give back exactly that text.
     spec = {
         401: '{"errors": [{"message": "Invalid token", "code": 401, "details": "unauthorized",'
              ' "status": 401, "detail": "Unauthorized. Request failed because user provided'
