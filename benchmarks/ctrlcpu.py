@@ -31,6 +31,8 @@ import venv
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
 PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 
@@ -53,39 +55,24 @@ class Run:
     strategy: str | None = None  # ANSIBLE_STRATEGY of the run's environment, if set
 
 
-def _children(pid: int) -> list[int]:
-    result = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            result += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return result
+def _ssh_children() -> list[psutil.Process]:
+    masters = []
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):
+            if child.name() == "ssh":
+                masters.append(child)
+    return masters
 
 
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _reap(block_on: list[int], timeout: float = 5.0) -> None:
-    """Reap every zombie child, and wait up to ``timeout`` for the ``block_on`` ones."""
-    deadline = time.monotonic() + timeout
-    pending = set(block_on)
+def _reap_exited() -> None:
+    """Wait for every child that has exited (orphans reparented here included)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
-        if pid:
-            pending.discard(pid)
-            continue
-        pending &= set(_children(os.getpid()))
-        if not pending or time.monotonic() >= deadline:
+        if not pid:
             return
-        time.sleep(0.02)
 
 
 def wrap(cmd: list[str], log_path: str) -> int:
@@ -103,11 +90,12 @@ def wrap(cmd: list[str], log_path: str) -> int:
         signal.signal(signum, forward)
     rc = child.wait()
     wall = time.monotonic() - started
-    masters = [pid for pid in _children(os.getpid()) if _comm(pid) == "ssh"]
-    for pid in masters:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    _reap(masters)
+    masters = _ssh_children()
+    for master in masters:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            master.terminate()
+    psutil.wait_procs(masters, timeout=5)  # waits for (reaps) our children
+    _reap_exited()
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     playbook = next((a for a in reversed(cmd) if a.endswith((".yml", ".yaml"))), "")
     with open(log_path, "a") as log:
