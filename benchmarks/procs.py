@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,39 +75,33 @@ def python_cmd(*args: str) -> list[str]:
 
 
 def children(pid: int) -> list[int]:
-    """Children of every thread of ``pid`` (a thread's children are listed under it)."""
-    result = []
+    """The direct children of ``pid`` (none once it is gone)."""
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
+        return [child.pid for child in psutil.Process(pid).children()]
+    except psutil.Error:
         return []
-    for task in tasks:
-        try:
-            result += [int(x) for x in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return result
 
 
 def tree(pid: int) -> list[int]:
-    result, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        result.append(current)
-        todo.extend(children(current))
-    return result
+    """``pid`` and all its descendants."""
+    try:
+        process = psutil.Process(pid)
+        return [pid] + [child.pid for child in process.children(recursive=True)]
+    except psutil.Error:
+        return [pid]
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of one process so far (0.0 once it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return times.user + times.system
 
 
 def status_kb(pid: int, field: str) -> int | None:
+    """A ``/proc/<pid>/status`` field in kB (VmHWM, the peak RSS, has no psutil API)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -114,14 +109,6 @@ def status_kb(pid: int, field: str) -> int | None:
     except OSError:
         return None
     return None
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace").strip()
-    except OSError:
-        return ""
 
 
 class RssSampler:
