@@ -475,7 +475,9 @@ def cancelled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
 
 @pytest.mark.timeout(90)
 def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
-    with cancelled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=8) as (result, marker):
+    # The run's timeout is only the backstop of the cancel: long enough for a loaded
+    # machine to bring the connection up first.
+    with cancelled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=30) as (result, marker):
         assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
         control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
