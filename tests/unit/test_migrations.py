@@ -20,12 +20,17 @@ def empty_database(request, tmp_path):
     drop()
 
 
-def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_database):
-    engine = create_db_engine(empty_database)
-    config = alembic_config(empty_database)
+def _alembic(engine, url: str, verb: str, revision: str) -> None:
+    """Run alembic's upgrade or downgrade to ``revision`` on the engine's database."""
+    config = alembic_config(url)
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "0001")
+        getattr(command, verb)(config, revision)
+
+
+def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_database):
+    engine = create_db_engine(empty_database)
+    _alembic(engine, empty_database, "upgrade", "0001")
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
@@ -44,9 +49,7 @@ def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_datab
         assert conn.execute(text("SELECT id, state FROM actions")).all() == [("a1", "accepted")]
         # Not cascaded away with a rebuilt actions table.
         assert conn.execute(text("SELECT name FROM action_steps")).all() == [("power_on",)]
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0001")
+    _alembic(engine, empty_database, "downgrade", "0001")
     assert "dispatched" in {c["name"] for c in inspect(engine).get_columns("actions")}
     engine.dispose()
 
@@ -72,10 +75,7 @@ def test_hosts_are_read_in_index_order(empty_database):
             plan = " | ".join(row[-1] for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + sql, params))
         assert "ix_instance_hosts_position" in plan and "TEMP B-TREE" not in plan, plan
-    config = alembic_config(empty_database)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0002")
+    _alembic(engine, empty_database, "downgrade", "0002")
     assert "ix_instance_hosts_position" not in {
         i["name"] for i in inspect(engine).get_indexes("instance_hosts")}
     engine.dispose()
@@ -84,10 +84,7 @@ def test_hosts_are_read_in_index_order(empty_database):
 def test_upgrade_from_0003_renames_the_token_column_and_keeps_the_steps(empty_database):
     """0004: token_cipher becomes encrypted_token in place; nothing else of a row moves."""
     engine = create_db_engine(empty_database)
-    config = alembic_config(empty_database)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0003")
+    _alembic(engine, empty_database, "upgrade", "0003")
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
@@ -106,9 +103,7 @@ def test_upgrade_from_0003_renames_the_token_column_and_keeps_the_steps(empty_da
         assert conn.execute(text("SELECT id, state, encrypted_token FROM actions")).all() == [
             ("a1", "running", "gAAAA-secret")]
         assert conn.execute(text("SELECT name FROM action_steps")).all() == [("power_on",)]
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
+    _alembic(engine, empty_database, "downgrade", "0003")
     with engine.connect() as conn:
         assert conn.execute(text("SELECT token_cipher FROM actions")).all() == [
             ("gAAAA-secret",)]
