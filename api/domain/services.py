@@ -66,23 +66,25 @@ def request_action(
     """Check an action request in the contract's order and record it durably.
 
     404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
-    The status moves with one compare-and-set, so of racing requests exactly one wins.
-    ``encrypt_token`` (the caller's token, encrypted for the worker) is called only once
-    the request has passed those checks.
+    The checks read in a read-only unit, so a rejected request never waits for the
+    database's write lock; the status then moves with one compare-and-set, so of racing
+    requests exactly one wins. ``encrypt_token`` (the caller's token, encrypted for the
+    worker) is called only once the request has passed those checks.
     """
     instance_id = parse_instance_id(raw_instance_id)
-    with uow_factory() as uow:
+    with uow_factory(readonly=True) as uow:
         instance = uow.instances.get(instance_id, owner=identity.user_id)
-        if instance is None:
-            raise InstanceNotFound(instance_id)
-        kind = parse_action(raw_action)
-        rule = ACTION_RULES[kind]
-        if instance.status not in rule.allowed_from:
-            raise ActionConflict(conflict_detail(kind, instance.status))
-        action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
-                        owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
-                        created_at=utcnow())
-        encrypted_token = encrypt_token()
+    if instance is None:
+        raise InstanceNotFound(instance_id)
+    kind = parse_action(raw_action)
+    rule = ACTION_RULES[kind]
+    if instance.status not in rule.allowed_from:
+        raise ActionConflict(conflict_detail(kind, instance.status))
+    action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
+                    owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
+                    created_at=utcnow())
+    encrypted_token = encrypt_token()
+    with uow_factory() as uow:
         if not uow.instances.compare_and_set_status(
             instance_id, {instance.status}, rule.transitional,
             failure_message=None,

@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import threading
 import time
+import uuid
 from contextlib import nullcontext as _nothing
 from datetime import datetime, timedelta
 
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from api.adapters.db import UnitOfWorkFactory, create_db_engine
 from api.adapters.db.tables import actions
 from api.domain.clock import utcnow
+from api.domain.errors import ActionConflict
 from api.domain.model import (
     Action,
     ActionKind,
@@ -28,6 +30,8 @@ from api.domain.model import (
     StepName,
     StepState,
 )
+from api.domain.ports import Identity
+from api.domain.services import request_action
 
 CREATED = datetime(2026, 12, 2, 10, 0, 0, 123456)
 
@@ -186,6 +190,23 @@ def test_a_readonly_unit_does_not_wait_for_a_writer(seeded):
         assert time.monotonic() - started < 1.0
         writer.commit()
     assert status_of(seeded, "i-1") is InstanceStatus.STARTING
+
+
+@pytest.mark.timeout(20)  # a SQLite unit that waited for the lock would wait 30 s, then fail
+def test_a_rejected_request_does_not_wait_for_a_writer(seeded):
+    """A 409 is decided by reads alone: it is answered while another unit holds the write
+    lock, which on SQLite is the whole database's."""
+    instance_id = str(uuid.uuid4())
+    with seeded() as uow:
+        uow.instances.add(make_instance(instance_id))
+        uow.commit()
+    caller = Identity(user_id="u1", user_name="u1", compute_url=None)
+    with seeded() as writer:
+        writer.instances.compare_and_set_status(
+            "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+        with pytest.raises(ActionConflict, match="already stopped"):
+            request_action(seeded, caller, instance_id, "stop", encrypt_token=lambda: None)
+        writer.commit()
 
 
 # -- races: threads and processes on one database -----------------------------------------
