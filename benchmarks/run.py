@@ -66,8 +66,9 @@ def parse_args(argv):
                    "(default: the product's LAMBDA_HTTP_WORKERS)")
     p.add_argument("--threads", type=int, help="gunicorn threads of both servers")
     p.add_argument("--skip-identity", action="store_true")
-    p.add_argument("--dispatcher", choices=("auto", "noop"), default="auto",
-                   help="accept path: Celery when available (auto), or a no-op dispatcher")
+    p.add_argument("--dispatcher", choices=("embedded", "celery"), default="embedded",
+                   help="accept path: the embedded default (SQLite, the hand-off to the local "
+                        "pool a no-op), or Celery over the machine's RabbitMQ")
     p.add_argument("--skip-http", action="store_true")
     p.add_argument("--skip-orchestration", action="store_true")
     p.add_argument("--lab", dest="lab", action="store_true", default=None,
