@@ -215,19 +215,26 @@ RACERS = 6
 FORK = multiprocessing.get_context("fork")
 
 
+def _read_then_accept(factory, action_id: str) -> bool:
+    """One unit that reads, then writes (the shape that deadlocks SQLite writers without
+    BEGIN IMMEDIATE): the compare-and-set and, if it won, the insert of the action."""
+    with factory() as uow:
+        assert uow.instances.get("i-1") is not None
+        won = uow.instances.compare_and_set_status(
+            "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
+        if won:
+            uow.actions.add(make_action(action_id, "i-1"), "c", "t")
+        uow.commit()
+    return won
+
+
 def _accept_once(url: str, start, results) -> None:
     """A process of its own: the compare-and-set and the insert of one accepted action."""
     engine = create_db_engine(url)
     factory = UnitOfWorkFactory(engine)
     start.wait(10)
     try:
-        with factory() as uow:
-            assert uow.instances.get("i-1") is not None  # read, then write: as a request
-            won = uow.instances.compare_and_set_status(
-                "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
-            if won:
-                uow.actions.add(make_action(f"a-{os.getpid()}", "i-1"), "c", "t")
-            uow.commit()
+        won = _read_then_accept(factory, f"a-{os.getpid()}")
         results.put("won" if won else "lost")
     except Exception as exc:  # reported to the parent, which fails the test
         results.put(f"error: {exc}")
@@ -298,13 +305,7 @@ def test_racing_threads_move_the_instance_exactly_once(seeded):
 
     def race(n: int) -> None:
         barrier.wait()
-        with seeded() as uow:
-            assert uow.instances.get("i-1") is not None  # read, then write: as a request
-            won = uow.instances.compare_and_set_status(
-                "i-1", {InstanceStatus.STOPPED}, InstanceStatus.STARTING)
-            if won:
-                uow.actions.add(make_action(f"a-{n}", "i-1"), "c", "t")
-            uow.commit()
+        won = _read_then_accept(seeded, f"a-{n}")
         outcomes.append(won)
 
     threads = [threading.Thread(target=race, args=(n,)) for n in range(RACERS)]
