@@ -113,7 +113,7 @@ def open_existing_database(settings: Settings):
 
 
 def cmd_inventory(args) -> int:
-    from api.adapters.inventory import render_inventory
+    from api.adapters.inventory import InventoryError, render_inventory
     from api.domain.errors import InstanceNotFound
     from api.domain.services import parse_instance_id
 
@@ -129,7 +129,10 @@ def cmd_inventory(args) -> int:
     if instance is None:
         raise CliError(f"no lambda instance {args.instance_id} in the database "
                        f"{_describe(settings.database_url)}: {POINT_ELSEWHERE}")
-    text = render_inventory(instance, settings=settings)
+    try:
+        text = render_inventory(instance, settings=settings)
+    except InventoryError as exc:
+        raise CliError(f"lambda instance {instance.id}: {exc}") from exc
     if args.output:
         Path(args.output).write_text(text)
     else:
@@ -158,13 +161,16 @@ def cmd_paths(args) -> int:
 def cmd_seed(args) -> int:
     from api.adapters.db import UnitOfWorkFactory
     from api.adapters.db.engine import create_db_engine, migrate
-    from api.seed import load_seed, seed_database
+    from api.seed import SeedError, load_seed, seed_database
 
     settings = _settings(args)
-    engine = create_db_engine(settings.database_url)
-    migrate(engine)
-    added, kept = seed_database(UnitOfWorkFactory(engine), load_seed(args.file),
-                                replace=args.replace)
+    try:
+        seed = load_seed(args.file)
+        engine = create_db_engine(settings.database_url)
+        migrate(engine)
+        added, kept = seed_database(UnitOfWorkFactory(engine), seed, replace=args.replace)
+    except SeedError as exc:
+        raise CliError(str(exc)) from exc
     print(f"{added} instances added, {kept} already present")
     return 0
 

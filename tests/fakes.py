@@ -26,6 +26,7 @@ from api.domain.model import (
     StepState,
     TaskResult,
 )
+from api.domain.names import validate_instance
 from api.domain.ports import ActionClaim
 
 UNFINISHED = (ActionState.ACCEPTED, ActionState.RUNNING)
@@ -74,6 +75,7 @@ class InMemoryInstanceRepository:
         return sum(i.owner == owner for i in self._state.instances.values())
 
     def add(self, instance: Instance) -> None:
+        instance = validate_instance(instance)
         if instance.id in self._state.instances:
             raise KeyError(f"instance {instance.id} exists")
         now = utcnow()

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, bindparam, delete, func, insert, select, upda
 from api.adapters.db.tables import hosts, instances
 from api.domain.clock import utcnow
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
+from api.domain.names import validate_instance
 
 # The statements of every action request, built once with bound parameters: SQLAlchemy
 # then reuses their cache keys and compiled SQL instead of building them per request,
@@ -68,6 +69,9 @@ class SqlInstanceRepository:
         return self._conn.execute(query).scalar_one()
 
     def add(self, instance: Instance) -> None:
+        """Insert the instance and its hosts; ``InvalidValue`` if a name or value may not
+        be stored (IPs are stored in canonical form)."""
+        instance = validate_instance(instance)
         now = utcnow()
         self._conn.execute(
             insert(instances).values(
