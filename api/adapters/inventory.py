@@ -1,8 +1,14 @@
 """Renders the Ansible inventory of one lambda instance from ``inventory_templates/``.
 
 Groups ``master`` and ``slaves`` (children of ``lambda``), one line per host with its
-address and identity, and the instance's variables in ``[lambda:vars]``. Host names are the
-hosts' names made safe for an INI inventory.
+address and identity, and the instance's variables in ``[lambda:vars]``.
+
+Ansible evaluates an INI inventory's values as templates and splits its lines on ``=`` and
+whitespace, and no INI value can be marked unsafe; so only values that hold none of that are
+written: host aliases (``host_aliases``), canonical IPs, checked server and instance ids and
+known services (``api.domain.names``). A row stored before those checks that fails one is
+refused with an ``InventoryError``, never written. The instance's free-text name appears
+only in a comment, escaped onto one line.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from pathlib import Path
 
 import jinja2
 
+from api.domain import names
 from api.domain.model import SERVICES, HostRole, Instance
 from api.settings import Settings
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-_VALUE_UNSAFE = re.compile(r"[\s#;=\"'\\]")
+# Settings go unquoted into key=value pairs: nothing that would split the line, start a
+# comment, quote, escape or open a template.
+_VALUE_UNSAFE = re.compile(r"[\s#;=\"'\\{}]")
 
 
 class InventoryError(ValueError):
@@ -32,17 +40,17 @@ class _Row:
     server_id: str
 
 
-def host_alias(name: str) -> str:
-    """A host's name as an inventory alias: letters, digits, ``_ . -`` only."""
-    alias = _UNSAFE.sub("-", name.strip()).strip("-.")
-    return alias or "host"
-
-
 def _value(name: str, value: str) -> str:
-    # Values go unquoted into key=value pairs: refuse what would break the line.
     if not value or _VALUE_UNSAFE.search(value):
         raise InventoryError(f"inventory value {name}={value!r} is empty or unsafe")
     return value
+
+
+def _checked(check, value, field: str) -> str:
+    try:
+        return check(value, field)
+    except names.InvalidValue as exc:
+        raise InventoryError(f"cannot write {exc} into an inventory") from exc
 
 
 def render_inventory(
@@ -51,23 +59,22 @@ def render_inventory(
     """The INI inventory text for ``instance`` under ``settings`` (connection, user, key)."""
     if instance.master is None:
         raise InventoryError(f"instance {instance.id} has no master host")
+    instance_id = _checked(names.identifier, instance.id, "instance id")
     connection = settings.ansible_connection
     if python_interpreter is None:
         # Local hosts run modules with this very interpreter; VMs with the system Python 3.
         python_interpreter = sys.executable if connection == "local" else "/usr/bin/python3"
     rows: dict[HostRole, list[_Row]] = {HostRole.MASTER: [], HostRole.SLAVE: []}
-    seen: dict[str, int] = {}
-    for host in instance.hosts:
-        alias = host_alias(host.name)
-        seen[alias] = seen.get(alias, 0) + 1
-        if seen[alias] > 1:  # two hosts whose names sanitise alike keep distinct aliases
-            alias = f"{alias}-{seen[alias]}"
-        rows[host.role].append(
-            _Row(alias, _value("ip", host.ip), _value("server_id", str(host.server_id)))
-        )
+    aliases = names.host_aliases(h.name for h in instance.hosts)
+    for host, alias in zip(instance.hosts, aliases, strict=True):
+        rows[host.role].append(_Row(
+            alias,
+            _checked(names.ip_address, host.ip, f"host {alias} ip"),
+            _checked(names.identifier, host.server_id, f"host {alias} server_id"),
+        ))
     # Services in start order, whatever order the instance lists them in.
-    services = [s for s in SERVICES if s in instance.services]
-    services += [s for s in instance.services if s not in SERVICES]
+    listed = set(_checked(names.services, instance.services, "services"))
+    services = [s for s in SERVICES if s in listed]
     template_path = Path(settings.inventory_template)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_path.parent)),
@@ -77,11 +84,12 @@ def render_inventory(
         keep_trailing_newline=True,
     )
     return env.get_template(template_path.name).render(
-        instance=instance,
+        instance_id=instance_id,
+        instance_name=names.one_line(instance.name),
         masters=rows[HostRole.MASTER],
         slaves=rows[HostRole.SLAVE],
         services=services,
-        connection=connection,
+        connection=_value("ansible_connection", connection),
         user=_value("ssh_user", settings.ssh_user),
         port=int(settings.ssh_port),
         key_file=_value("ssh_key_file", settings.ssh_key_file) if settings.ssh_key_file else None,

@@ -26,6 +26,7 @@ from api.domain.model import (
     StepState,
     TaskResult,
 )
+from api.domain.names import host_aliases
 from api.domain.ports import (
     ActionClaim,
     ComputeFactory,
@@ -157,10 +158,14 @@ class Orchestrator:
             else:
                 limit = None
                 if len(running) < len(instance.hosts):
-                    limit = ",".join(h.name for h in running)
+                    # The inventory's own aliases: a host's name may not be one.
+                    aliases = host_aliases(h.name for h in instance.hosts)
+                    limit = ",".join(a for h, a in zip(instance.hosts, aliases, strict=True)
+                                     if h in running)
+                    off = [a for h, a in zip(instance.hosts, aliases, strict=True)
+                           if h not in running]
                 step.message = self._playbook(claim, instance, "lambda-stop.yml", limit, cancel)
                 if limit:
-                    off = [h.name for h in instance.hosts if h not in running]
                     step.message += f"; skipped hosts already off: {', '.join(off)}"
         with self._step(claim, StepName.POWER_OFF, cancel):
             self._power_all(instance.hosts, compute.ensure_stopped, "STOPPED")
@@ -173,13 +178,14 @@ class Orchestrator:
             return
         with ThreadPoolExecutor(max_workers=min(len(hosts), 32),
                                 thread_name_prefix="power") as pool:
-            futures = {h: pool.submit(ensure, h.server_id, self.config.power_timeout)
-                       for h in hosts}
+            futures = [(h, pool.submit(ensure, h.server_id, self.config.power_timeout))
+                       for h in hosts]
         errors = []
-        for host, future in futures.items():
+        aliases = host_aliases(h.name for h in hosts)
+        for (host, future), alias in zip(futures, aliases, strict=True):
             exc = future.exception()
             if exc is not None:
-                errors.append(f"host {host.name} (server {host.server_id}): {exc}")
+                errors.append(f"host {alias} (server {host.server_id}): {exc}")
         if errors:
             raise ComputeError("; ".join(errors))
 
