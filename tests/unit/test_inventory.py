@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from api.adapters.inventory import InventoryError, host_alias, render_inventory
+from api.adapters.inventory import InventoryError, render_inventory
+from api.domain import names
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import Settings
 
@@ -62,7 +67,7 @@ def test_groups_hosts_and_per_host_vars():
         }
     }
     slaves = host_vars(parser, "slaves")
-    # Names are sanitised into inventory aliases; order is kept.
+    # A name that is not a host name (a row older than the checks) becomes an alias.
     assert list(slaves) == ["lambda-1-slave-1", "lambda-1-slave-2"]
     assert slaves["lambda-1-slave-1"]["lambda_host_role"] == "slave"
     assert slaves["lambda-1-slave-2"]["ansible_host"] == "127.42.1.3"
@@ -104,19 +109,6 @@ def test_names_that_sanitise_alike_stay_distinct():
     assert list(slaves) == ["node-1", "node-1-2"]
 
 
-@pytest.mark.parametrize(
-    ("name", "alias"),
-    [
-        ("lambda-1-master", "lambda-1-master"),
-        (" a b ", "a-b"),
-        ("x;rm -rf", "x-rm--rf"),
-        ("##", "host"),
-    ],
-)
-def test_host_alias(name, alias):
-    assert host_alias(name) == alias
-
-
 def test_instance_without_master_is_refused():
     hosts = (Host("2", "s", HostRole.SLAVE, "10.0.0.2"),)
     with pytest.raises(InventoryError, match="no master"):
@@ -125,7 +117,7 @@ def test_instance_without_master_is_refused():
 
 def test_values_that_would_break_a_line_are_refused():
     hosts = (Host("1", "m", HostRole.MASTER, "10.0.0.1 evil=1"),)
-    with pytest.raises(InventoryError, match="unsafe"):
+    with pytest.raises(InventoryError, match=r"host m ip .*not an IPv4 or IPv6 address"):
         render_inventory(make_instance(hosts=hosts), Settings())
 
 
@@ -145,3 +137,92 @@ def test_ansible_reads_the_rendered_inventory(tmp_path):
     services = group["lambda_services"]
     services = json.loads(services) if isinstance(services, str) else services
     assert services == ["hdfs", "kafka", "spark"]
+
+
+# A row older than the checks: every name below would add a variable, a host or a template
+# if it were written as is.
+LEGACY_HOSTS = (
+    Host("101", "m\nansible_connection=ssh", HostRole.MASTER, "127.42.9.1"),
+    Host("102", "s ansible_host=10.6.6.6 lambda_host_role=master", HostRole.SLAVE,
+         "127.42.9.2"),
+    Host("103", "{{ lookup('pipe', 'touch /tmp/pwned') }}", HostRole.SLAVE, "127.42.9.3"),
+    Host("104", "\"q'=[evil]#", HostRole.SLAVE, "127.42.9.4"),
+    Host("105", "ansible_python_interpreter", HostRole.SLAVE, "127.42.9.5"),
+    Host("106", "master", HostRole.SLAVE, "127.42.9.6"),
+)
+LEGACY_NAME = "demo\n[evil:vars]\nansible_connection=local {{ 7*7 }}\u2028x"
+
+
+def ansible_inventory(tmp_path, text: str, *args: str) -> dict:
+    path = tmp_path / "hosts.ini"
+    path.write_text(text)
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / "ansible-inventory"), "-i", str(path), "--list", *args],
+        capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}",
+                 ANSIBLE_HOME=str(tmp_path / "ansible-home"), ANSIBLE_NOCOLOR="1"))
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_hostile_names_add_no_variable_host_group_or_template(tmp_path):
+    instance = make_instance(name=LEGACY_NAME, hosts=LEGACY_HOSTS)
+    text = render_inventory(instance, Settings(ansible_connection="local"))
+    # The free-text name stays inside its comment line.
+    assert text.splitlines()[0].startswith("# Inventory of lambda instance")
+    assert "\\x0a[evil:vars]\\x0aansible_connection=local {{ 7*7 }}\\u2028x" in text
+    assert len(text.splitlines()) == len(text.split("\n")) - 1
+
+    listed = ansible_inventory(tmp_path, text)
+    aliases = names.host_aliases(h.name for h in LEGACY_HOSTS)
+    assert aliases == ("m-ansible-connection-ssh",
+                       "s-ansible-host-10.6.6.6-lambda-host-role-master",
+                       "lookup-pipe-touch-tmp-pwned", "q-evil", "ansible-python-interpreter",
+                       "host-master")
+    assert listed["master"]["hosts"] == [aliases[0]]
+    assert listed["slaves"]["hosts"] == list(aliases[1:])
+    assert sorted(listed) == ["_meta", "all", "lambda", "master", "slaves"]
+    instance_vars = set(group_vars(parse(text)))
+    assert instance_vars == {
+        "lambda_instance_id", "lambda_services", "ansible_connection", "ansible_user",
+        "ansible_port", "ansible_python_interpreter", "mitogen_ssh_keepalive_interval",
+        "mitogen_ssh_keepalive_count", "mitogen_ssh_compression"}
+    for host, alias in zip(LEGACY_HOSTS, aliases, strict=True):
+        variables = listed["_meta"]["hostvars"][alias]
+        # ansible_local: ansible-inventory's own (empty) local facts.
+        assert set(variables) - instance_vars - {"ansible_local"} == {
+            "ansible_host", "lambda_server_id", "lambda_host_ip", "lambda_host_role"}
+        assert variables["ansible_host"] == variables["lambda_host_ip"] == host.ip
+        assert str(variables["lambda_server_id"]) == host.server_id
+        assert variables["lambda_host_role"] == host.role.value
+        assert variables["ansible_connection"] == "local"
+    # Nothing Ansible would evaluate as a template.
+    assert not re.search(r"\{\{|\{%|\{#", json.dumps(listed))
+
+
+@pytest.mark.parametrize(("hosts", "services", "message"), [
+    ((Host("1", "m", HostRole.MASTER, "{{ 7*7 }}"),), ("hdfs",), "host m ip '{{ 7"),
+    ((Host("1", "m", HostRole.MASTER, "10.0.0.1\nansible_connection=local"),), ("hdfs",),
+     "host m ip "),
+    ((Host("1 x=1", "m", HostRole.MASTER, "10.0.0.1"),), ("hdfs",), "host m server_id "),
+    ((Host("{{x}}", "m", HostRole.MASTER, "10.0.0.1"),), ("hdfs",), "host m server_id "),
+    ((Host("1", "m", HostRole.MASTER, "10.0.0.1"),), ("hdfs", "{{ 7*7 }}"), "services "),
+])
+def test_legacy_values_that_cannot_be_written_safely_are_refused(hosts, services, message):
+    with pytest.raises(InventoryError, match=f"cannot write {re.escape(message)}"):
+        render_inventory(make_instance(hosts=hosts, services=services), Settings())
+
+
+def test_a_legacy_instance_id_that_is_not_an_identifier_is_refused():
+    with pytest.raises(InventoryError, match="instance id"):
+        render_inventory(make_instance(id="x\nansible_connection=local"), Settings())
+
+
+@pytest.mark.parametrize("setting", [dict(ssh_user="root ansible_become=true"),
+                                     dict(ssh_user="{{ 7*7 }}"),
+                                     dict(ssh_key_file="/k\nansible_connection=local")])
+def test_unsafe_settings_are_refused(setting):
+    with pytest.raises(InventoryError, match="is empty or unsafe"):
+        render_inventory(make_instance(), Settings(**setting))
