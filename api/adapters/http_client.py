@@ -15,6 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry
 
@@ -99,11 +107,32 @@ class JsonHttpClient:
             raw = self._pool.request(method, url, body=payload, headers=send_headers,
                                      redirect=False)
         except Urllib3Error as exc:
-            raise TransportError(f"{method} {url}: {exc}") from exc
+            log.debug("%s %s: %r", method, url, exc)
+            raise TransportError(f"{method} {url}: {transport_reason(exc)}") from exc
         return _parse(raw.status, raw.data)
 
     def close(self) -> None:
         self._pool.clear()
+
+
+def transport_reason(exc: Urllib3Error) -> str:
+    """Why no answer came, in words: urllib3's own text holds reprs of its connection
+    objects, which mean nothing to whoever reads an action's error."""
+    reason = getattr(exc, "reason", None) or exc  # MaxRetryError wraps the last error
+    if isinstance(reason, NameResolutionError):
+        return "the host name does not resolve"
+    if isinstance(reason, NewConnectionError):  # before its base, ConnectTimeoutError
+        strerror = getattr(reason.__cause__, "strerror", None)
+        return f"cannot connect ({strerror.lower()})" if strerror else "cannot connect"
+    if isinstance(reason, ConnectTimeoutError):
+        return "connecting timed out"
+    if isinstance(reason, ReadTimeoutError):
+        return "no answer within the timeout"
+    if isinstance(reason, SSLError):
+        return "the TLS handshake failed"
+    if isinstance(reason, ProtocolError):
+        return "the connection broke before an answer came"
+    return "no answer (transport error)"
 
 
 def _parse(status: int, data: bytes) -> JsonResponse:
