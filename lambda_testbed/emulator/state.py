@@ -93,12 +93,14 @@ class Faults:
     error_rate: float = 0.0
     error_every: int = 0  # every Nth protocol request fails (0: off); deterministic
     error_seed: int = 0  # seeds the random draws of error_rate
+    # Every protocol request fails for this many seconds from when it is set: an outage.
+    outage_seconds: float = 0.0
     stuck: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate,
                 "error_every": self.error_every, "error_seed": self.error_seed,
-                "stuck": dict(self.stuck)}
+                "outage_seconds": self.outage_seconds, "stuck": dict(self.stuck)}
 
 
 def _fault_settings(raw: dict, base: Faults) -> Faults:
@@ -115,14 +117,15 @@ def _fault_settings(raw: dict, base: Faults) -> Faults:
             error_rate=float(merged["error_rate"] or 0),
             error_every=int(merged["error_every"] or 0),
             error_seed=int(merged["error_seed"] or 0),
+            outage_seconds=float(merged["outage_seconds"] or 0),
             stuck={str(k): str(v).upper() for k, v in (merged["stuck"] or {}).items()},
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"bad fault settings: {exc}") from exc
     if not 0.0 <= faults.error_rate <= 1.0:
         raise ValueError("error_rate must be between 0 and 1")
-    if faults.latency_ms < 0 or faults.error_every < 0:
-        raise ValueError("latency_ms and error_every must not be negative")
+    if faults.latency_ms < 0 or faults.error_every < 0 or faults.outage_seconds < 0:
+        raise ValueError("latency_ms, error_every and outage_seconds must not be negative")
     for server_id, status in faults.stuck.items():
         if status not in STATUSES:
             raise ValueError(f"stuck server {server_id}: unknown status {status!r}")
@@ -168,6 +171,7 @@ class Cloud:
         self.build_seconds = float(options.get("build_seconds", 0.0))
         self._faults = _fault_settings(options.get("faults") or {}, Faults())
         self._random = random.Random(self._faults.error_seed)
+        self._outage_until = self._clock() + self._faults.outage_seconds
         self._protocol_requests = 0
         self._counts: dict[str, int] = {}
 
@@ -225,6 +229,8 @@ class Cloud:
             # Reseed so the same settings give the same sequence of injected errors.
             self._random = random.Random(self._faults.error_seed)
             self._protocol_requests = 0
+            if "outage_seconds" in changes:  # an outage starts when it is set
+                self._outage_until = self._clock() + self._faults.outage_seconds
             log.info("emulator faults now %s", self._faults.as_dict())
             return self._faults
 
@@ -233,6 +239,8 @@ class Cloud:
         with self._lock:
             self._protocol_requests += 1
             faults = self._faults
+            if self._clock() < self._outage_until:
+                return True
             if faults.error_every and self._protocol_requests % faults.error_every == 0:
                 return True
             return faults.error_rate > 0 and self._random.random() < faults.error_rate

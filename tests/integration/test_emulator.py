@@ -335,6 +335,20 @@ def test_error_rate_is_reproducible_with_a_seed(http, emulator):
     assert 200 in first and 503 in first
 
 
+def test_an_outage_answers_503_for_its_length_then_ends(http, make_emulator, clock):
+    emulator = make_emulator(clock=clock)
+    emulator.set_faults(outage_seconds=30)
+    assert _server(http, emulator, "101").status_code == 503
+    assert _post_token(http, emulator, {"auth": {"token": {"id": TOKEN}}}).status_code == 503
+    clock.advance(29)
+    assert _server(http, emulator, "101").status_code == 503
+    emulator.set_faults(latency_ms=0)  # other changes do not restart the outage
+    clock.advance(1)
+    assert _server(http, emulator, "101").status_code == 200
+    assert emulator.request_counts()["injected_errors"] == 3
+    assert emulator.state()["faults"]["outage_seconds"] == 30
+
+
 def test_latency_delays_every_protocol_answer(http, emulator):
     emulator.set_faults(latency_ms=500)
     with pytest.raises(requests.exceptions.ReadTimeout):
@@ -356,6 +370,7 @@ def test_admin_api_steers_faults_and_servers(http, emulator):
     assert answer.json()["error_every"] == 2
     assert http.post(f"{admin}/faults", json={"error_rate": 7}).status_code == 400
     assert http.post(f"{admin}/faults", json={"nonsense": 1}).status_code == 400
+    assert http.post(f"{admin}/faults", json={"outage_seconds": -1}).status_code == 400
 
     assert http.post(f"{admin}/servers/104", json={"status": "active"}).json()["server"][
         "status"] == "ACTIVE"
