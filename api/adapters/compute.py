@@ -3,18 +3,21 @@
 One client is bound to one user's compute URL and token. ``ensure_active``/``ensure_stopped``
 converge from any state: they send the action only when it is needed, read Synnefo's
 "Cannot perform ... while ..." and "being built" answers as "something is already under way",
-and poll until the target status or the deadline.
+and poll until the target status or the deadline. A cloud that does not answer, or answers
+5xx, is asked again with a capped exponential backoff until that same deadline: a power
+window of minutes outlasts a cloud's bad minute. A set ``cancel`` ends the wait at once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from urllib.parse import quote
 
 from api.adapters.http_client import JsonHttpClient, JsonResponse, TransportError
-from api.domain.errors import ComputeError, ComputeTimeout
+from api.domain.errors import ActionCancelled, ComputeError, ComputeTimeout, ComputeUnavailable
 from api.domain.ports import Server
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ _ACTION_BODIES = {"START": {"start": {}}, "STOP": {"shutdown": {}}}
 # SNF:task_state while a server moves toward / away from a target status.
 _TOWARD = {"ACTIVE": "STARTING", "STOPPED": "STOPPING"}
 _AWAY = {"ACTIVE": "STOPPING", "STOPPED": "STARTING"}
+MAX_BACKOFF = 15.0  # seconds; the longest wait between two asks of a failing cloud
 
 
 class _ActionRefused(Exception):
@@ -57,7 +61,8 @@ def server_from_document(document: dict) -> tuple[Server, str]:
             ips=_ips(raw),
         )
     except (KeyError, TypeError, AttributeError) as exc:
-        raise ComputeError(f"compute service sent a malformed server: {exc}") from exc
+        raise ComputeError("compute service sent a malformed server document "
+                           "(no server id, or not a JSON object)") from exc
     return server, str(raw.get("SNF:task_state") or "")
 
 
@@ -73,15 +78,17 @@ class CycladesCompute:
         retries: int = 3,
         backoff: float = 0.5,
         poll_interval: float = 1.0,
+        max_backoff: float = MAX_BACKOFF,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         http: JsonHttpClient | None = None,
     ):
         self.compute_url = compute_url.rstrip("/")
         self._token = token
         self.poll_interval = poll_interval
+        self.max_backoff = max(max_backoff, poll_interval)
         self._clock = clock
-        self._sleep = sleep
+        self._sleep = sleep  # None: wait on the cancel event (tests pass a fake clock's)
         self._http = http or compute_http_client(timeout, retries, backoff)
 
     def __repr__(self) -> str:  # never show the token
@@ -96,12 +103,12 @@ class CycladesCompute:
                 method, url, json_body=body, headers={"X-Auth-Token": self._token}
             )
         except TransportError as exc:
-            raise ComputeError(f"compute service unreachable: {exc}") from exc
+            raise ComputeUnavailable(f"compute service unreachable: {exc}") from exc
         if response.status == 401:
             raise ComputeError("compute service rejected the token", status=401)
         if response.status >= 500:
             _, message = response.fault()
-            raise ComputeError(
+            raise ComputeUnavailable(
                 f"compute service unavailable ({response.status}: {message})",
                 status=response.status,
             )
@@ -161,40 +168,76 @@ class CycladesCompute:
 
     # --- converging ------------------------------------------------------------------------
 
-    def ensure_active(self, server_id: str, timeout: float) -> Server:
-        return self._ensure(str(server_id), "ACTIVE", "STOPPED", "START", timeout)
+    def ensure_active(self, server_id: str, timeout: float,
+                      cancel: threading.Event | None = None) -> Server:
+        return self._ensure(str(server_id), "ACTIVE", "STOPPED", "START", timeout, cancel)
 
-    def ensure_stopped(self, server_id: str, timeout: float) -> Server:
-        return self._ensure(str(server_id), "STOPPED", "ACTIVE", "STOP", timeout)
+    def ensure_stopped(self, server_id: str, timeout: float,
+                       cancel: threading.Event | None = None) -> Server:
+        return self._ensure(str(server_id), "STOPPED", "ACTIVE", "STOP", timeout, cancel)
 
     def _ensure(
-        self, server_id: str, target: str, actionable_from: str, action: str, timeout: float
+        self, server_id: str, target: str, actionable_from: str, action: str, timeout: float,
+        cancel: threading.Event | None,
     ) -> Server:
         deadline = self._clock() + timeout
-        server, task_state = self._server_document(server_id)
+        seen: Server | None = None  # the last answer, for the timeout's message
+        failing: ComputeUnavailable | None = None  # the cloud's current bad spell
+        failures = 0
         while True:
-            if server.status == target and task_state != _AWAY[target]:
-                return server
-            if server.status in _FAILED_STATUSES:
-                raise ComputeError(
-                    f"server {server_id} ({server.name}) is {server.status}; "
-                    f"it cannot become {target}"
-                )
-            # Send the action unless it is already under way; a lost one is sent again.
-            if server.status == actionable_from and task_state != _TOWARD[target]:
-                try:
-                    self._action(server_id, action)
-                except _ActionRefused as exc:
-                    log.info("server %s: %s already under way (%s)", server_id, action, exc)
+            self._check_cancel(cancel, server_id, target)
+            try:
+                server, task_state = self._server_document(server_id)
+                seen, failing, failures = server, None, 0
+                if server.status == target and task_state != _AWAY[target]:
+                    return server
+                if server.status in _FAILED_STATUSES:
+                    raise ComputeError(
+                        f"server {server_id} ({server.name}) is {server.status}; "
+                        f"it cannot become {target}"
+                    )
+                # Send the action unless it is already under way; a lost one is sent again.
+                if server.status == actionable_from and task_state != _TOWARD[target]:
+                    try:
+                        self._action(server_id, action)
+                    except _ActionRefused as exc:
+                        log.info("server %s: %s already under way (%s)", server_id, action, exc)
+                pause = self.poll_interval
+            except ComputeUnavailable as exc:
+                failing, failures = exc, failures + 1
+                pause = min(self.poll_interval * 2 ** (failures - 1), self.max_backoff)
+                log.warning("server %s: %s; asking again in %.1fs (failure %d in a row)",
+                            server_id, exc, pause, failures)
             remaining = deadline - self._clock()
             if remaining <= 0:
-                raise ComputeTimeout(
-                    f"server {server_id} ({server.name}) did not become "
-                    f"{target} within {timeout:g}s (last status "
-                    f"{server.status})"
-                )
-            self._sleep(min(self.poll_interval, remaining))
-            server, task_state = self._server_document(server_id)
+                raise self._timeout(server_id, target, timeout, seen, failing)
+            self._pause(min(pause, remaining), cancel)
+
+    @staticmethod
+    def _timeout(server_id: str, target: str, timeout: float, seen: Server | None,
+                 failing: ComputeUnavailable | None) -> ComputeTimeout:
+        name = f"server {server_id}" + (f" ({seen.name})" if seen else "")
+        if failing is not None:
+            return ComputeTimeout(f"{name} did not become {target} within {timeout:g}s: "
+                                  f"{failing}", status=failing.status)
+        status = seen.status if seen else "unknown"
+        return ComputeTimeout(f"{name} did not become {target} within {timeout:g}s "
+                              f"(last status {status})")
+
+    @staticmethod
+    def _check_cancel(cancel: threading.Event | None, server_id: str, target: str) -> None:
+        if cancel is not None and cancel.is_set():
+            reason = getattr(cancel, "reason", None) or "cancelled"
+            raise ActionCancelled(f"stopped waiting for server {server_id} to become "
+                                  f"{target} ({reason})")
+
+    def _pause(self, seconds: float, cancel: threading.Event | None) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif cancel is not None:
+            cancel.wait(seconds)  # a cancel ends the pause at once
+        else:
+            time.sleep(seconds)
 
 
 def compute_http_client(timeout: float, retries: int, backoff: float = 0.5) -> JsonHttpClient:

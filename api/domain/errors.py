@@ -45,6 +45,11 @@ class ComputeError(DomainError):
         self.status = status
 
 
+class ComputeUnavailable(ComputeError):
+    """The compute service could not answer (no answer at all, or a 5xx): worth asking
+    again later, unlike a refusal."""
+
+
 class ComputeTimeout(ComputeError):
     """A server did not reach its target status in time."""
 

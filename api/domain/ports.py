@@ -59,15 +59,20 @@ class ComputePort(Protocol):
 
     def get_server(self, server_id: str) -> Server: ...
 
-    def ensure_active(self, server_id: str, timeout: float) -> Server:
+    def ensure_active(self, server_id: str, timeout: float,
+                      cancel: threading.Event | None = None) -> Server:
         """Power the server on unless it is ACTIVE, and wait until it is ACTIVE.
 
-        Raises ``ComputeTimeout`` past ``timeout`` seconds and ``ComputeError`` when the
-        server is in ERROR/DELETED or the service refuses for good.
+        A service that fails for a while (5xx, no answer) is asked again, with backoff,
+        within ``timeout``. Raises ``ComputeTimeout`` past ``timeout`` seconds,
+        ``ComputeError`` when the server is in ERROR/DELETED or the service refuses for
+        good, and ``ActionCancelled`` as soon as ``cancel`` is set.
         """
 
-    def ensure_stopped(self, server_id: str, timeout: float) -> Server:
-        """Shut the server down unless it is STOPPED, and wait until it is STOPPED."""
+    def ensure_stopped(self, server_id: str, timeout: float,
+                       cancel: threading.Event | None = None) -> Server:
+        """Shut the server down unless it is STOPPED, and wait until it is STOPPED (as
+        ``ensure_active`` waits)."""
 
 
 ComputeFactory = Callable[[str, str], ComputePort]  # (compute_url, token) -> client

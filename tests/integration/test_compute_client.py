@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from api.adapters.compute import CycladesCompute, compute_factory
-from api.domain.errors import ComputeError, ComputeTimeout
+from api.domain.errors import ActionCancelled, ComputeError, ComputeTimeout
+from api.domain.orchestration import Cancellation
 from api.settings import Settings
 from lambda_testbed.emulator import Emulator
 
@@ -140,6 +141,75 @@ def test_persistent_503_is_a_compute_error(emulator):
         _client(emulator, retries=2).get_server("101")
     assert caught.value.status == 503
     assert emulator.request_counts()["servers_get"] == 3
+
+
+class RecordingClock(SharedClock):
+    def __init__(self):
+        super().__init__()
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        super().sleep(seconds)
+
+
+def test_an_outage_within_the_power_window_is_waited_out_with_capped_backoff(emulator_seed):
+    clock = RecordingClock()
+    with Emulator.from_seed(emulator_seed, clock=clock) as emulator:
+        emulator.set_faults(outage_seconds=30)
+        client = _client(emulator, clock=clock, sleep=clock.sleep, poll_interval=1,
+                         max_backoff=8, retries=0)
+        assert client.ensure_active("101", timeout=120).status == "ACTIVE"
+        # Doubling from the poll interval up to the cap, until the cloud answers again;
+        # then one poll while the start takes its transition.
+        assert clock.sleeps == [1, 2, 4, 8, 8, 8, 1]
+        assert emulator.request_counts()["injected_errors"] == 6
+
+
+def test_an_outage_past_the_power_window_times_out_naming_the_cloud(emulator_seed):
+    clock = RecordingClock()
+    with Emulator.from_seed(emulator_seed, clock=clock) as emulator:
+        emulator.set_faults(outage_seconds=600)
+        client = _client(emulator, clock=clock, sleep=clock.sleep, poll_interval=1, retries=0)
+        with pytest.raises(ComputeTimeout) as caught:
+            client.ensure_stopped("101", timeout=60)
+    assert str(caught.value) == ("server 101 did not become STOPPED within 60s: compute "
+                                 "service unavailable (503: Service Unavailable)")
+    assert max(clock.sleeps) == 15  # the default cap
+
+
+@pytest.mark.parametrize("fault", [{"stuck": {"101": "BUILD"}}, {"outage_seconds": 600}])
+def test_a_cancel_ends_the_wait_at_once(emulator, fault):
+    emulator.set_faults(**fault)
+    client = _client(emulator, poll_interval=30, retries=0)  # waits far past the test's
+    cancel = Cancellation()
+    outcome: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            client.ensure_active("101", timeout=600, cancel=cancel)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    while not emulator.request_counts().get("servers_get"):
+        thread.join(0.02)  # until the first poll has been answered
+    cancel.cancel("shutdown")
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "ensure_active kept waiting after the cancel"
+    [error] = outcome
+    assert isinstance(error, ActionCancelled)
+    assert str(error) == "stopped waiting for server 101 to become ACTIVE (shutdown)"
+    assert emulator.request_counts()["servers_get"] == 1
+
+
+def test_an_unreachable_service_says_so_in_words():
+    client = CycladesCompute("http://127.0.0.1:9/compute/v2.0", TOKEN, retries=0, timeout=2)
+    with pytest.raises(ComputeError) as caught:
+        client.get_server("101")
+    assert str(caught.value) == ("compute service unreachable: GET http://127.0.0.1:9/compute"
+                                 "/v2.0/servers/101: cannot connect (connection refused)")
 
 
 def test_another_users_server_is_an_error(emulator):
