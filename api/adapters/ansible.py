@@ -129,6 +129,11 @@ def _result_message(res: object, status: str) -> str | None:
     return _clip(" | ".join(parts)) if parts else None
 
 
+def _reason(exc: OSError) -> str:
+    """An OS error's reason without the path it names (a server path)."""
+    return (exc.strerror or "error").lower()
+
+
 def _setup_failure(message: str, rc: int | None = None) -> PlaybookResult:
     failure = TaskResult(host="-", task="ansible-playbook", status="failed", message=_clip(message))
     return PlaybookResult(status="failed", rc=rc, tasks=[], failure=failure)
@@ -137,8 +142,10 @@ def _setup_failure(message: str, rc: int | None = None) -> PlaybookResult:
 class _Events:
     """Turns ansible-runner events into TaskResults; called from the runner's thread."""
 
-    def __init__(self, on_task: Callable[[TaskResult], None] | None):
+    def __init__(self, on_task: Callable[[TaskResult], None] | None,
+                 scrub: Callable[[str], str] = str):
         self._on_task = on_task
+        self._scrub = scrub
         self._lock = threading.Lock()
         self.tasks: list[TaskResult] = []
         self._fatal: dict[str, tuple[int, TaskResult]] = {}  # host -> its last failure
@@ -178,6 +185,8 @@ class _Events:
         if status == "ok" and isinstance(res, dict) and res.get("changed"):
             status = "changed"
         message = _result_message(res, status)
+        if message:
+            message = self._scrub(message)
         if ignored:
             message = _clip(f"ignored: {message}" if message else "ignored")
         duration = data.get("duration")
@@ -224,8 +233,8 @@ class _Events:
         errors = [line for line in lines if line.startswith("[ERROR]")]
         warnings = [line for line in lines if line.startswith("[WARNING]")]
         if errors or warnings:
-            return _clip("; ".join(errors + warnings[-2:]))
-        return _clip(" ".join(lines[-5:])) if lines else None
+            return _clip(self._scrub("; ".join(errors + warnings[-2:])))
+        return _clip(self._scrub(" ".join(lines[-5:]))) if lines else None
 
 
 @functools.cache
@@ -295,6 +304,21 @@ class AnsibleRunner:
         self.base_extravars = dict(base_extravars or {})  # under each run's own extravars
         self.kill_grace = kill_grace
         self.ssh_args = ssh_args(ssh_kex)
+        # This server's directories as an action's messages name them: what a message
+        # says must help the operator, never show where the service lives.
+        labels = {self.playbook_dir: "playbooks", Path(self.roles_dir): "roles",
+                  self.artifacts_dir: "<run directory>", Path(sys.prefix): "<service venv>"}
+        self._private_dirs = sorted(
+            {(str(form), label) for path, label in labels.items()
+             for form in (path, path.resolve())},
+            key=lambda pair: len(pair[0]), reverse=True)  # the longest (innermost) first
+
+    def scrub(self, text: str) -> str:
+        """``text`` with this server's directories replaced by what they are."""
+        for path, label in self._private_dirs:
+            if len(path) > 1:
+                text = text.replace(path, label)
+        return text
 
     @classmethod
     def from_settings(cls, settings) -> AnsibleRunner:
@@ -341,12 +365,13 @@ class AnsibleRunner:
         playbook = self.playbook_dir / run.playbook
         if not playbook.is_file():
             log.error("playbook %s not found", playbook)
-            return _setup_failure(f"playbook {run.playbook} not found in {self.playbook_dir}")
+            return _setup_failure(f"playbook {run.playbook} not found in the playbooks "
+                                  "directory")
         try:
             run_dir = self._new_run_dir(run.ident)
         except OSError as exc:
             log.error("cannot create a run directory under %s: %s", self.artifacts_dir, exc)
-            return _setup_failure(f"cannot create a run directory: {exc}")
+            return _setup_failure(f"cannot create the run's directory ({_reason(exc)})")
         if run.group:
             left = proctree.kill_processes_with_env(RUN_GROUP_ENV, run.group)
             if left:
@@ -375,12 +400,13 @@ class AnsibleRunner:
             env = self._environment(marker, run_dir, control_dir, run.group)
         except OSError as exc:
             log.error("run %s: cannot prepare %s: %s", name, run_dir, exc)
-            return _setup_failure(f"cannot prepare the run directory: {exc}")
+            return _setup_failure(f"cannot prepare the run's directory ({_reason(exc)})")
         if shutil.which("ansible-playbook", path=env["PATH"]) is None:
-            log.error("run %s: ansible-playbook not found on PATH", name)
-            return _setup_failure(f"ansible-playbook not found on PATH ({env['PATH']})", rc=127)
+            log.error("run %s: ansible-playbook not found on PATH %s", name, env["PATH"])
+            return _setup_failure("ansible-playbook not found on the worker's PATH (is "
+                                  "ansible-core installed where the service runs?)", rc=127)
 
-        events = _Events(on_task)
+        events = _Events(on_task, self.scrub)
         stop: list[str] = []  # the reason we stopped the run, once we do
         timeout = run.timeout if run.timeout is not None else self.default_timeout
         try:
@@ -401,7 +427,8 @@ class AnsibleRunner:
             )
         except (AnsibleRunnerException, OSError, ValueError) as exc:
             log.error("run %s: ansible-runner refused the run: %s", name, exc)
-            return _setup_failure(f"ansible-runner could not prepare the run: {exc}")
+            return _setup_failure("ansible-runner could not prepare the run: "
+                                  f"{self.scrub(str(exc))}")
 
         crashed: list[BaseException] = []
 
@@ -480,7 +507,7 @@ class AnsibleRunner:
         failure = events.fatal()
         if failure is None:
             if crashed:
-                message = f"ansible-runner failed: {crashed[0]}"
+                message = "ansible-runner failed (the worker's log has the traceback)"
             else:
                 message = events.output_summary() or f"ansible-playbook exited with rc {rc}"
             failure = TaskResult(
