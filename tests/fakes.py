@@ -161,8 +161,9 @@ class InMemoryActionRepository:
 
     def release(self, action_id: str, worker: str) -> None:
         row = self._state.actions.get(action_id)
-        if row is not None and row.lease_owner == worker:
+        if row is not None and row.lease_owner == worker and row.action.state in UNFINISHED:
             row.lease_owner = row.lease_expires_at = None
+            row.action.attempts -= 1
 
     def finish(self, action_id: str, worker: str | None, state: ActionState,
                error: str | None, now: datetime) -> bool:

@@ -178,7 +178,8 @@ class ActionRepository(Protocol):
         """Extend ``worker``'s lease; False if it no longer holds it."""
 
     def release(self, action_id: str, worker: str) -> None:
-        """Give ``worker``'s lease back without finishing the action."""
+        """Give ``worker``'s lease back without finishing the action, and without counting
+        the attempt: a graceful hand-back is not a failed attempt."""
 
     def finish(self, action_id: str, worker: str | None, state: ActionState,
                error: str | None, now: datetime) -> bool:

@@ -353,15 +353,18 @@ def test_a_claim_fails_the_steps_an_earlier_attempt_left_running(seeded):
     assert step.message == f"interrupted; resumed as attempt {second.attempt}"
 
 
-def test_a_released_lease_is_claimed_again_at_once(seeded):
+def test_a_released_lease_is_claimed_again_at_once_and_its_attempt_given_back(seeded):
     with seeded() as uow:
         uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
-        assert uow.actions.claim("a-1", "stopping", utcnow(), 60) is not None
+        assert uow.actions.claim("a-1", "stopping", utcnow(), 60).attempt == 1
         uow.actions.release("a-1", "someone else")  # only the holder can give it back
         assert uow.actions.claim("a-1", "next", utcnow(), 60) is None
         uow.actions.release("a-1", "stopping")
-        assert uow.actions.claim("a-1", "next", utcnow(), 60).attempt == 2
+        # A hand-back is no failed attempt: the next claim is attempt 1 again.
+        assert uow.actions.claim("a-1", "next", utcnow(), 60).attempt == 1
         uow.commit()
+    with seeded(readonly=True) as uow:
+        assert uow.actions.get("a-1").attempts == 1
 
 
 def test_find_resumable_finds_orphans_only(seeded):

@@ -139,11 +139,14 @@ class SqlActionRepository:
         return result.rowcount == 1
 
     def release(self, action_id: str, worker: str) -> None:
-        """Give the lease back without finishing, so another worker resumes at once."""
+        """Give the lease back without finishing, so another worker resumes at once; the
+        attempt the claim counted is given back too (a hand-back is not a failure)."""
         self._conn.execute(
             update(actions)
-            .where(actions.c.id == action_id, actions.c.lease_owner == worker)
-            .values(lease_owner=None, lease_expires_at=None)
+            .where(actions.c.id == action_id, actions.c.lease_owner == worker,
+                   actions.c.state.in_(UNFINISHED))
+            .values(lease_owner=None, lease_expires_at=None,
+                    attempts=actions.c.attempts - 1)  # a holder's claim counted one
         )
 
     def finish(
