@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from api.domain.clock import utcnow
 from api.domain.model import (
+    ACTION_RULES,
     Action,
     ActionState,
     Instance,
@@ -101,6 +102,15 @@ class InMemoryInstanceRepository:
         self._state.instances[instance_id] = dataclasses.replace(
             instance, status=new, failure_message=failure_message, updated_at=utcnow())
         return True
+
+    def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
+        transitional = {rule.transitional for rule in ACTION_RULES.values()}
+        live = {row.action.instance_id for row in self._state.actions.values()
+                if row.action.state in UNFINISHED}
+        found = sorted((i for i in self._state.instances.values()
+                        if i.status in transitional and i.id not in live),
+                       key=lambda i: i.updated_at)
+        return [(i.id, i.status) for i in found][:limit]
 
 
 class InMemoryActionRepository:

@@ -3,18 +3,29 @@
 The same ``Orchestrator.run(action_id)`` runs under the local pool and under Celery. It
 takes a lease on the action first, so two workers never run one action at once, and it
 is idempotent, so a resumed or redelivered action converges instead of doubling.
+
+The lease is renewed every quarter of its length. A worker that has not renewed it by
+``lease_seconds - lease_safety`` after its last successful renewal (the database cut off,
+say) cancels the action itself, "lease lost": its playbook is killed while the lease still
+holds, so that no other worker can claim the action, and run a playbook on the same hosts,
+before this one's is gone. ``lease_safety`` must cover the runner's kill: it sees the
+cancel within a fraction of a second, gives the play its kill grace (``KILL_GRACE`` in
+``api.adapters.ansible``) to stop on SIGTERM, then SIGKILLs it. It also absorbs the skew
+of the workers' clocks: the renewing worker's clock writes the lease's expiry, and the
+claiming worker's clock reads it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from api.domain.clock import utcnow
-from api.domain.errors import ActionCancelled, ComputeError, PlaybookFailed
+from api.domain.errors import ActionCancelled, ComputeError, DomainError, PlaybookFailed
 from api.domain.model import (
     ACTION_RULES,
     ActionKind,
@@ -37,14 +48,25 @@ from api.domain.ports import (
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN = "shutdown"  # the process is stopping: hand the action back unfinished
+LEASE_LOST = "lease lost"  # another worker may own the action now: stop, write nothing
+# The least time between cancelling on a lost lease and the lease's expiry: the runner's
+# kill (its poll, its SIGTERM grace, SIGKILL) with room to spare.
+MIN_LEASE_SAFETY = 3.0
+INTERNAL_ERROR = "internal error on the worker (its log has the details under this action's id)"
+
 
 class Cancellation(threading.Event):
-    """Set to stop an action; ``reason`` says why (``shutdown`` hands it back unfinished)."""
+    """Set to stop an action; ``reason`` says why (``shutdown`` hands it back unfinished).
+
+    The first reason stays, except that a lost lease overrides any: once another worker
+    may hold the action, this one must neither hand it back nor finish it."""
 
     reason: str | None = None
 
     def cancel(self, reason: str) -> None:
-        self.reason = reason
+        if self.reason is None or reason == LEASE_LOST:
+            self.reason = reason
         self.set()
 
 
@@ -62,8 +84,21 @@ class OrchestratorConfig:
     ssh_timeout: float = 300.0
     playbook_timeout: float = 1800.0
     lease_seconds: float = 30.0
+    # Seconds before the lease's expiry by which a worker that cannot renew has stopped;
+    # None: a quarter of the lease, at least MIN_LEASE_SAFETY, at most half the lease.
+    lease_safety: float | None = None
     max_attempts: int = 3
     extravars: dict = field(default_factory=dict)
+
+    @property
+    def renew_interval(self) -> float:
+        return max(self.lease_seconds / 4, 0.05)
+
+    @property
+    def stop_before_expiry(self) -> float:
+        if self.lease_safety is not None:
+            return self.lease_safety
+        return min(max(self.lease_seconds / 4, MIN_LEASE_SAFETY), self.lease_seconds / 2)
 
 
 @dataclass
@@ -81,6 +116,10 @@ class Orchestrator:
     def __init__(self, deps: OrchestratorDeps, config: OrchestratorConfig):
         self.deps = deps
         self.config = config
+        if config.stop_before_expiry < MIN_LEASE_SAFETY:
+            log.warning("a lease of %gs leaves %.1fs to kill a playbook once renewals fail; "
+                        "%gs or more is safer", config.lease_seconds,
+                        config.stop_before_expiry, 2 * MIN_LEASE_SAFETY)
 
     # -- entry point ---------------------------------------------------------------------
 
@@ -88,6 +127,7 @@ class Orchestrator:
         """Run the action if this worker can claim it; return its final state, or None when
         another worker holds it, it already ended, or it was handed back on shutdown."""
         cancel = cancel or Cancellation()
+        claimed_at = time.monotonic()  # no later than the clock reading the lease counts from
         with self.deps.uow_factory() as uow:
             claim = uow.actions.claim(action_id, self.config.worker_id, utcnow(),
                                       self.config.lease_seconds)
@@ -98,12 +138,12 @@ class Orchestrator:
             return None
         log.info("action %s: %s, attempt %d, on worker %s", action_id, claim.kind,
                  claim.attempt, self.config.worker_id)
-        heartbeat = _LeaseHeartbeat(self, action_id, cancel)
-        heartbeat.start()
+        keeper = _LeaseKeeper(self, action_id, cancel, claimed_at)
+        keeper.start()
         try:
             return self._run_claimed(claim, cancel)
         finally:
-            heartbeat.stop()
+            keeper.stop()
 
     def _run_claimed(self, claim: ActionClaim, cancel: Cancellation) -> ActionState | None:
         kind = ActionKind(claim.kind)
@@ -111,36 +151,39 @@ class Orchestrator:
             return self._finish(claim, kind, f"{kind.value} was interrupted "
                                 f"{claim.attempt - 1} times (worker restarts or crashes); "
                                 "gave up")
+        power_step = StepName.POWER_ON if kind is ActionKind.START else StepName.POWER_OFF
         try:
             with self.deps.uow_factory(readonly=True) as uow:
                 instance = uow.instances.get(claim.instance_id)
             if claim.encrypted_token is None or claim.compute_url is None:
-                raise StepFailed(StepName.POWER_ON if kind is ActionKind.START
-                                 else StepName.POWER_OFF,
+                raise StepFailed(power_step,
                                  "the action carries no credentials for the compute service")
-            token = self.deps.decrypt_token(claim.encrypted_token)
+            try:
+                token = self.deps.decrypt_token(claim.encrypted_token)
+            except Exception as exc:
+                log.error("action %s: cannot decrypt its token: %s", claim.action_id, exc)
+                raise StepFailed(power_step, "the action's credentials cannot be read on this "
+                                 "worker (is its secret key the API's?)") from exc
             compute = self.deps.compute_factory(claim.compute_url, token)
             if kind is ActionKind.START:
                 self._start(claim, instance, compute, cancel)
             else:
                 self._stop(claim, instance, compute, cancel)
-        except StepFailed as exc:
-            if cancel.reason == "shutdown":
-                return self._hand_back(claim)
-            return self._finish(claim, kind, f"{kind.value} failed at step {exc.step.value}: "
-                                f"{exc.message}")
         except Exception as exc:  # a bug or an adapter surprise must still end the action
-            if cancel.reason == "shutdown":
+            if cancel.reason == LEASE_LOST:
+                log.warning("action %s: stopped, its lease lost; whoever claims it next "
+                            "resumes it", claim.action_id)
+                return None
+            if cancel.reason == SHUTDOWN:
                 return self._hand_back(claim)
-            log.exception("action %s: unexpected error", claim.action_id)
-            return self._finish(claim, kind, f"{kind.value} failed: internal error: {exc}")
+            return self._finish(claim, kind, failure_message(claim.action_id, kind, exc))
         return self._finish(claim, kind, None)
 
     # -- the two flows -------------------------------------------------------------------
 
     def _start(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
         with self._step(claim, StepName.POWER_ON, cancel):
-            self._power_all(instance.hosts, compute.ensure_active, "ACTIVE")
+            self._power_all(claim, instance.hosts, compute.ensure_active, "ACTIVE", cancel)
         if self.deps.wait_for_ssh is None:
             self._skip_step(claim, StepName.WAIT_SSH, "hosts are local (ansible_connection=local)")
         else:
@@ -168,24 +211,29 @@ class Orchestrator:
                 if limit:
                     step.message += f"; skipped hosts already off: {', '.join(off)}"
         with self._step(claim, StepName.POWER_OFF, cancel):
-            self._power_all(instance.hosts, compute.ensure_stopped, "STOPPED")
+            self._power_all(claim, instance.hosts, compute.ensure_stopped, "STOPPED", cancel)
 
     # -- pieces --------------------------------------------------------------------------
 
-    def _power_all(self, hosts, ensure, target: str) -> None:
-        """Every VM at once: a start costs the slowest VM, not the sum of them."""
+    def _power_all(self, claim, hosts, ensure, target: str, cancel: Cancellation) -> None:
+        """Every VM at once: a start costs the slowest VM, not the sum of them. A cancel
+        ends every wait at once."""
         if not hosts:
             return
         with ThreadPoolExecutor(max_workers=min(len(hosts), 32),
                                 thread_name_prefix="power") as pool:
-            futures = [(h, pool.submit(ensure, h.server_id, self.config.power_timeout))
+            futures = [(h, pool.submit(ensure, h.server_id, self.config.power_timeout, cancel))
                        for h in hosts]
+        if cancel.is_set():
+            raise ActionCancelled(f"stopped waiting for the VMs to become {target} "
+                                  f"({cancel.reason})")
         errors = []
         aliases = host_aliases(h.name for h in hosts)
         for (host, future), alias in zip(futures, aliases, strict=True):
             exc = future.exception()
             if exc is not None:
-                errors.append(f"host {alias} (server {host.server_id}): {exc}")
+                errors.append(f"host {alias} (server {host.server_id}): "
+                              f"{what_was_seen(claim.action_id, exc)}")
         if errors:
             raise ComputeError("; ".join(errors))
 
@@ -206,10 +254,16 @@ class Orchestrator:
                           ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
                           limit=limit, timeout=self.config.playbook_timeout,
                           group=claim.action_id)
+        if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
+            raise ActionCancelled(f"{playbook} was not started ({cancel.reason})")
         try:
             result = self.deps.runner.run(run, on_task=recorder.add, cancel=cancel)
         finally:
-            recorder.flush()
+            try:
+                recorder.flush()
+            except Exception as exc:  # the database away: the outcome still decides the step
+                log.warning("action %s: cannot store the last task results: %s",
+                            claim.action_id, exc)
         if result.ok:
             return f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
         if result.status == "timeout":
@@ -221,6 +275,8 @@ class Orchestrator:
         failure = result.failure
         if failure is None:
             raise PlaybookFailed(f"{playbook} failed with rc {result.rc}")
+        if failure.host == "-":  # no host got as far as a task: the run itself failed
+            raise PlaybookFailed(f"{playbook} could not run: {failure.message or 'no message'}")
         verb = "was unreachable" if failure.status == "unreachable" else "failed"
         raise PlaybookFailed(f"host {failure.host} {verb} at task '{failure.task}' of "
                               f"{playbook}: {failure.message or 'no message'}")
@@ -256,6 +312,7 @@ class Orchestrator:
         return state
 
     def _hand_back(self, claim: ActionClaim) -> None:
+        """Give the lease, and the attempt, back: stopping for a shutdown is no failure."""
         with self.deps.uow_factory() as uow:
             uow.actions.release(claim.action_id, self.config.worker_id)
             uow.commit()
@@ -272,6 +329,68 @@ class Orchestrator:
 
 def _where(task: TaskResult | None) -> str:
     return f" (last task '{task.task}' on host {task.host})" if task else ""
+
+
+# --- instances nothing would move on -----------------------------------------------------
+
+
+def reconcile_stranded(uow_factory: UnitOfWorkFactory) -> list[tuple[str, InstanceStatus]]:
+    """Set FAILED every instance left STARTING or STOPPING with no unfinished action.
+
+    Only an action moves an instance out of those statuses, and none would: a crash
+    between the two, a seed file or a manual database edit left it so. FAILED allows both
+    start and stop, so the owner can act again. Returns what was moved, and from what.
+    """
+    with uow_factory(readonly=True) as uow:
+        if not uow.instances.find_stranded():
+            return []  # the usual case costs one read, not a write transaction
+    moved = []
+    with uow_factory() as uow:
+        for instance_id, status in uow.instances.find_stranded():
+            message = (f"found {status.name} with no action in progress (left by a crash, "
+                       "a seed file or a database edit); set to FAILED so that start and "
+                       "stop are allowed again")
+            # The compare-and-set: no action can be accepted while the status is one of
+            # these, so one that still holds it still has none.
+            if uow.instances.compare_and_set_status(instance_id, {status},
+                                                    InstanceStatus.FAILED, message):
+                moved.append((instance_id, status))
+        uow.commit()
+    for instance_id, status in moved:
+        log.warning("instance %s: was %s with no action in progress; now FAILED",
+                    instance_id, status.name)
+    return moved
+
+
+# --- what an action's error says ----------------------------------------------------------
+
+
+def failure_message(action_id: str, kind: ActionKind, exc: BaseException) -> str:
+    """The action's (and the instance's) failure message: the step, and what was seen.
+
+    The one place an exception becomes words an operator reads. Within the step's words,
+    a playbook's failure names the host and task, and a power failure the host and server.
+    """
+    if isinstance(exc, StepFailed):
+        return f"{kind.value} failed at step {exc.step.value}: {exc.message}"
+    return f"{kind.value} failed: {what_was_seen(action_id, exc)}"
+
+
+def what_was_seen(action_id: str, exc: BaseException) -> str:
+    """An error in words: the messages this project's code writes as they are, an OS
+    error by its plain reason; anything else is a bug, logged whole with its traceback
+    and told as an internal error, never as a Python repr or a server's paths."""
+    if isinstance(exc, StepFailed):
+        return exc.message
+    if isinstance(exc, DomainError):
+        return str(exc) or "failed (no details)"
+    if isinstance(exc, OSError):
+        if exc.strerror:  # "[Errno 2] No such file or directory: '/srv/...'" -> the reason
+            return exc.strerror
+        if isinstance(exc, TimeoutError) and exc.args and isinstance(exc.args[0], str):
+            return exc.args[0]  # a waiter's own "no answer within ..."
+    log.error("action %s: unexpected error", action_id, exc_info=exc)
+    return INTERNAL_ERROR
 
 
 class _StepContext:
@@ -302,14 +421,13 @@ class _StepContext:
     def __exit__(self, exc_type, exc, _tb) -> bool:
         if exc is not None:
             self.state = StepState.FAILED
-            self.message = str(exc) or exc_type.__name__
-            if not isinstance(exc, (ComputeError, PlaybookFailed, ActionCancelled, StepFailed,
-                                    TimeoutError, OSError)):
-                log.exception("action %s: step %s raised", self.claim.action_id,
-                              self.name.value)
-        with self.orchestrator.deps.uow_factory() as uow:
-            uow.actions.end_step(self.step_id, self.state, utcnow(), self.message)
-            uow.commit()
+            self.message = what_was_seen(self.claim.action_id, exc)
+        # With the lease lost the action may be another worker's: its row is not ours to
+        # write (the next claim closes this step as interrupted).
+        if self.cancel.reason != LEASE_LOST:
+            with self.orchestrator.deps.uow_factory() as uow:
+                uow.actions.end_step(self.step_id, self.state, utcnow(), self.message)
+                uow.commit()
         if exc is not None and not isinstance(exc, StepFailed):
             raise StepFailed(self.name, self.message) from exc
         return False
@@ -343,32 +461,75 @@ class _TaskRecorder:
                 uow.commit()
 
 
-class _LeaseHeartbeat:
-    """Renews the lease while the action runs; a lost lease cancels the action."""
+class _LeaseKeeper:
+    """Renews the lease while the action runs; stops the action before the lease lapses.
 
-    def __init__(self, orchestrator: Orchestrator, action_id: str, cancel: Cancellation):
+    Two threads, so that a renewal stuck on a database that does not answer cannot hold
+    back the deadline: the renewer renews every ``renew_interval``, and the watchdog
+    cancels the action ("lease lost") once ``stop_before_expiry`` seconds are left of the
+    lease the last successful renewal wrote. A renewal that finds the lease taken (another
+    worker claimed the action) cancels at once.
+    """
+
+    def __init__(self, orchestrator: Orchestrator, action_id: str, cancel: Cancellation,
+                 claimed_at: float):
+        config = orchestrator.config
         self.orchestrator = orchestrator
         self.action_id = action_id
         self.cancel = cancel
+        self.lease = config.lease_seconds
+        self.early = config.stop_before_expiry
+        self.interval = config.renew_interval
+        self.deadline = claimed_at + self.lease - self.early  # time.monotonic() seconds
+        self.lock = threading.Lock()
         self.done = threading.Event()
-        self.thread = threading.Thread(target=self._loop, name=f"lease-{action_id[:8]}",
-                                       daemon=True)
+        name = action_id[:8]
+        self.threads = [
+            threading.Thread(target=self._renew, name=f"lease-{name}", daemon=True),
+            threading.Thread(target=self._watch, name=f"lease-watch-{name}", daemon=True),
+        ]
 
     def start(self) -> None:
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
 
     def stop(self) -> None:
         self.done.set()
-        self.thread.join(timeout=5)
+        for thread in self.threads:
+            thread.join(timeout=5)  # a renewer stuck in the database is left to finish
 
-    def _loop(self) -> None:
-        interval = max(self.orchestrator.config.lease_seconds / 3, 0.2)
-        while not self.done.wait(interval):
+    def _lost(self, why: str) -> None:
+        if self.done.is_set() or self.cancel.reason == LEASE_LOST:
+            return
+        log.warning("action %s: %s; stopping it", self.action_id, why)
+        self.cancel.cancel(LEASE_LOST)
+
+    def _renew(self) -> None:
+        while not self.done.wait(self.interval):
+            if self.cancel.reason == LEASE_LOST:
+                return  # renewing now would only hold back whoever resumes it
+            started = time.monotonic()  # the renewal writes its clock's now + the lease
             try:
-                if not self.orchestrator.renew_lease(self.action_id):
-                    if not self.done.is_set():
-                        log.warning("action %s: lease lost; stopping", self.action_id)
-                        self.cancel.cancel("lease lost")
-                    return
-            except Exception:  # the database may blip; the lease outlives a few misses
-                log.exception("action %s: lease renewal failed", self.action_id)
+                held = self.orchestrator.renew_lease(self.action_id)
+            except Exception as exc:
+                with self.lock:
+                    left = self.deadline - time.monotonic()
+                log.warning("action %s: lease renewal failed (%s); stopping in %.1fs unless "
+                            "one succeeds", self.action_id, exc, max(left, 0.0))
+                continue
+            if not held:
+                self._lost("lease lost (another worker claimed the action, or it ended)")
+                return
+            with self.lock:
+                self.deadline = max(self.deadline, started + self.lease - self.early)
+
+    def _watch(self) -> None:
+        while True:
+            with self.lock:
+                left = self.deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self.done.wait(left):
+                return
+        self._lost(f"no lease renewal succeeded in time ({self.early:.1f}s of the lease "
+                   "left)")

@@ -159,6 +159,10 @@ class InstanceRepository(Protocol):
         """Move the instance to ``new`` only if its status is in ``expected`` (any when
         None), atomically; True if it moved."""
 
+    def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
+        """(id, status) of instances STARTING or STOPPING with no unfinished action, which
+        nothing would ever move on (left by a crash, a seed file or a database edit)."""
+
 
 class ActionRepository(Protocol):
     def add(self, action: Action, compute_url: str | None, encrypted_token: str | None

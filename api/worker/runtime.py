@@ -5,7 +5,8 @@ the pool submits it to its own executor, the worker receives it as a task. Both 
 ``ActionRuntime``: it registers each running action's ``Cancellation`` (so a duplicate is
 ignored and a shutdown reaches every one), sweeps the database for actions nobody holds
 and hands them to ``resume``, and on shutdown cancels what runs so its lease is given back
-at once (``hand_back`` then re-queues it where another process takes it).
+at once (``hand_back`` then re-queues it where another process takes it). Each sweep also
+sets FAILED the instances left STARTING or STOPPING with no action to move them on.
 
 The action row, committed before the 202, is the queue: a resumed, duplicated or
 re-swept action is a no-op unless its lease can be claimed.
@@ -20,11 +21,9 @@ import time
 from collections.abc import Callable
 
 from api.domain.clock import utcnow
-from api.domain.orchestration import Cancellation, Orchestrator
+from api.domain.orchestration import SHUTDOWN, Cancellation, Orchestrator, reconcile_stranded
 
 log = logging.getLogger(__name__)
-
-SHUTDOWN = "shutdown"
 
 
 class ActionRuntime:
@@ -117,7 +116,12 @@ class ActionRuntime:
     # -- the sweeper ---------------------------------------------------------------------
 
     def sweep(self) -> list[str]:
-        """Resume every action nobody holds that this process is not running; returns them."""
+        """Resume every action nobody holds that this process is not running; returns them.
+        First, instances stuck in a transitional status with no action are set FAILED."""
+        try:
+            reconcile_stranded(self.uow_factory)
+        except Exception:
+            log.exception("sweeper: reconciling stranded instances failed")
         with self.uow_factory(readonly=True) as uow:
             found = uow.actions.find_resumable(utcnow(), self.accepted_grace)
         now = time.monotonic()

@@ -4,14 +4,19 @@ tests/integration/test_unit_of_work.py)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
+from datetime import timedelta
 
 import pytest
 
 from api.domain import services
-from api.domain.errors import ComputeError
+from api.domain.errors import ActionCancelled, ComputeError
 from api.domain.model import ActionState, InstanceStatus, StepName, StepState, TaskResult
 from api.domain.orchestration import (
+    INTERNAL_ERROR,
+    LEASE_LOST,
     Cancellation,
     Orchestrator,
     OrchestratorConfig,
@@ -45,10 +50,10 @@ class FakeCompute:
         self.status[server_id] = target
         return self.get_server(server_id)
 
-    def ensure_active(self, server_id, timeout):
+    def ensure_active(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "ACTIVE")
 
-    def ensure_stopped(self, server_id, timeout):
+    def ensure_stopped(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "STOPPED")
 
 
@@ -224,3 +229,216 @@ def test_a_resumed_attempt_closes_the_steps_its_predecessor_left_running(uow_fac
     first = action.steps[0]
     assert first.state is StepState.FAILED and "resumed as attempt 2" in first.message
     assert not [s for s in action.steps if s.state is StepState.RUNNING]
+
+
+# --- what an action's error says ---------------------------------------------------------
+
+
+class RaisingCompute(FakeCompute):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def ensure_active(self, server_id, timeout, cancel=None):
+        if server_id == "2":
+            raise self.error
+        return super().ensure_active(server_id, timeout, cancel)
+
+
+SERVER_PATH = os.environ.get("PATH", "/usr/bin")
+
+
+@pytest.mark.parametrize("error", [
+    KeyError("x"),
+    RuntimeError(f"cannot run {sys.executable} with PATH={SERVER_PATH}"),
+    FileNotFoundError(2, "No such file or directory", f"{sys.prefix}/secret"),
+], ids=["key-error", "runtime-error", "os-error"])
+def test_an_adapters_surprise_names_step_and_host_and_no_internals(uow_factory, error, caplog):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    make(uow_factory, RaisingCompute(error), FakeRunner()).run(action_id)
+    action, instance = load(uow_factory, action_id)
+    assert instance.failure_message == action.error
+    assert action.error.startswith("start failed at step power_on: host s (server 2): ")
+    for internal in ("KeyError", "('x')", "RuntimeError", "Error(", sys.executable,
+                     SERVER_PATH, sys.prefix, "Traceback"):
+        assert internal not in action.error
+    step = next(s for s in action.steps if s.name is StepName.POWER_ON)
+    assert step.message in action.error
+    if isinstance(error, OSError):
+        assert action.error.endswith("No such file or directory")
+    else:  # a bug: told as one, and logged whole for whoever reads the worker's log
+        assert action.error.endswith(INTERNAL_ERROR)
+        assert type(error).__name__ in caplog.text and action_id in caplog.text
+
+
+def test_a_runner_that_raises_is_an_internal_error_at_the_playbook_step(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+
+    class Broken(FakeRunner):
+        def run(self, run, on_task=None, cancel=None):
+            raise AttributeError("'NoneType' object has no attribute 'rc'")
+
+    make(uow_factory, FakeCompute(), Broken()).run(action_id)
+    action, _ = load(uow_factory, action_id)
+    assert action.error == f"start failed at step playbook: {INTERNAL_ERROR}"
+
+
+def test_a_token_this_worker_cannot_decrypt_is_said_plainly(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    orchestrator = make(uow_factory, FakeCompute(), FakeRunner())
+
+    def undecryptable(cipher):
+        raise ValueError(f"InvalidToken at {sys.prefix}")
+
+    orchestrator.deps.decrypt_token = undecryptable
+    orchestrator.run(action_id)
+    action, _ = load(uow_factory, action_id)
+    assert action.error == ("start failed at step power_on: the action's credentials cannot "
+                            "be read on this worker (is its secret key the API's?)")
+
+
+# --- cancel, shutdown and hand-back ---------------------------------------------------------
+
+
+class WaitingCompute(FakeCompute):
+    """Powers on as a slow cloud would: until the cancel it is given is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting = threading.Barrier(3)  # both servers and the test
+
+    def ensure_active(self, server_id, timeout, cancel=None):
+        self.waiting.wait(timeout=10)
+        if not cancel.wait(timeout=30):
+            raise AssertionError("the power step was given no cancel, or it never came")
+        raise ActionCancelled(f"stopped waiting for server {server_id} ({cancel.reason})")
+
+
+def test_shutdown_during_power_on_stops_the_wait_and_hands_back(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    compute, cancel = WaitingCompute(), Cancellation()
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(
+        make(uow_factory, compute, FakeRunner()).run(action_id, cancel)))
+    thread.start()
+    compute.waiting.wait(timeout=10)  # both VMs are being waited for
+    cancel.cancel("shutdown")
+    thread.join(timeout=10)
+    assert not thread.is_alive() and outcome == [None]
+    action, instance = load(uow_factory, action_id)
+    assert action.state is ActionState.RUNNING and instance.status is InstanceStatus.STARTING
+    assert action.attempts == 0  # handed back: the attempt does not count
+    [step] = action.steps
+    assert (step.name, step.state) == (StepName.POWER_ON, StepState.FAILED)
+
+
+def test_hand_backs_do_not_use_up_the_attempts(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+
+    class ShutdownRunner(FakeRunner):
+        def run(self, run, on_task=None, cancel=None):
+            cancel.cancel("shutdown")
+            return PlaybookResult("cancelled", None, [])
+
+    for worker in ("stopping-1", "stopping-2", "stopping-3"):
+        assert make(uow_factory, FakeCompute(), ShutdownRunner(), worker=worker,
+                    max_attempts=1).run(action_id, Cancellation()) is None
+    state = make(uow_factory, FakeCompute(), FakeRunner(), max_attempts=1).run(action_id)
+    action, instance = load(uow_factory, action_id)
+    assert state is ActionState.SUCCEEDED, action.error
+    assert action.attempts == 1 and instance.status is InstanceStatus.STARTED
+
+
+def test_a_cancel_keeps_its_first_reason_unless_the_lease_is_lost():
+    cancel = Cancellation()
+    cancel.cancel("shutdown")
+    cancel.cancel("cancelled by the owner")
+    assert cancel.reason == "shutdown"
+    cancel.cancel(LEASE_LOST)
+    cancel.cancel("shutdown")
+    assert cancel.reason == LEASE_LOST
+
+
+# --- the lease ----------------------------------------------------------------------------
+
+
+def test_the_lease_is_renewed_well_within_its_length_and_stops_the_action_early():
+    config = OrchestratorConfig(worker_id="w", lease_seconds=30)
+    assert config.renew_interval == 7.5
+    assert config.stop_before_expiry == 7.5  # two missed renewals, and 7.5 s to kill
+    assert OrchestratorConfig(worker_id="w", lease_seconds=8).stop_before_expiry == 3.0
+    assert OrchestratorConfig(worker_id="w", lease_seconds=4).stop_before_expiry == 2.0
+
+
+class HangingRunner(FakeRunner):
+    """A playbook that runs until it is cancelled; says when it was, and why."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = threading.Event()
+        self.reasons = []
+
+    def run(self, run, on_task=None, cancel=None):
+        self.started.set()
+        if not cancel.wait(timeout=30):
+            raise AssertionError("never cancelled")
+        self.reasons.append(cancel.reason)
+        return PlaybookResult("cancelled", None, [])
+
+
+def test_a_lease_taken_by_another_worker_stops_the_action_and_writes_nothing(uow_factory):
+    from api.domain.clock import utcnow
+
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    runner = HangingRunner()
+    outcome = []
+    orchestrator = make(uow_factory, FakeCompute(), runner, lease_seconds=0.4,
+                        lease_safety=0.1)
+    thread = threading.Thread(target=lambda: outcome.append(orchestrator.run(action_id)))
+    thread.start()
+    assert runner.started.wait(timeout=10)
+    with uow_factory() as uow:  # w2's clock runs ahead: w1's lease has lapsed for it
+        later = utcnow() + timedelta(seconds=60)
+        assert uow.actions.claim(action_id, "w2", later, 60).attempt == 2
+        uow.commit()
+    thread.join(timeout=10)
+    assert outcome == [None] and runner.reasons == [LEASE_LOST]
+    action, instance = load(uow_factory, action_id)
+    assert action.state is ActionState.RUNNING and instance.status is InstanceStatus.STARTING
+    # The step is as w2's claim left it: w1 wrote nothing once it had lost the lease.
+    playbook = next(s for s in action.steps if s.name is StepName.PLAYBOOK)
+    assert (playbook.state, playbook.message) == (StepState.FAILED,
+                                                  "interrupted; resumed as attempt 2")
+
+
+class CutOff:
+    """A unit-of-work factory a test can cut off from its database."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.cut = threading.Event()
+
+    def __call__(self, readonly=False):
+        if self.cut.is_set():
+            raise ConnectionError("the database does not answer")
+        return self.inner(readonly)
+
+
+def test_renewals_that_fail_stop_the_action_before_its_lease_lapses(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    cut_off, runner = CutOff(uow_factory), HangingRunner()
+    outcome = []
+    orchestrator = make(cut_off, FakeCompute(), runner, lease_seconds=0.8, lease_safety=0.3)
+    thread = threading.Thread(target=lambda: outcome.append(orchestrator.run(action_id)))
+    thread.start()
+    assert runner.started.wait(timeout=10)
+    cut_off.cut.set()
+    thread.join(timeout=10)
+    assert outcome == [None] and runner.reasons == [LEASE_LOST]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, exists, func, insert, select, update
 
-from api.adapters.db.tables import hosts, instances
+from api.adapters.db.tables import actions, hosts, instances
 from api.domain.clock import utcnow
-from api.domain.model import Host, HostRole, Instance, InstanceStatus
+from api.domain.model import ACTION_RULES, ActionState, Host, HostRole, Instance, InstanceStatus
 from api.domain.names import validate_instance
 
 # The statements of every action request, built once with bound parameters: SQLAlchemy
@@ -119,6 +119,21 @@ class SqlInstanceRepository:
             params["b_expected"] = [s.name for s in expected]
             result = self._conn.execute(_COMPARE_AND_SET_STATUS, params)
         return result.rowcount == 1
+
+    def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
+        """Instances in a transitional status with no unfinished action to end it."""
+        transitional = [rule.transitional.name for rule in ACTION_RULES.values()]
+        live_action = exists().where(
+            actions.c.instance_id == instances.c.id,
+            actions.c.state.in_([ActionState.ACCEPTED.value, ActionState.RUNNING.value]),
+        )
+        rows = self._conn.execute(
+            select(instances.c.id, instances.c.status)
+            .where(instances.c.status.in_(transitional), ~live_action)
+            .order_by(instances.c.updated_at)
+            .limit(limit)
+        )
+        return [(r.id, InstanceStatus[r.status]) for r in rows]
 
     def _hosts_of(self, instance_ids: list[str]) -> dict[str, tuple[Host, ...]]:
         if not instance_ids:
