@@ -224,10 +224,10 @@ class _Compute:
         self.status[server_id] = status
         return self.get_server(server_id)
 
-    def ensure_active(self, server_id, timeout):
+    def ensure_active(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "ACTIVE")
 
-    def ensure_stopped(self, server_id, timeout):
+    def ensure_stopped(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "STOPPED")
 
 
