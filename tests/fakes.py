@@ -28,7 +28,7 @@ from api.domain.model import (
     TaskResult,
 )
 from api.domain.names import validate_instance
-from api.domain.ports import ActionClaim
+from api.domain.ports import ActionClaim, HostKey, PinnedHostKey
 
 UNFINISHED = (ActionState.ACCEPTED, ActionState.RUNNING)
 
@@ -48,6 +48,7 @@ class _ActionRow:
 class _State:
     instances: dict[str, Instance] = field(default_factory=dict)
     actions: dict[str, _ActionRow] = field(default_factory=dict)
+    host_keys: dict[tuple[str, str], PinnedHostKey] = field(default_factory=dict)
 
 
 class InMemoryDatabase:
@@ -220,9 +221,33 @@ class InMemoryActionRepository:
         self._state.actions[action_id].tasks.extend((attempt, r) for r in results)
 
 
+class InMemoryHostKeyRepository:
+    def __init__(self, state: _State):
+        self._state = state
+
+    def pinned(self, server_ids: Collection[str]) -> list[PinnedHostKey]:
+        wanted = set(server_ids)
+        return [pin for key, pin in sorted(self._state.host_keys.items()) if key[0] in wanted]
+
+    def pin(self, server_id: str, host_name: str, keys: Collection[HostKey], now: datetime
+            ) -> None:
+        for key in keys:
+            if (server_id, key.key_type) in self._state.host_keys:
+                raise KeyError(f"server {server_id} has a {key.key_type} key pinned")
+            self._state.host_keys[(server_id, key.key_type)] = PinnedHostKey(
+                server_id=server_id, host_name=host_name, key=key, pinned_at=now)
+
+    def forget(self, server_ids: Collection[str]) -> int:
+        doomed = [key for key in self._state.host_keys if key[0] in set(server_ids)]
+        for key in doomed:
+            del self._state.host_keys[key]
+        return len(doomed)
+
+
 class InMemoryUnitOfWork:
     instances: InMemoryInstanceRepository
     actions: InMemoryActionRepository
+    host_keys: InMemoryHostKeyRepository
 
     def __init__(self, database: InMemoryDatabase, readonly: bool = False):
         self._database = database
@@ -234,6 +259,7 @@ class InMemoryUnitOfWork:
         state = self._database.state
         self.instances = InMemoryInstanceRepository(state)
         self.actions = InMemoryActionRepository(state, self._database.step_ids)
+        self.host_keys = InMemoryHostKeyRepository(state)
         return self
 
     def __exit__(self, *exc) -> None:

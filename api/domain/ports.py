@@ -94,6 +94,9 @@ class PlaybookRun:
     # Runs of one group (an action's attempts) never overlap: a run first kills what an
     # earlier run of its group left behind (its worker died mid-playbook).
     group: str | None = None
+    # known_hosts lines of the pinned SSH host keys: with host key checking on, ssh trusts
+    # exactly these (none when this is None); ignored when checking is off.
+    known_hosts: str | None = None
 
 
 @dataclass
@@ -209,11 +212,50 @@ class ActionRepository(Protocol):
     def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None: ...
 
 
+@dataclass(frozen=True)
+class HostKey:
+    """One SSH host public key, as a known_hosts line carries it."""
+
+    key_type: str  # ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa, ...
+    key: str  # the base64 blob
+
+
+@dataclass(frozen=True)
+class PinnedHostKey:
+    server_id: str
+    host_name: str  # the host's name when it was pinned, for the operator
+    key: HostKey
+    pinned_at: datetime
+
+
+@dataclass(frozen=True)
+class HostKeyCheck:
+    """The outcome of checking hosts' SSH host keys against their pins."""
+
+    known_hosts: str  # known_hosts lines of the hosts' pinned keys, for their playbook run
+    summary: str  # what was pinned and what matched, for the step's message
+
+
+class HostKeyRepository(Protocol):
+    """SSH host keys pinned per server (trust on first use)."""
+
+    def pinned(self, server_ids: Collection[str]) -> list[PinnedHostKey]:
+        """The pinned keys of these servers, by server id then key type."""
+
+    def pin(self, server_id: str, host_name: str, keys: Collection[HostKey], now: datetime
+            ) -> None:
+        """Pin ``keys`` as the server's host keys (the server has none pinned yet)."""
+
+    def forget(self, server_ids: Collection[str]) -> int:
+        """Drop the pins of these servers; return how many keys were dropped."""
+
+
 class UnitOfWork(Protocol):
     """One transaction: leaving the ``with`` block without ``commit()`` rolls back."""
 
     instances: InstanceRepository
     actions: ActionRepository
+    host_keys: HostKeyRepository
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 
 from api.adapters.db.actions import SqlActionRepository
+from api.adapters.db.host_keys import SqlHostKeyRepository
 from api.adapters.db.instances import SqlInstanceRepository
 from api.adapters.db.unit_of_work import SqlUnitOfWork, UnitOfWorkFactory
 from api.domain import ports
 from tests.fakes import (
     InMemoryActionRepository,
+    InMemoryHostKeyRepository,
     InMemoryInstanceRepository,
     InMemoryUnitOfWork,
     InMemoryUnitOfWorkFactory,
@@ -25,6 +27,7 @@ API = Path(__file__).resolve().parents[2] / "api"
 IMPLEMENTATIONS = [
     (ports.InstanceRepository, [SqlInstanceRepository, InMemoryInstanceRepository]),
     (ports.ActionRepository, [SqlActionRepository, InMemoryActionRepository]),
+    (ports.HostKeyRepository, [SqlHostKeyRepository, InMemoryHostKeyRepository]),
     (ports.UnitOfWork, [SqlUnitOfWork, InMemoryUnitOfWork]),
     (ports.UnitOfWorkFactory, [UnitOfWorkFactory, InMemoryUnitOfWorkFactory]),
 ]
@@ -56,12 +59,13 @@ def test_implementations_have_every_method_of_their_protocol(protocol, implement
 
 
 def repository_calls(path: Path) -> set[tuple[str, str]]:
-    """(repository, method) of every ``<x>.instances.<m>(...)`` / ``<x>.actions.<m>(...)``."""
+    """(repository, method) of every ``<x>.instances.<m>(...)``, ``<x>.actions.<m>(...)``
+    and ``<x>.host_keys.<m>(...)``."""
     calls = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                 and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr in ("instances", "actions")):
+                and node.func.value.attr in ("instances", "actions", "host_keys")):
             calls.add((node.func.value.attr, node.func.attr))
     return calls
 
@@ -74,7 +78,8 @@ def test_every_repository_method_called_outside_the_adapter_is_on_its_protocol()
             calls |= repository_calls(path)
     assert {("actions", "claim"), ("actions", "find_resumable"), ("instances", "delete"),
             ("instances", "compare_and_set_status")} <= calls
-    protocols = {"instances": ports.InstanceRepository, "actions": ports.ActionRepository}
+    protocols = {"instances": ports.InstanceRepository, "actions": ports.ActionRepository,
+                 "host_keys": ports.HostKeyRepository}
     missing = sorted((repo, method) for repo, method in calls
                      if method not in protocol_methods(protocols[repo]))
     assert missing == []

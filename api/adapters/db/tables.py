@@ -104,3 +104,16 @@ tasks = Table(
     Column("duration", Float),
     Index("ix_action_tasks_action", "action_id", "id"),
 )
+
+# SSH host keys pinned on first sight, per cloud server: a server keeps its id for life, and
+# a VM created anew (a new id) starts with no pin. ``lambda-service hostkeys forget`` drops
+# the pins of a server reinstalled in place.
+host_keys = Table(
+    "host_keys",
+    metadata,
+    Column("server_id", String(64), primary_key=True),
+    Column("key_type", String(64), primary_key=True),
+    Column("public_key", Text, nullable=False),
+    Column("host_name", String(255), nullable=False),
+    Column("pinned_at", DateTime, nullable=False),
+)

@@ -6,6 +6,7 @@ from sqlalchemy import Connection, Engine
 
 from api.adapters.db.actions import SqlActionRepository
 from api.adapters.db.engine import SQLITE_BEGIN
+from api.adapters.db.host_keys import SqlHostKeyRepository
 from api.adapters.db.instances import SqlInstanceRepository
 
 
@@ -19,6 +20,7 @@ class SqlUnitOfWork:
 
     instances: SqlInstanceRepository
     actions: SqlActionRepository
+    host_keys: SqlHostKeyRepository
 
     def __init__(self, engine: Engine, readonly: bool = False):
         self._engine = engine
@@ -32,6 +34,7 @@ class SqlUnitOfWork:
         self._conn = conn
         self.instances = SqlInstanceRepository(conn)
         self.actions = SqlActionRepository(conn)
+        self.host_keys = SqlHostKeyRepository(conn)
         return self
 
     def __exit__(self, *exc) -> None:
