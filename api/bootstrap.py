@@ -21,6 +21,7 @@ from api.adapters.compute import compute_factory as make_compute_factory
 from api.adapters.crypto import TokenCipher
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
+from api.adapters.host_keys import HostKeyPinning
 from api.adapters.inventory import render_inventory
 from api.adapters.ssh import SshWaiter
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
@@ -51,14 +52,16 @@ def worker_id() -> str:
 
 def build_orchestrator(settings: Settings, uow_factory, token_cipher,
                        runner=None, compute_factory=None) -> Orchestrator:
+    over_ssh = settings.ansible_connection != "local"
     deps = OrchestratorDeps(
         uow_factory=uow_factory,
         compute_factory=compute_factory or make_compute_factory(settings),
         runner=runner or AnsibleRunner.from_settings(settings),
         render_inventory=partial(render_inventory, settings=settings),
         decrypt_token=token_cipher.decrypt,
-        wait_for_ssh=(None if settings.ansible_connection == "local"
-                      else SshWaiter(port=settings.ssh_port)),
+        wait_for_ssh=SshWaiter(port=settings.ssh_port) if over_ssh else None,
+        check_host_keys=(HostKeyPinning(uow_factory, port=settings.ssh_port)
+                         if over_ssh and settings.ssh_host_key_checking == "pinned" else None),
     )
     config = OrchestratorConfig(
         worker_id=worker_id(), power_timeout=settings.power_timeout,

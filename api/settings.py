@@ -31,6 +31,9 @@ FILES_ROOT = _ansible_files_root()
 # Mitogen over SSH, linear over a local connection. Mitogen gives every local "host" of one
 # machine the same interpreter, which then runs their tasks one after another.
 ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
+# pinned: each VM's SSH host key is pinned on first sight and checked on every run after;
+# off: no check at all (the lab and the demo, whose hosts are throwaway).
+SSH_HOST_KEY_CHECKING = ("pinned", "off")
 
 
 class SettingsError(ValueError):
@@ -78,6 +81,7 @@ class Settings:
     ansible_forks: int = 20
     ansible_strategy: str = "auto"  # auto | mitogen_linear | linear
     ssh_kex: str = "auto"  # auto | default | an OpenSSH KexAlgorithms value
+    ssh_host_key_checking: str = "pinned"  # pinned | off
     extravars_file: str | None = None  # YAML of extra variables for every playbook run
     log_level: str = "INFO"
 
@@ -170,4 +174,8 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
         raise SettingsError(
             f"LAMBDA_ANSIBLE_STRATEGY must be one of {', '.join(ANSIBLE_STRATEGIES)}, "
             f"not {settings.ansible_strategy!r}")
+    if settings.ssh_host_key_checking not in SSH_HOST_KEY_CHECKING:
+        raise SettingsError(
+            f"LAMBDA_SSH_HOST_KEY_CHECKING must be one of {', '.join(SSH_HOST_KEY_CHECKING)}, "
+            f"not {settings.ssh_host_key_checking!r}")
     return settings

@@ -152,6 +152,8 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
         database_url=prepared["database_url"],
         auth_url=f"http://{emulator_bind}/identity/v2.0",
         ansible_connection="local",
+        # Loopback hosts of one machine: no SSH, so no host key to pin.
+        ssh_host_key_checking="off",
         extravars_file=str(prepared["extravars_file"]),
         state_dir=str(prepared["state_dir"]),
         # Local hosts on loopback: nothing is slow to power or reach.
@@ -167,6 +169,7 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
         env = {"LAMBDA_DISPATCHER": "celery", "LAMBDA_BROKER_URL": settings.broker_url,
                "LAMBDA_DATABASE_URL": settings.database_url, "LAMBDA_AUTH_URL":
                settings.auth_url, "LAMBDA_ANSIBLE_CONNECTION": "local",
+               "LAMBDA_SSH_HOST_KEY_CHECKING": "off",
                "LAMBDA_EXTRAVARS_FILE": settings.extravars_file,
                "LAMBDA_STATE_DIR": settings.state_dir}
         print("LAMBDA_DISPATCHER=celery: this demo starts no worker; start some with\n  "

@@ -39,6 +39,7 @@ from ansible_runner.exceptions import AnsibleRunnerException
 from ansible_runner.interface import init_runner
 
 from api.adapters import proctree
+from api.adapters.ssh import host_key_args
 from api.domain.model import TaskResult
 from api.domain.ports import PlaybookResult, PlaybookRun
 
@@ -49,8 +50,11 @@ RUN_GROUP_ENV = "LAMBDA_RUN_GROUP"
 # Keepalives turn a dead link under ControlPersist into UNREACHABLE instead of a hang.
 SSH_ARGS = (
     "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=2 "
-    "-o ServerAliveCountMax=3 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    "-o ServerAliveCountMax=3"
 )
+# The run's pinned host keys (``PlaybookRun.known_hosts``), in its private directory.
+KNOWN_HOSTS_FILE = "known_hosts"
+HOST_KEY_CHECKING = ("pinned", "off")
 # Key exchange the controller prefers, first the client has (auto): OpenSSH 9.0-9.8 negotiate
 # sntrup761x25519 by default, whose client CPU is paid for every host of every run and shows
 # in a start's time; ML-KEM hybrid (OpenSSH >= 9.9) is post-quantum and as cheap as curve25519.
@@ -291,6 +295,7 @@ class AnsibleRunner:
         base_extravars: dict | None = None,
         kill_grace: float = KILL_GRACE,
         ssh_kex: str | None = None,
+        host_key_checking: str = "pinned",
     ):
         self.playbook_dir = Path(playbook_dir)
         self.roles_dir = str(roles_dir)
@@ -304,6 +309,10 @@ class AnsibleRunner:
         self.base_extravars = dict(base_extravars or {})  # under each run's own extravars
         self.kill_grace = kill_grace
         self.ssh_args = ssh_args(ssh_kex)
+        if host_key_checking not in HOST_KEY_CHECKING:
+            raise ValueError(f"host_key_checking must be one of {HOST_KEY_CHECKING}")
+        # pinned: ssh trusts exactly the keys each run carries (``PlaybookRun.known_hosts``)
+        self.host_key_checking = host_key_checking
         # This server's directories as an action's messages name them: what a message
         # says must help the operator, never show where the service lives.
         labels = {self.playbook_dir: "playbooks", Path(self.roles_dir): "roles",
@@ -319,6 +328,7 @@ class AnsibleRunner:
             if len(path) > 1:
                 text = text.replace(path, label)
         return text
+
 
     @classmethod
     def from_settings(cls, settings) -> AnsibleRunner:
@@ -347,6 +357,7 @@ class AnsibleRunner:
             default_timeout=settings.playbook_timeout,
             base_extravars=base_extravars,
             ssh_kex=resolve_kex(settings.ssh_kex),
+            host_key_checking=settings.ssh_host_key_checking,
         )
 
     # --- the port -------------------------------------------------------------------------
@@ -396,6 +407,7 @@ class AnsibleRunner:
             inventory = run_dir / "inventory" / "hosts"
             inventory.parent.mkdir(mode=0o700, exist_ok=True)
             inventory.write_text(run.inventory)
+            self._write_known_hosts(run_dir, run)
             control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             env = self._environment(marker, run_dir, control_dir, run.group)
         except OSError as exc:
@@ -529,7 +541,7 @@ class AnsibleRunner:
             "PATH": path,
             "ANSIBLE_ROLES_PATH": self.roles_dir,
             "ANSIBLE_PIPELINING": "True",
-            "ANSIBLE_HOST_KEY_CHECKING": "False",
+            "ANSIBLE_HOST_KEY_CHECKING": str(self.host_key_checking == "pinned"),
             "ANSIBLE_TIMEOUT": str(self.ssh_timeout),
             "ANSIBLE_FORKS": str(self.forks),
             "ANSIBLE_STRATEGY": self.strategy,
@@ -537,7 +549,7 @@ class AnsibleRunner:
             # ansible-core deprecates every third-party strategy on each run; the notice
             # would crowd the real warnings out of a failed run's message.
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
-            "ANSIBLE_SSH_ARGS": self.ssh_args,
+            "ANSIBLE_SSH_ARGS": f"{self.ssh_args} {self._host_key_args(run_dir)}",
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),
             "ANSIBLE_HOME": str(home),
             "ANSIBLE_LOCAL_TEMP": str(local_tmp),
@@ -558,6 +570,17 @@ class AnsibleRunner:
         if group:
             env[RUN_GROUP_ENV] = group
         return env
+
+    # --- host keys -------------------------------------------------------------------------
+
+    def _write_known_hosts(self, run_dir: Path, run: PlaybookRun) -> None:
+        if self.host_key_checking == "pinned":
+            # Empty without pins: ssh then trusts no host rather than any.
+            (run_dir / KNOWN_HOSTS_FILE).write_text(run.known_hosts or "")
+
+    def _host_key_args(self, run_dir: Path) -> str:
+        checked = self.host_key_checking == "pinned"
+        return host_key_args(run_dir / KNOWN_HOSTS_FILE if checked else None)
 
     # --- run directories ------------------------------------------------------------------
 

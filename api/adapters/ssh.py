@@ -1,12 +1,15 @@
 """Waits until hosts answer SSH: a TCP connect that reads the server's ``SSH-`` banner,
-so a port that accepts but belongs to nothing ready does not count."""
+so a port that accepts but belongs to nothing ready does not count. And the ssh options
+that check (or do not check) the hosts' keys."""
 
 from __future__ import annotations
 
+import shlex
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from api.domain.model import Host
 
@@ -55,3 +58,19 @@ class SshWaiter:
             raise SshWaitTimeout(f"cancelled while waiting for SSH ({reason})")
         if silent:
             raise SshWaitTimeout(f"no SSH answer within {timeout:.0f}s from {', '.join(silent)}")
+
+
+def host_key_args(known_hosts_file: Path | None) -> str:
+    """ssh options checking host keys against exactly ``known_hosts_file``, or (None) not
+    checking them at all.
+
+    The same as Mitogen's own for ``host_key_checking`` on/off, which come first on its
+    command line (ssh keeps an option's first value): ``yes`` there, then our file; or
+    ``no`` and ``/dev/null`` twice.
+    """
+    if known_hosts_file is None:
+        return "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+    # Quoted for ssh (a path may hold spaces; % starts an ssh token), then for Ansible's split.
+    path = str(known_hosts_file).replace("%", "%%")
+    user_file = shlex.quote('UserKnownHostsFile="' + path + '"')
+    return f"-o StrictHostKeyChecking=yes -o {user_file} -o GlobalKnownHostsFile=/dev/null"

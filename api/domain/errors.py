@@ -61,3 +61,8 @@ class PlaybookFailed(DomainError):
 
 class ActionCancelled(DomainError):
     """The action was cancelled (by a caller, a lost lease or a worker shutting down)."""
+
+
+class HostKeyError(DomainError):
+    """A host's SSH host key is not the one pinned for its server (or it offered none).
+    The message names the host, its server and how to accept a legitimately new key."""

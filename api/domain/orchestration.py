@@ -41,6 +41,7 @@ from api.domain.names import host_aliases
 from api.domain.ports import (
     ActionClaim,
     ComputeFactory,
+    HostKeyCheck,
     PlaybookRun,
     PlaybookRunnerPort,
     UnitOfWorkFactory,
@@ -110,6 +111,9 @@ class OrchestratorDeps:
     decrypt_token: Callable[[str], str]
     # Waits until every host answers SSH; None when the hosts are local (demo).
     wait_for_ssh: Callable[[list[Host], float, threading.Event], None] | None
+    # Checks the hosts' SSH host keys against their pins (instance id, hosts); None when
+    # host key checking is off.
+    check_host_keys: Callable[[str, list[Host]], HostKeyCheck] | None = None
 
 
 class Orchestrator:
@@ -184,13 +188,16 @@ class Orchestrator:
     def _start(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
         with self._step(claim, StepName.POWER_ON, cancel):
             self._power_all(claim, instance.hosts, compute.ensure_active, "ACTIVE", cancel)
+        known_hosts = None
         if self.deps.wait_for_ssh is None:
             self._skip_step(claim, StepName.WAIT_SSH, "hosts are local (ansible_connection=local)")
         else:
-            with self._step(claim, StepName.WAIT_SSH, cancel):
+            with self._step(claim, StepName.WAIT_SSH, cancel) as step:
                 self.deps.wait_for_ssh(list(instance.hosts), self.config.ssh_timeout, cancel)
+                known_hosts = self._check_host_keys(instance, instance.hosts, step)
         with self._step(claim, StepName.PLAYBOOK, cancel) as step:
-            step.message = self._playbook(claim, instance, "lambda-start.yml", None, cancel)
+            step.message = self._playbook(claim, instance, "lambda-start.yml", None, cancel,
+                                          known_hosts)
 
     def _stop(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
         with self._step(claim, StepName.PLAYBOOK, cancel) as step:
@@ -207,7 +214,9 @@ class Orchestrator:
                                      if h in running)
                     off = [a for h, a in zip(instance.hosts, aliases, strict=True)
                            if h not in running]
-                step.message = self._playbook(claim, instance, "lambda-stop.yml", limit, cancel)
+                known_hosts = self._check_host_keys(instance, running, None)
+                step.message = self._playbook(claim, instance, "lambda-stop.yml", limit, cancel,
+                                              known_hosts)
                 if limit:
                     step.message += f"; skipped hosts already off: {', '.join(off)}"
         with self._step(claim, StepName.POWER_OFF, cancel):
@@ -245,15 +254,25 @@ class Orchestrator:
             servers = list(pool.map(lambda h: compute.get_server(h.server_id), hosts))
         return {h.server_id: s.status for h, s in zip(hosts, servers, strict=True)}
 
+    def _check_host_keys(self, instance: Instance, hosts, step: _StepContext | None
+                         ) -> str | None:
+        """The known_hosts text of the hosts' pinned keys (None when checking is off)."""
+        if self.deps.check_host_keys is None:
+            return None
+        check = self.deps.check_host_keys(instance.id, list(hosts))
+        if step is not None:
+            step.message = check.summary
+        return check.known_hosts
+
     def _playbook(self, claim, instance: Instance, playbook: str, limit: str | None,
-                  cancel: Cancellation) -> str:
+                  cancel: Cancellation, known_hosts: str | None = None) -> str:
         recorder = _TaskRecorder(self.deps.uow_factory, claim.action_id, claim.attempt)
         extravars = dict(self.config.extravars)
         extravars.update(lambda_action_id=claim.action_id)
         run = PlaybookRun(playbook=playbook, inventory=self.deps.render_inventory(instance),
                           ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
                           limit=limit, timeout=self.config.playbook_timeout,
-                          group=claim.action_id)
+                          group=claim.action_id, known_hosts=known_hosts)
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
             raise ActionCancelled(f"{playbook} was not started ({cancel.reason})")
         try:

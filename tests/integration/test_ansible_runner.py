@@ -65,6 +65,9 @@ def wait_for_files(paths: list[Path], timeout: float) -> bool:
 
 
 def fixture_runner(tmp_path, strategy: str = "linear", **options) -> AnsibleRunner:
+    # The sshd fixture's host key is new every test: host keys have their own tests
+    # (test_host_keys.py).
+    options.setdefault("host_key_checking", "off")
     return AnsibleRunner(
         playbook_dir=str(FIXTURES),
         roles_dir=str(FIXTURES / "roles"),

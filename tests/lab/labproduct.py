@@ -167,6 +167,8 @@ def lab_product(tmp_path: Path, name: str, subnet: str, *, env: dict | None = No
             "LAMBDA_STATE_DIR": str(state),
             "LAMBDA_DISPATCHER": "local",
             "LAMBDA_ANSIBLE_CONNECTION": "ssh",
+            # A lab's hosts get new host keys with every lab: tests that check keys say so.
+            "LAMBDA_SSH_HOST_KEY_CHECKING": "off",
             "LAMBDA_SSH_USER": lab.ssh_user,
             "LAMBDA_SSH_KEY_FILE": str(lab.ssh_key),
             "LAMBDA_EXTRAVARS_FILE": str(extravars_file),
