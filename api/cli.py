@@ -1,4 +1,4 @@
-"""``lambda-service``: serve, worker, inventory, seed, migrate, paths; and the demo, the
+"""``lambda-service``: serve, worker, inventory, hostkeys, seed, migrate, paths; and the demo, the
 emulator, the stand-ins and the SSH lab (``lambda_testbed``, imported only when they run)."""
 
 from __future__ import annotations
@@ -112,31 +112,113 @@ def open_existing_database(settings: Settings):
     return UnitOfWorkFactory(engine)
 
 
-def cmd_inventory(args) -> int:
-    from api.adapters.inventory import InventoryError, render_inventory
+def _get_instance(uow, settings: Settings, instance_id: str):
     from api.domain.errors import InstanceNotFound
     from api.domain.services import parse_instance_id
+
+    try:
+        instance = uow.instances.get(parse_instance_id(instance_id))
+    except InstanceNotFound:
+        instance = None
+    if instance is None:
+        raise CliError(f"no lambda instance {instance_id} in the database "
+                       f"{_describe(settings.database_url)}: {POINT_ELSEWHERE}")
+    return instance
+
+
+def _pinned_host_keys(uow, settings: Settings, hosts) -> list:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return uow.host_keys.pinned([h.server_id for h in hosts])
+    except SQLAlchemyError as exc:
+        raise CliError(f"the database {_describe(settings.database_url)} has no host key "
+                       "table yet: run lambda-service migrate (or start the service)") from exc
+
+
+def _write_known_hosts(path: str, hosts, pins, settings: Settings) -> None:
+    from api.adapters.host_keys import by_server, render_known_hosts
+
+    text = render_known_hosts(hosts, by_server(pins), settings.ssh_port)
+    if not text:
+        raise CliError("no SSH host key is pinned for this instance yet: the service pins "
+                       "them at the instance's first start")
+    if path == "-":
+        sys.stdout.write(text)
+    else:
+        Path(path).write_text(text)
+
+
+def cmd_inventory(args) -> int:
+    from api.adapters.inventory import InventoryError, render_inventory
 
     settings = _settings(args)
     uow_factory = open_existing_database(settings)
     try:
         with uow_factory(readonly=True) as uow:
-            instance = uow.instances.get(parse_instance_id(args.instance_id))
-    except InstanceNotFound:
-        instance = None
+            instance = _get_instance(uow, settings, args.instance_id)
+            pins = (_pinned_host_keys(uow, settings, instance.hosts) if args.known_hosts
+                    else None)
     finally:
         uow_factory.engine.dispose()
-    if instance is None:
-        raise CliError(f"no lambda instance {args.instance_id} in the database "
-                       f"{_describe(settings.database_url)}: {POINT_ELSEWHERE}")
+    known_hosts_file = None
+    if args.known_hosts:
+        _write_known_hosts(args.known_hosts, instance.hosts, pins, settings)
+        known_hosts_file = str(Path(args.known_hosts).resolve())
     try:
-        text = render_inventory(instance, settings=settings)
+        text = render_inventory(instance, settings=settings, known_hosts_file=known_hosts_file)
     except InventoryError as exc:
         raise CliError(f"lambda instance {instance.id}: {exc}") from exc
     if args.output:
         Path(args.output).write_text(text)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _select_hosts(instance, wanted: list[str]):
+    """The instance's hosts named by host name, inventory alias or server id (all if none)."""
+    from api.domain.names import host_aliases
+
+    if not wanted:
+        return list(instance.hosts)
+    aliases = host_aliases(h.name for h in instance.hosts)
+    chosen = []
+    for name in wanted:
+        found = [h for h, alias in zip(instance.hosts, aliases, strict=True)
+                 if name in (h.name, alias, str(h.server_id))]
+        if not found:
+            known = ", ".join(aliases)
+            raise CliError(f"instance {instance.id} has no host {name!r} (its hosts: {known})")
+        chosen += [h for h in found if h not in chosen]
+    return chosen
+
+
+def cmd_hostkeys(args) -> int:
+    from api.adapters.host_keys import fingerprint
+
+    settings = _settings(args)
+    uow_factory = open_existing_database(settings)
+    try:
+        with uow_factory(readonly=args.verb != "forget") as uow:
+            instance = _get_instance(uow, settings, args.instance_id)
+            hosts = _select_hosts(instance, args.hosts)
+            pins = _pinned_host_keys(uow, settings, hosts)
+            if args.verb == "forget":
+                dropped = uow.host_keys.forget([h.server_id for h in hosts])
+                uow.commit()
+    finally:
+        uow_factory.engine.dispose()
+    if args.verb == "list":
+        names = {h.server_id: h.name for h in hosts}
+        for pin in pins:
+            print(f"{names[pin.server_id]}\tserver {pin.server_id}\t{pin.key.key_type}\t"
+                  f"{fingerprint(pin.key)}\tpinned {pin.pinned_at:%Y-%m-%d %H:%M:%S} UTC")
+    elif args.verb == "known-hosts":
+        _write_known_hosts(args.output or "-", hosts, pins, settings)
+    else:
+        print(f"forgot {dropped} pinned host keys of {len(hosts)} hosts; the next start or "
+              "stop pins what they offer then")
     return 0
 
 
@@ -227,7 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inventory", help="render the Ansible inventory of an instance")
     p.add_argument("instance_id")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.add_argument("--known-hosts", metavar="FILE",
+                   help="write the instance's pinned SSH host keys to FILE and have the "
+                   "inventory check the hosts against exactly those")
     p.set_defaults(func=cmd_inventory)
+
+    p = sub.add_parser("hostkeys", help="the SSH host keys pinned for an instance's servers")
+    p.add_argument("verb", choices=["list", "known-hosts", "forget"],
+                   help="list them; print them as known_hosts lines; forget them (after a "
+                   "VM was reinstalled: the next action pins its new key)")
+    p.add_argument("instance_id")
+    p.add_argument("hosts", nargs="*", help="only these hosts (name or server id)")
+    p.add_argument("-o", "--output", help="known-hosts: write to this file instead of stdout")
+    p.set_defaults(func=cmd_hostkeys)
 
     p = sub.add_parser("paths", help="where the playbooks, roles, inventory template, "
                        "ansible.cfg and database are")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import jinja2
 
+from api.adapters.ssh import host_key_args
 from api.domain import names
 from api.domain.model import SERVICES, HostRole, Instance
 from api.settings import Settings
@@ -54,9 +55,14 @@ def _checked(check, value, field: str) -> str:
 
 
 def render_inventory(
-    instance: Instance, settings: Settings, *, python_interpreter: str | None = None
+    instance: Instance, settings: Settings, *, python_interpreter: str | None = None,
+    known_hosts_file: str | None = None,
 ) -> str:
-    """The INI inventory text for ``instance`` under ``settings`` (connection, user, key)."""
+    """The INI inventory text for ``instance`` under ``settings`` (connection, user, key).
+
+    With ``known_hosts_file`` (the instance's pinned host keys, for operators' own runs)
+    the hosts are checked against exactly that file; the service's runner passes its own.
+    """
     if instance.master is None:
         raise InventoryError(f"instance {instance.id} has no master host")
     instance_id = _checked(names.identifier, instance.id, "instance id")
@@ -94,4 +100,5 @@ def render_inventory(
         port=int(settings.ssh_port),
         key_file=_value("ssh_key_file", settings.ssh_key_file) if settings.ssh_key_file else None,
         python_interpreter=_value("python_interpreter", python_interpreter),
+        host_key_ssh_args=host_key_args(Path(known_hosts_file)) if known_hosts_file else None,
     )
