@@ -93,7 +93,7 @@ def open_existing_database(settings: Settings):
         if not path.is_file():
             raise CliError(f"no database at {path.resolve()}: {POINT_ELSEWHERE}")
         # mode=rw never creates the file; and unlike mode=ro, its last close removes the
-        # WAL files it opened. Only reads go through it.
+        # WAL files it opened. Reads go through it, and hostkeys forget's one delete.
         engine = create_engine(url.set(database=f"file:{path.resolve()}?mode=rw",
                                        query={"uri": "true"}))
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -121,6 +122,29 @@ def test_the_migration_adds_and_drops_the_table(database):
     assert not inspect(engine).has_table("host_keys")
     migrate(engine)
     assert inspect(engine).has_table("host_keys")
+
+
+def test_the_repository_pins_lists_and_forgets_on_each_database(uow_factory):
+    """``uow_factory``: SQLite, and PostgreSQL where one is reachable."""
+    ed, rsa = HostKey("ssh-ed25519", "AAAAed"), HostKey("ssh-rsa", "AAAArsa")
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    with uow_factory() as uow:
+        uow.host_keys.pin("srv-2", "s", [rsa, ed], now)
+        uow.host_keys.pin("srv-1", "m", [ed], now)
+        uow.host_keys.pin("srv-3", "t", [ed], now)
+        uow.commit()
+        uow.host_keys.pin("srv-4", "u", [ed], now)  # rolled back: no commit after it
+    with uow_factory(readonly=True) as uow:
+        assert [(p.server_id, p.host_name, p.key, p.pinned_at)
+                for p in uow.host_keys.pinned(["srv-1", "srv-2", "srv-4"])] == [
+            ("srv-1", "m", ed, now), ("srv-2", "s", ed, now), ("srv-2", "s", rsa, now)]
+        assert uow.host_keys.pinned([]) == []
+    with uow_factory() as uow:
+        assert uow.host_keys.forget(["srv-2", "srv-9"]) == 2
+        uow.commit()
+    with uow_factory(readonly=True) as uow:
+        assert [p.server_id for p in uow.host_keys.pinned(["srv-1", "srv-2", "srv-3"])] == [
+            "srv-1", "srv-3"]
 
 
 def add_local_instance(uow_factory, name="lambda-1-master") -> None:

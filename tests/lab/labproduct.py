@@ -141,14 +141,16 @@ class LabProduct:
 
 @contextmanager
 def lab_product(tmp_path: Path, name: str, subnet: str, *, env: dict | None = None,
-                extravars: dict | None = None):
-    """A provisioned 1-master/2-slave lab, every host powered OFF, and the product on it."""
+                extravars: dict | None = None, services: tuple[str, ...] | None = None):
+    """A provisioned 1-master/2-slave lab, every host powered OFF, and the product on it
+    (its instance has ``services``, else every service)."""
     lab = Lab(name, hosts=host_names(2), subnet=subnet)
     emulator = service = None
     try:
         lab.up(power_on=False)
         install_distributions(lab)
-        seed, server_to_host = lab_seed(lab)
+        seed, server_to_host = (lab_seed(lab) if services is None
+                                else lab_seed(lab, services=services))
         instance_id = seed["instances"][0]["id"]
         emulator = Emulator.from_seed(seed, power_hooks=LabPowerHooks(lab, server_to_host))
         emulator.start("127.0.0.1", 0)
