@@ -65,6 +65,13 @@ class Settings:
     lease_seconds: float = 30.0  # how long a worker's claim on an action lasts unrenewed
     max_attempts: int = 3  # runs of one action before it is failed for good
     identity_cache_ttl: float = 60.0
+    identity_cache_size: int = 10_000  # valid tokens cached per process
+    identity_negative_ttl: float = 5.0  # how long an invalid token is remembered
+    identity_negative_cache_size: int = 10_000  # invalid tokens remembered per process
+    identity_max_concurrent: int = 8  # token checks in flight to the identity service
+    identity_slot_wait: float = 0.5  # seconds a check waits for a free slot, then 503
+    identity_outage_failures: int = 3  # failed checks in a row that mean "down"; 0: off
+    identity_outage_seconds: float = 5.0  # unknown tokens get 503 at once, then one probe
     http_timeout: float = 10.0  # one request to the cloud
     http_retries: int = 3  # retries on connection errors and 5xx
     power_timeout: float = 600.0  # VMs reaching ACTIVE/STOPPED

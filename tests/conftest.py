@@ -10,8 +10,7 @@ from sqlalchemy import create_engine, text
 
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
-from api.domain.errors import IdentityUnavailable, InvalidToken
-from api.domain.ports import Identity
+from tests.fakes import FakeIdentity  # noqa: F401 (tests import it from here too)
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LAMBDA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -73,22 +72,3 @@ def uow_factory(database_url):
     engine = create_db_engine(database_url)
     yield UnitOfWorkFactory(engine)
     engine.dispose()
-
-
-class FakeIdentity:
-    """A small fake of the identity port for unit tests (the real client is tested
-    against the emulator in tests/integration)."""
-
-    def __init__(self, users: dict[str, Identity] | None = None):
-        self.users = dict(users or {})
-        self.unavailable = False
-        self.calls = 0
-
-    def authenticate(self, token: str) -> Identity:
-        self.calls += 1
-        if self.unavailable:
-            raise IdentityUnavailable("the fake identity service is down")
-        try:
-            return self.users[token]
-        except KeyError:
-            raise InvalidToken("unknown token") from None

@@ -1,8 +1,10 @@
-"""An in-memory unit of work and repositories, written against ``api.domain.ports`` alone.
+"""In-memory fakes of the ports, written against ``api.domain.ports`` alone.
 
-For the domain's unit tests: the same behaviour as the SQL adapter (compare-and-set,
-leases, steps, task results), in dicts. One unit of work at a time holds the database,
-as a SQLite writer holds its lock; leaving one without ``commit()`` restores the state.
+The identity fake knows tokens from a dict and caches answers as the real client does.
+The unit of work and repositories, for the domain's unit tests, behave as the SQL adapter
+does (compare-and-set, leases, steps, task results), in dicts. One unit of work at a time
+holds the database, as a SQLite writer holds its lock; leaving one without ``commit()``
+restores the state.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from api.domain.clock import utcnow
+from api.domain.errors import IdentityUnavailable, InvalidToken
 from api.domain.model import (
     ACTION_RULES,
     Action,
@@ -28,9 +31,48 @@ from api.domain.model import (
     TaskResult,
 )
 from api.domain.names import validate_instance
-from api.domain.ports import ActionClaim, HostKey, PinnedHostKey
+from api.domain.ports import ActionClaim, HostKey, Identity, PinnedHostKey
 
 UNFINISHED = (ActionState.ACCEPTED, ActionState.RUNNING)
+
+
+class FakeIdentity:
+    """The identity port over ``users`` (token -> Identity). Answers are cached, as the real
+    client caches them: a token asked once is then known to ``cached`` (valid or not), and
+    keeps working while ``unavailable`` is set. ``calls`` counts the "upstream" checks."""
+
+    def __init__(self, users: dict[str, Identity] | None = None):
+        self.users = dict(users or {})
+        self.unavailable = False
+        self.calls = 0
+        self._answers: dict[str, Identity | None] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> Identity | None:
+        if not isinstance(token, str) or not token:
+            raise InvalidToken("malformed token")
+        with self._lock:
+            if token not in self._answers:
+                return None
+            identity = self._answers[token]
+        if identity is None:
+            raise InvalidToken("unknown token (cached)")
+        return identity
+
+    def authenticate(self, token: str) -> Identity:
+        identity = self.cached(token)
+        if identity is not None:
+            return identity
+        with self._lock:
+            self.calls += 1
+        if self.unavailable:
+            raise IdentityUnavailable("the fake identity service is down", retry_after=5)
+        identity = self.users.get(token)
+        with self._lock:
+            self._answers[token] = identity
+        if identity is None:
+            raise InvalidToken("unknown token")
+        return identity
 
 
 @dataclass

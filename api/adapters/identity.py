@@ -1,14 +1,21 @@
-"""Synnefo Astakos identity client with a TTL cache, a negative cache and single-flight.
+"""Synnefo Astakos identity client that a flood of made-up tokens cannot wear down.
 
-The cache (``cachetools.TTLCache``, bounded, least recently used out first) is keyed by the
-sha256 of the token, so no raw token is kept beyond the call. Concurrent checks of one
-uncached token make one upstream call: the first caller asks, the others wait for its answer.
+- Two bounded caches (``cachetools.TTLCache``, least recently used out first), keyed by the
+  sha256 of the token so no raw token is kept beyond the call: valid tokens for a minute,
+  invalid ones for a few seconds. They are separate so that random tokens, which only ever
+  land in the negative cache, never push a valid token out.
+- Single flight: concurrent checks of one uncached token make one upstream call.
+- A cap on concurrent upstream calls: a check that finds no free slot within a short wait
+  is refused (``IdentityUnavailable``) instead of queueing behind a slow service.
+- An outage breaker: after a few upstream failures in a row, unknown tokens are refused at
+  once for a few seconds; then one check goes through as a probe. Cached tokens keep working.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -83,8 +90,8 @@ def identity_from_access(document) -> Identity:
 
 
 @dataclass(frozen=True)
-class _CacheEntry:
-    identity: Identity | None  # None: the token is known to be invalid
+class _Valid:
+    identity: Identity
     valid_until: float  # in clock() time; sooner than the cache's TTL for an expiring token
 
 
@@ -95,6 +102,18 @@ class _Flight:
         self.done = threading.Event()
         self.identity: Identity | None = None
         self.error: Exception | None = None
+
+
+def _copy(error: Exception) -> Exception:
+    """A fresh exception like ``error`` for a follower to raise (one exception object raised
+    in several threads would share, and keep rewriting, one traceback)."""
+    if isinstance(error, IdentityUnavailable):
+        return IdentityUnavailable(str(error), retry_after=error.retry_after)
+    return type(error)(str(error))
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(1, math.ceil(seconds))
 
 
 class AstakosIdentity:
@@ -110,47 +129,73 @@ class AstakosIdentity:
         clock: Callable[[], float] = time.monotonic,
         negative_ttl: float = 5.0,
         max_entries: int = 10_000,
+        negative_max_entries: int = 10_000,
+        max_concurrent: int = 8,
+        slot_wait: float = 0.5,
+        outage_failures: int = 3,
+        outage_seconds: float = 5.0,
         backoff: float = 0.2,
         http: JsonHttpClient | None = None,
     ):
         self.tokens_url = auth_url.rstrip("/") + "/tokens"
         self.cache_ttl = cache_ttl
         self.negative_ttl = negative_ttl
-        self.max_entries = max_entries
+        self.max_concurrent = max(max_concurrent, 1)
+        self.slot_wait = slot_wait
+        self.outage_failures = outage_failures  # 0: never refuse before asking
+        self.outage_seconds = outage_seconds
         self._clock = clock
         # POST /tokens only reads (validates a token): repeating it is safe.
         self._http = http or JsonHttpClient(
-            timeout=timeout, retries=retries, backoff=backoff, retry_methods=("POST",)
+            timeout=timeout, retries=retries, backoff=backoff, retry_methods=("POST",),
+            pool_maxsize=self.max_concurrent,
         )
         self._lock = threading.Lock()  # cachetools' caches are not thread safe
-        # The TTL bounds every entry; each also keeps its own, shorter deadline.
-        self._cache: TTLCache[str, _CacheEntry] = TTLCache(
-            maxsize=max(max_entries, 1), ttl=max(cache_ttl, negative_ttl, 0.001), timer=clock
-        )
+        # The TTL bounds every valid entry; each also keeps its own, shorter deadline.
+        self._valid: TTLCache[str, _Valid] | None = TTLCache(
+            maxsize=max_entries, ttl=max(cache_ttl, 0.001), timer=clock
+        ) if max_entries > 0 and cache_ttl > 0 else None
+        self._invalid: TTLCache[str, bool] | None = TTLCache(
+            maxsize=negative_max_entries, ttl=negative_ttl, timer=clock
+        ) if negative_max_entries > 0 and negative_ttl > 0 else None
         self._flights: dict[str, _Flight] = {}
+        self._slots = threading.BoundedSemaphore(self.max_concurrent)
+        self._failures = 0  # upstream failures since the last answer
+        self._refuse_until = 0.0  # clock() time; while ahead, unknown tokens are refused
+        self._probing = False  # one check is testing whether the service is back
         self.upstream_calls = 0  # token checks sent to Astakos (retries count once)
+        self.in_flight = 0  # upstream checks now in progress
+        self.peak_in_flight = 0
+
+    def cached(self, token: str) -> Identity | None:
+        """The identity of a token the cache knows to be valid, without blocking on the
+        service; ``InvalidToken`` for a malformed or known-invalid token; None if unknown."""
+        if not _well_formed(token):
+            raise InvalidToken("malformed token")
+        key = token_key(token)
+        with self._lock:
+            return self._lookup(key)
 
     def authenticate(self, token: str) -> Identity:
         if not _well_formed(token):
             raise InvalidToken("malformed token")
         key = token_key(token)
         with self._lock:
-            cached = self._cached(key)
-            if cached is not None:
-                if cached.identity is None:
-                    raise InvalidToken("invalid token (cached)")
-                return cached.identity
+            identity = self._lookup(key)
+            if identity is not None:
+                return identity
             flight = self._flights.get(key)
             leader = flight is None
             if leader:
+                probe = self._admit()  # raises while the service is known to be down
                 flight = self._flights[key] = _Flight()
         if not leader:
             flight.done.wait()
             if flight.error is not None:
-                raise type(flight.error)(str(flight.error))
+                raise _copy(flight.error)
             return flight.identity
         try:
-            flight.identity = self._ask_astakos(token, key)
+            flight.identity = self._check(token, key, probe)
             return flight.identity
         except (InvalidToken, IdentityUnavailable) as exc:
             flight.error = exc
@@ -165,39 +210,122 @@ class AstakosIdentity:
 
     def cache_clear(self) -> None:
         with self._lock:
-            self._cache.clear()
+            for cache in (self._valid, self._invalid):
+                if cache is not None:
+                    cache.clear()
 
     def cache_size(self) -> int:
-        with self._lock:
-            self._cache.expire()
-            return len(self._cache)
+        """How many valid tokens the cache holds."""
+        return self._size(self._valid)
+
+    def negative_cache_size(self) -> int:
+        """How many invalid tokens the cache holds."""
+        return self._size(self._invalid)
 
     # --- internals -------------------------------------------------------------------------
 
-    def _cached(self, key: str) -> _CacheEntry | None:
-        """The live entry for ``key`` (under the lock); a read makes it the most recent."""
-        entry = self._cache.get(key)
-        if entry is not None and self._clock() >= entry.valid_until:
-            del self._cache[key]
-            return None
-        return entry
+    def _size(self, cache: TTLCache | None) -> int:
+        if cache is None:
+            return 0
+        with self._lock:
+            cache.expire()
+            return len(cache)
 
-    def _remember(self, key: str, identity: Identity | None, ttl: float) -> None:
-        if ttl <= 0 or self.max_entries <= 0:
+    def _lookup(self, key: str) -> Identity | None:
+        """(Under the lock.) A valid token's identity, InvalidToken for a known invalid
+        one, None if the cache does not know it. A read makes the entry the most recent."""
+        if self._valid is not None:
+            entry = self._valid.get(key)
+            if entry is not None:
+                if self._clock() < entry.valid_until:
+                    return entry.identity
+                del self._valid[key]
+        if self._invalid is not None and key in self._invalid:
+            raise InvalidToken("invalid token (cached)")
+        return None
+
+    def _admit(self) -> bool:
+        """(Under the lock.) Whether this upstream check is the outage probe; raises
+        IdentityUnavailable while the service is known to be down or being probed."""
+        if not self.outage_failures or self._failures < self.outage_failures:
+            return False
+        now = self._clock()
+        if now < self._refuse_until:
+            raise IdentityUnavailable("identity service down (recent checks failed)",
+                                      retry_after=_whole_seconds(self._refuse_until - now))
+        if self._probing:
+            raise IdentityUnavailable("identity service down (a check is probing it)",
+                                      retry_after=_whole_seconds(self.outage_seconds))
+        self._probing = True
+        return True
+
+    def _settle(self, answered: bool, probe: bool) -> None:
+        """Count an upstream check's outcome toward the outage breaker."""
+        with self._lock:
+            if probe:
+                self._probing = False
+            if answered:
+                if self._failures >= self.outage_failures > 0:
+                    log.warning("identity service answers again")
+                self._failures = 0
+                return
+            self._failures += 1
+            if self.outage_failures and self._failures >= self.outage_failures:
+                if self._refuse_until <= self._clock():
+                    log.warning("identity service down after %s failed checks: unknown "
+                                "tokens are refused for %ss", self._failures,
+                                self.outage_seconds)
+                self._refuse_until = self._clock() + self.outage_seconds
+
+    def _check(self, token: str, key: str, probe: bool) -> Identity:
+        """Ask Astakos within the cap on concurrent upstream calls."""
+        if not self._slots.acquire(timeout=self.slot_wait):
+            if probe:
+                with self._lock:
+                    self._probing = False
+            log.warning("identity checks: all %s upstream slots busy; refusing one",
+                        self.max_concurrent)
+            raise IdentityUnavailable("too many identity checks in flight", retry_after=1)
+        answered = False
+        try:
+            with self._lock:
+                self.upstream_calls += 1
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            try:
+                identity = self._ask_astakos(token, key)
+            except InvalidToken:
+                answered = True
+                raise
+            answered = True
+            return identity
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+            self._slots.release()
+            self._settle(answered, probe)
+
+    def _remember_valid(self, key: str, identity: Identity, ttl: float) -> None:
+        if ttl <= 0 or self._valid is None:
             return
         with self._lock:
-            self._cache[key] = _CacheEntry(identity, self._clock() + ttl)
+            self._valid[key] = _Valid(identity, self._clock() + ttl)
+
+    def _remember_invalid(self, key: str) -> None:
+        if self._invalid is None:
+            return
+        with self._lock:
+            self._invalid[key] = True
 
     def _ask_astakos(self, token: str, key: str) -> Identity:
-        with self._lock:
-            self.upstream_calls += 1
         try:
             response = self._http.request(
                 "POST", self.tokens_url, json_body={"auth": {"token": {"id": token}}}
             )
         except TransportError as exc:
             log.warning("identity service unreachable: %s", exc)
-            raise IdentityUnavailable("identity service unreachable") from exc
+            raise IdentityUnavailable("identity service unreachable",
+                                      retry_after=_whole_seconds(self.outage_seconds)) from exc
         return self._read_answer(response, key)
 
     def _read_answer(self, response: JsonResponse, key: str) -> Identity:
@@ -209,21 +337,23 @@ class AstakosIdentity:
                     response.status,
                     response.fault()[1],
                 )
-            self._remember(key, None, self.negative_ttl)
+            self._remember_invalid(key)
             raise InvalidToken("invalid token")
         if response.status != 200:
             log.warning("identity service answered %s: %s", response.status, response.fault()[1])
-            raise IdentityUnavailable(f"identity service answered {response.status}")
+            raise IdentityUnavailable(f"identity service answered {response.status}",
+                                      retry_after=_whole_seconds(self.outage_seconds))
         try:
             identity = identity_from_access(response.body)
         except ValueError as exc:
             log.warning("identity service sent a malformed answer: %s", exc)
-            raise IdentityUnavailable("identity service sent a malformed answer") from exc
+            raise IdentityUnavailable("identity service sent a malformed answer",
+                                      retry_after=_whole_seconds(self.outage_seconds)) from exc
         ttl = self.cache_ttl
         if identity.expires is not None:
             # Never trust a cached identity past the token's own expiry.
             ttl = min(ttl, (identity.expires - datetime.now(timezone.utc)).total_seconds())
-        self._remember(key, identity, ttl)
+        self._remember_valid(key, identity, ttl)
         return identity
 
 
@@ -236,4 +366,11 @@ def identity_from_settings(settings) -> AstakosIdentity:
         cache_ttl=settings.identity_cache_ttl,
         timeout=settings.http_timeout,
         retries=settings.http_retries,
+        negative_ttl=settings.identity_negative_ttl,
+        max_entries=settings.identity_cache_size,
+        negative_max_entries=settings.identity_negative_cache_size,
+        max_concurrent=settings.identity_max_concurrent,
+        slot_wait=settings.identity_slot_wait,
+        outage_failures=settings.identity_outage_failures,
+        outage_seconds=settings.identity_outage_seconds,
     )

@@ -10,7 +10,15 @@ class InvalidToken(DomainError):
 
 
 class IdentityUnavailable(DomainError):
-    """The identity service could not be asked (down, 5xx, timeout)."""
+    """The identity service could not be asked (down, 5xx, timeout, or too busy).
+
+    ``retry_after``: whole seconds after which asking again may succeed, when known.
+    """
+
+    def __init__(self, message: str = "identity service unavailable",
+                 retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class InstanceNotFound(DomainError):

@@ -35,11 +35,19 @@ class Identity:
 
 
 class IdentityPort(Protocol):
+    def cached(self, token: str) -> Identity | None:
+        """The token's identity if it is known without asking the service, else None.
+
+        Never blocks on the service (an event loop may call it). Raises ``InvalidToken``
+        for a malformed token or one the service recently refused.
+        """
+
     def authenticate(self, token: str) -> Identity:
-        """Return the token's identity.
+        """Return the token's identity, asking the service unless it is cached (blocks).
 
         Raises ``InvalidToken`` when the service answers 401 (or the token is malformed),
-        ``IdentityUnavailable`` on anything else that is not a 200.
+        ``IdentityUnavailable`` on anything else that is not a 200, and without asking
+        while the service is known to be down or too many checks are in flight.
         """
 
 

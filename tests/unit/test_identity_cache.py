@@ -1,4 +1,5 @@
-"""AstakosIdentity's cache rules, with a scripted stand-in for the HTTP transport."""
+"""AstakosIdentity's cache rules, upstream cap and outage breaker, with a scripted stand-in
+for the HTTP transport and a fake clock."""
 
 from __future__ import annotations
 
@@ -78,12 +79,16 @@ def make_client(answer, **options):
 
 
 def test_cache_keys_are_hashes_never_tokens():
-    client, _, _ = make_client(lambda token: ok())
+    client, _, _ = make_client(lambda token: ok() if token == "secret-token-value"
+                               else JsonResponse(401, None, ""))
     client.authenticate("secret-token-value")
-    keys = list(client._cache)
-    assert keys == [hashlib.sha256(b"secret-token-value").hexdigest()]
-    assert token_key("secret-token-value") == keys[0]
-    assert "secret-token-value" not in repr(client._cache)
+    with pytest.raises(InvalidToken):
+        client.authenticate("another-secret")
+    assert list(client._valid) == [hashlib.sha256(b"secret-token-value").hexdigest()]
+    assert list(client._invalid) == [hashlib.sha256(b"another-secret").hexdigest()]
+    assert token_key("secret-token-value") == next(iter(client._valid))
+    for cache in (client._valid, client._invalid):
+        assert "secret" not in repr(cache)
 
 
 def test_positive_entries_live_for_the_ttl():
@@ -259,3 +264,191 @@ def test_tokens_with_any_whitespace_are_malformed():
         for token in (f"abc{ch}def", f"{ch}abc", f"abc{ch}"):
             assert not _well_formed(token), repr(ch)
     assert _well_formed("abc-DEF_0123.~+/=")
+
+
+def test_cached_answers_from_the_cache_alone():
+    client, transport, clock = make_client(
+        lambda token: ok() if token == "good" else JsonResponse(401, None, ""), negative_ttl=5)
+    assert client.cached("good") is None  # unknown: the caller must authenticate
+    assert client.cached("bad") is None
+    assert transport.calls == 0
+    client.authenticate("good")
+    with pytest.raises(InvalidToken):
+        client.authenticate("bad")
+    assert client.cached("good").user_id == "u-1"
+    with pytest.raises(InvalidToken):
+        client.cached("bad")
+    for malformed in ("", "two words", None, "x" * 5000):
+        with pytest.raises(InvalidToken):
+            client.cached(malformed)
+    clock.now = 5  # the negative entry is gone; the positive one lives on
+    assert client.cached("bad") is None
+    assert client.cached("good") is not None
+    assert transport.calls == 2
+
+
+def test_cached_never_waits_for_an_upstream_call_in_flight():
+    client, transport, _ = make_client(lambda token: ok())
+    client.authenticate("known")
+    transport.release.clear()
+    asking = threading.Thread(target=client.authenticate, args=("slow",))
+    asking.start()
+    answers: list = []
+    reader = threading.Thread(target=lambda: answers.extend(
+        [client.cached("slow"), client.cached("known")]))
+    reader.start()
+    reader.join(timeout=2)
+    assert not reader.is_alive(), "cached() waited on the upstream call"
+    assert answers[0] is None and answers[1].user_id == "u-1"
+    transport.release.set()
+    asking.join(timeout=10)
+
+
+def test_a_flood_of_invalid_tokens_never_evicts_valid_ones():
+    valid = {"alice", "bob"}
+    client, transport, _ = make_client(
+        lambda token: ok(access_document(user_id=token)) if token in valid
+        else JsonResponse(401, None, ""), max_entries=2, negative_max_entries=10)
+    for token in sorted(valid):
+        client.authenticate(token)
+    for n in range(200):
+        with pytest.raises(InvalidToken):
+            client.authenticate(f"random-{n}")
+    assert client.cache_size() == 2
+    assert client.negative_cache_size() == 10  # bounded: the oldest invalid ones went
+    assert {client.cached(token).user_id for token in valid} == valid
+    calls = transport.calls
+    for token in valid:
+        client.authenticate(token)
+    assert transport.calls == calls
+
+
+def test_concurrent_upstream_calls_are_capped_and_the_rest_refused_soon():
+    client, transport, _ = make_client(lambda token: ok(), max_concurrent=3, slot_wait=0.1)
+    transport.release.clear()
+    outcomes: list = []
+    lock = threading.Lock()
+
+    def authenticate(token):
+        try:
+            result = client.authenticate(token)
+        except Exception as exc:
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=authenticate, args=(f"token-{n}",)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    # Seven of ten find no slot: each is refused after the short wait, while the upstream
+    # still holds the other three.
+    deadline = time.monotonic() + 5
+    while (len(outcomes) < 7 or transport.calls < 3) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with lock:
+        refused = list(outcomes)
+    assert len(refused) == 7 and transport.calls == 3
+    assert all(isinstance(o, IdentityUnavailable) and o.retry_after == 1 for o in refused)
+    transport.release.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sum(not isinstance(o, Exception) for o in outcomes) == 3
+    assert client.peak_in_flight == 3 and client.in_flight == 0
+    client.authenticate("token-after")  # the slots came back
+    assert transport.calls == 4
+
+
+def test_an_outage_refuses_unknown_tokens_at_once_and_keeps_cached_ones():
+    answers = {"mode": "up"}
+    client, transport, clock = make_client(
+        lambda token: ok(access_document(user_id=token)) if answers["mode"] == "up"
+        else TransportError("refused"), outage_failures=2, outage_seconds=5)
+    client.authenticate("cached-token")
+    answers["mode"] = "down"
+    for token in ("first", "second"):  # two failed checks in a row: the service is down
+        with pytest.raises(IdentityUnavailable):
+            client.authenticate(token)
+    assert transport.calls == 3
+    clock.now = 1.5
+    with pytest.raises(IdentityUnavailable) as refused:
+        client.authenticate("third")
+    assert refused.value.retry_after == 4  # seconds left until the probe, rounded up
+    assert transport.calls == 3  # refused without asking
+    assert client.authenticate("cached-token").user_id == "cached-token"
+    assert client.cached("cached-token").user_id == "cached-token"
+
+    clock.now = 5.0  # one probe goes through; it fails, so the refusals start again
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("probe")
+    assert transport.calls == 4
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("fourth")
+    assert transport.calls == 4
+
+    answers["mode"] = "up"
+    clock.now = 10.0  # the next probe succeeds: checks go upstream again
+    assert client.authenticate("probe").user_id == "probe"
+    assert client.authenticate("fifth").user_id == "fifth"
+    assert transport.calls == 6
+
+
+def test_one_probe_at_a_time_while_the_service_is_down():
+    answers = {"mode": "down"}
+    client, transport, clock = make_client(
+        lambda token: ok() if answers["mode"] == "up" else JsonResponse(503, None, ""),
+        outage_failures=1, outage_seconds=5)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("first")
+    clock.now = 5.0
+    answers["mode"] = "up"
+    transport.release.clear()
+    probe = threading.Thread(target=client.authenticate, args=("probe",))
+    probe.start()
+    deadline = time.monotonic() + 5
+    while transport.calls < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("while-probing")
+    assert transport.calls == 2
+    transport.release.set()
+    probe.join(timeout=10)
+    client.authenticate("after-the-probe")
+    assert transport.calls == 3
+
+
+def test_an_invalid_token_is_an_answer_and_resets_the_failure_count():
+    answers = {"mode": "down"}
+    client, transport, _ = make_client(
+        lambda token: JsonResponse(401, None, "") if answers["mode"] == "up"
+        else JsonResponse(502, None, ""), outage_failures=2)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("a")
+    answers["mode"] = "up"
+    with pytest.raises(InvalidToken):
+        client.authenticate("b")
+    answers["mode"] = "down"
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("c")
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("d")  # the second failure in a row: asked, then the breaker opens
+    assert transport.calls == 4
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate("e")
+    assert transport.calls == 4
+
+
+def test_failures_say_when_to_retry_and_followers_hear_it_too():
+    client, transport, _ = make_client(lambda token: TransportError("refused"),
+                                       outage_seconds=7)
+    outcomes, calls = _concurrent_callers(client, transport, "t", count=4)
+    assert calls == 1
+    assert [o.retry_after for o in outcomes] == [7] * 4
+
+
+def test_the_breaker_can_be_turned_off():
+    client, transport, _ = make_client(lambda token: TransportError("refused"),
+                                       outage_failures=0)
+    for _ in range(5):
+        with pytest.raises(IdentityUnavailable):
+            client.authenticate("t")
+    assert transport.calls == 5

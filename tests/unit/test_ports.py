@@ -1,6 +1,6 @@
-"""The persistence ports are whole: every method the domain and the workers call on a
-repository is on its Protocol, and the SQL adapter and the in-memory fake have each
-Protocol method with the same parameters."""
+"""The ports are whole: every method the domain and the workers call on a repository is on
+its Protocol, and each adapter and its in-memory fake (SQL, Astakos) have each Protocol
+method with the same parameters."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from api.adapters.db.actions import SqlActionRepository
 from api.adapters.db.host_keys import SqlHostKeyRepository
 from api.adapters.db.instances import SqlInstanceRepository
 from api.adapters.db.unit_of_work import SqlUnitOfWork, UnitOfWorkFactory
+from api.adapters.identity import AstakosIdentity
 from api.domain import ports
 from tests.fakes import (
+    FakeIdentity,
     InMemoryActionRepository,
     InMemoryHostKeyRepository,
     InMemoryInstanceRepository,
@@ -25,6 +27,7 @@ from tests.fakes import (
 
 API = Path(__file__).resolve().parents[2] / "api"
 IMPLEMENTATIONS = [
+    (ports.IdentityPort, [AstakosIdentity, FakeIdentity]),
     (ports.InstanceRepository, [SqlInstanceRepository, InMemoryInstanceRepository]),
     (ports.ActionRepository, [SqlActionRepository, InMemoryActionRepository]),
     (ports.HostKeyRepository, [SqlHostKeyRepository, InMemoryHostKeyRepository]),
