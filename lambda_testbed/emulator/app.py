@@ -90,7 +90,10 @@ def server_document(view: dict) -> dict:
 
 
 class FaultInjection:
-    """Counts protocol requests, then adds latency and injected 503s (never to the admin API)."""
+    """Counts protocol requests, then adds latency and injected 503s (never to the admin API).
+
+    Token checks are also counted while in progress, so tests can see how many a client
+    makes at once (``Cloud.peak_concurrency``)."""
 
     def __init__(self, cloud: Cloud):
         self._cloud = cloud
@@ -111,14 +114,30 @@ class FaultInjection:
         if kind is None:
             return
         self._cloud.count(kind)
+        if kind == "tokens":
+            self._cloud.enter(kind)
+            req.context.in_flight = kind
         faults = self._cloud.faults()
-        if faults.latency_ms:
-            time.sleep(faults.latency_ms / 1000.0)
+        latency_ms = faults.latency_ms + (faults.identity_latency_ms if kind == "tokens" else 0)
+        if latency_ms:
+            time.sleep(latency_ms / 1000.0)
+        if kind == "tokens" and faults.identity_down:
+            self._cloud.count("identity_down")
+            resp.status = falcon.HTTP_503
+            resp.media = _fault_body(503, "Service Unavailable", "identity down (emulator)")
+            resp.complete = True
+            return
         if self._cloud.draw_injected_error():
             self._cloud.count("injected_errors")
             resp.status = falcon.HTTP_503
             resp.media = _fault_body(503, "Service Unavailable", "injected by the emulator")
             resp.complete = True
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource,
+                         req_succeeded: bool) -> None:
+        kind = getattr(req.context, "in_flight", None)
+        if kind is not None:
+            self._cloud.leave(kind)
 
 
 class TokensResource:

@@ -115,6 +115,9 @@ class Emulator:
     def request_counts(self) -> dict:
         return self.cloud.request_counts()
 
+    def peak_concurrency(self) -> dict:
+        return self.cloud.peak_concurrency()
+
     def reset_counts(self) -> None:
         self.cloud.reset_counts()
 

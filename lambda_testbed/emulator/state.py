@@ -96,11 +96,15 @@ class Faults:
     # Every protocol request fails for this many seconds from when it is set: an outage.
     outage_seconds: float = 0.0
     stuck: dict[str, str] = field(default_factory=dict)
+    identity_latency_ms: float = 0.0  # added to every token check, on top of latency_ms
+    identity_down: bool = False  # every token check answers 503
 
     def as_dict(self) -> dict:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate,
                 "error_every": self.error_every, "error_seed": self.error_seed,
-                "outage_seconds": self.outage_seconds, "stuck": dict(self.stuck)}
+                "outage_seconds": self.outage_seconds, "stuck": dict(self.stuck),
+                "identity_latency_ms": self.identity_latency_ms,
+                "identity_down": self.identity_down}
 
 
 def _fault_settings(raw: dict, base: Faults) -> Faults:
@@ -119,13 +123,19 @@ def _fault_settings(raw: dict, base: Faults) -> Faults:
             error_seed=int(merged["error_seed"] or 0),
             outage_seconds=float(merged["outage_seconds"] or 0),
             stuck={str(k): str(v).upper() for k, v in (merged["stuck"] or {}).items()},
+            identity_latency_ms=float(merged["identity_latency_ms"] or 0),
+            identity_down=merged["identity_down"],
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"bad fault settings: {exc}") from exc
+    if not isinstance(faults.identity_down, bool):
+        raise ValueError("identity_down must be true or false")
     if not 0.0 <= faults.error_rate <= 1.0:
         raise ValueError("error_rate must be between 0 and 1")
-    if faults.latency_ms < 0 or faults.error_every < 0 or faults.outage_seconds < 0:
-        raise ValueError("latency_ms, error_every and outage_seconds must not be negative")
+    if (faults.latency_ms < 0 or faults.error_every < 0 or faults.outage_seconds < 0
+            or faults.identity_latency_ms < 0):
+        raise ValueError("latency_ms, identity_latency_ms, error_every and outage_seconds "
+                         "must not be negative")
     for server_id, status in faults.stuck.items():
         if status not in STATUSES:
             raise ValueError(f"stuck server {server_id}: unknown status {status!r}")
@@ -174,6 +184,8 @@ class Cloud:
         self._outage_until = self._clock() + self._faults.outage_seconds
         self._protocol_requests = 0
         self._counts: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}
+        self._peaks: dict[str, int] = {}
 
         self._users: dict[str, User] = {}
         self._token_owner: dict[str, str] = {}
@@ -215,9 +227,25 @@ class Cloud:
         with self._lock:
             return dict(self._counts)
 
+    def enter(self, kind: str) -> None:
+        """A request of ``kind`` is being served (``leave`` when it is answered)."""
+        with self._lock:
+            now = self._in_flight[kind] = self._in_flight.get(kind, 0) + 1
+            self._peaks[kind] = max(self._peaks.get(kind, 0), now)
+
+    def leave(self, kind: str) -> None:
+        with self._lock:
+            self._in_flight[kind] -= 1
+
+    def peak_concurrency(self) -> dict:
+        """The most requests of each kind served at once since the last reset."""
+        with self._lock:
+            return dict(self._peaks)
+
     def reset_counts(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._peaks = {k: n for k, n in self._in_flight.items() if n}
 
     def faults(self) -> Faults:
         with self._lock:

@@ -1,7 +1,9 @@
-"""AstakosIdentity against the emulator over HTTP: answers, failures, cache, single-flight."""
+"""AstakosIdentity against the emulator over HTTP: answers, failures, cache, single-flight,
+the cap on upstream checks and the outage breaker."""
 
 from __future__ import annotations
 
+import secrets
 import socket
 import threading
 from datetime import datetime, timezone
@@ -191,3 +193,98 @@ def test_concurrent_cold_invalid_tokens_share_the_failure(emulator):
         thread.join()
     assert errors == [InvalidToken] * 10
     assert emulator.request_counts()["tokens"] == 1
+
+
+def _outcomes_of_a_flood(client, tokens) -> list:
+    """Authenticate every token at once, one thread each; each thread's result or error."""
+    barrier = threading.Barrier(len(tokens))
+    outcomes: list = []
+    lock = threading.Lock()
+
+    def authenticate(token):
+        barrier.wait()
+        try:
+            result = client.authenticate(token)
+        except Exception as exc:
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=authenticate, args=(t,)) for t in tokens]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "a caller hung"
+    return outcomes
+
+
+FLOOD = 40
+CAP = 4
+
+
+def test_a_flood_of_random_tokens_leaves_valid_ones_cached_and_the_upstream_capped(emulator):
+    client = _client(emulator, max_entries=2, negative_max_entries=8, max_concurrent=CAP,
+                     slot_wait=30)  # every check waits its turn: all are answered
+    client.authenticate(TOKEN)
+    client.authenticate(OTHER_TOKEN)
+    emulator.set_faults(identity_latency_ms=50)  # keeps checks in flight while others come
+    emulator.reset_counts()
+    outcomes = _outcomes_of_a_flood(client, [secrets.token_urlsafe(32) for _ in range(FLOOD)])
+    assert [type(o) for o in outcomes] == [InvalidToken] * FLOOD
+    assert emulator.request_counts()["tokens"] == FLOOD
+    assert emulator.peak_concurrency()["tokens"] <= CAP
+    assert client.peak_in_flight <= CAP
+    assert client.negative_cache_size() == 8
+    assert client.cached(TOKEN).user_name == "demo@example.org"
+    assert client.authenticate(OTHER_TOKEN).user_name == "other@example.org"
+    assert emulator.request_counts()["tokens"] == FLOOD  # both answered from the cache
+
+
+def test_a_flood_beyond_the_cap_is_refused_soon_and_cached_tokens_still_work(emulator):
+    client = _client(emulator, max_concurrent=CAP, slot_wait=0.05)
+    client.authenticate(TOKEN)
+    emulator.set_faults(identity_latency_ms=300)
+    emulator.reset_counts()
+    outcomes = _outcomes_of_a_flood(client, [secrets.token_urlsafe(32) for _ in range(FLOOD)])
+    refused = [o for o in outcomes if isinstance(o, IdentityUnavailable)]
+    assert refused and all(o.retry_after == 1 for o in refused)
+    assert all(isinstance(o, (InvalidToken, IdentityUnavailable)) for o in outcomes)
+    assert emulator.request_counts()["tokens"] == FLOOD - len(refused)
+    assert emulator.peak_concurrency()["tokens"] <= CAP
+    assert client.authenticate(TOKEN).user_name == "demo@example.org"
+
+
+@pytest.mark.parametrize("fault", [{"identity_down": True},
+                                   {"identity_latency_ms": 1000}], ids=["down", "slow"])
+def test_an_outage_refuses_unknown_tokens_at_once_and_keeps_cached_ones(emulator, fault):
+    client = _client(emulator, timeout=0.2, retries=1, outage_failures=2, outage_seconds=60)
+    client.authenticate(TOKEN)
+    emulator.set_faults(**fault)
+    for token in (SECOND_TOKEN, OTHER_TOKEN):  # two failed checks: the service is down
+        with pytest.raises(IdentityUnavailable):
+            client.authenticate(token)
+    asked = emulator.request_counts()["tokens"]
+    for _ in range(20):
+        with pytest.raises(IdentityUnavailable) as refused:
+            client.authenticate(secrets.token_urlsafe(32))
+        assert 0 < refused.value.retry_after <= 60
+    assert emulator.request_counts()["tokens"] == asked  # refused without asking
+    assert client.cached(TOKEN).user_name == "demo@example.org"
+    assert client.authenticate(TOKEN).user_name == "demo@example.org"
+
+
+def test_once_the_outage_ends_one_probe_lets_tokens_through_again(emulator):
+    clock = FakeClock()
+    client = _client(emulator, retries=0, outage_failures=1, outage_seconds=5, clock=clock)
+    emulator.set_faults(identity_down=True)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate(TOKEN)
+    emulator.set_faults(identity_down=False)
+    with pytest.raises(IdentityUnavailable):
+        client.authenticate(TOKEN)  # still refused: the service has not been probed yet
+    assert emulator.request_counts()["tokens"] == 1
+    clock.now += 5
+    assert client.authenticate(TOKEN).user_name == "demo@example.org"
+    assert client.authenticate(SECOND_TOKEN).user_name == "demo@example.org"
+    assert emulator.request_counts()["tokens"] == 3
