@@ -80,7 +80,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",
-                 "openapi-spec-validator"],
+                 "openapi-spec-validator", "schemathesis>=4.32.5,<5"],
     },
     entry_points={"console_scripts": ["lambda-service = api.cli:main"]},
 )

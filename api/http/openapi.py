@@ -1,108 +1,223 @@
-"""The OpenAPI 3 document of every endpoint, served at /api/openapi.json."""
+"""The OpenAPI 3 document of every endpoint, served at /api/openapi.json.
+
+Every status a route can answer is listed with its body's schema, so a client (and the
+property-based fuzz in tests/e2e) can hold each answer to it.
+"""
 
 from __future__ import annotations
 
 from api import __version__
 
-
-def _error(status: int, example: str) -> dict:
-    return {"description": example, "content": {"application/json": {
-        "schema": {"$ref": "#/components/schemas/Errors"},
-        "example": {"errors": [{"status": status, "detail": example}]}}}}
+_JSON = "application/json"
 
 
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _json(schema: dict, description: str, **extra) -> dict:
+    return {"description": description, "content": {_JSON: {"schema": schema, **extra}}}
+
+
+def _error(status: int, detail: str) -> dict:
+    return _json(_ref("schemas", "Errors"), detail,
+                 example={"errors": [{"status": status, "detail": detail}]})
+
+
+def _string(**extra) -> dict:
+    return {"type": "string", **extra}
+
+
+def _nullable(schema: dict) -> dict:
+    return {**schema, "nullable": True}
+
+
+def _object(properties: dict, required: list[str] | None = None) -> dict:
+    schema = {"type": "object", "properties": properties}
+    return {**schema, "required": required if required is not None else list(properties)}
+
+
+def _status_line(short_description: str) -> dict:
+    return _object({"short_description": _string(enum=[short_description]),
+                    "code": {"type": "integer", "enum": [200]}})
+
+
+_DATE_TIME = _nullable(_string(format="date-time"))
 _INSTANCE_ID = {"name": "instance_id", "in": "path", "required": True,
-                "schema": {"type": "string", "format": "uuid"}}
-_UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
-_UNAVAILABLE = {"$ref": "#/components/responses/IdentityUnavailable"}
+                "description": "The instance's UUID; any other value is answered with 404",
+                "schema": _string(format="uuid")}
+_ACTION_ID = {"name": "action_id", "in": "path", "required": True,
+              "schema": _string(format="uuid")}
+_UNAUTHORIZED = _ref("responses", "Unauthorized")
+_UNAVAILABLE = _ref("responses", "IdentityUnavailable")
 _NOT_FOUND = _error(404, "The specified lambda instance doesn't exist.")
+_STATUS_MESSAGES = ["STARTED", "STOPPED", "PENDING", "STARTING", "STOPPING", "DESTROYING",
+                    "DESTROYED", "SCALING_UP", "SCALING_DOWN", "FAILED"]
+
+SCHEMAS = {
+    "Errors": _object({"errors": {"type": "array", "minItems": 1, "items": _object({
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": _string(),
+        "message": _string(), "code": {"type": "integer"}, "details": _string(),
+    }, required=["status", "detail"])}}),
+    "Status": _object({
+        "code": _string(enum=[str(code) for code in range(10)]),
+        "message": _string(enum=_STATUS_MESSAGES),
+        "detail": _string(),
+        "failure_message": _string(),
+    }, required=["code", "message", "detail"]),
+    "InstanceSummary": _object({
+        "id": _string(format="uuid"), "name": _string(),
+        "status": _ref("schemas", "Status"), "href": _string(format="uri-reference")}),
+    "Host": _object({"name": _string(), "role": _string(enum=["master", "slave"]),
+                     "ip": _string(), "server_id": _string()}),
+    "InstanceInfo": _object({
+        "services": {"type": "array", "items": _string(
+            enum=["hdfs", "yarn", "zookeeper", "kafka", "spark"])},
+        "master_name": _nullable(_string()),
+        "slaves": {"type": "integer", "minimum": 0},
+        "hosts": {"type": "array", "items": _ref("schemas", "Host")},
+        "failure_message": _nullable(_string()),
+        "created_at": _DATE_TIME, "updated_at": _DATE_TIME}),
+    "InstanceDetails": _object({
+        "id": _string(format="uuid"), "name": _string(),
+        "status": _ref("schemas", "Status"), "info": _ref("schemas", "InstanceInfo"),
+    }, required=["id", "name"]),
+    "ActionRequest": _object({"action": _string(enum=["start", "stop"])}),
+    "ActionSummary": _object({
+        "id": _string(format="uuid"), "action": _string(enum=["start", "stop"]),
+        "state": _string(enum=["accepted", "running", "succeeded", "failed"]),
+        "href": _string(format="uri-reference")}),
+    "Step": _object({
+        "name": _string(enum=["power_on", "wait_ssh", "playbook", "power_off"]),
+        "state": _string(enum=["running", "succeeded", "failed", "skipped"]),
+        "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
+        "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
+    "TaskResult": _object({
+        "host": _string(), "task": _string(), "role": _nullable(_string()),
+        "status": _string(enum=["ok", "changed", "failed", "unreachable", "skipped"]),
+        "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
+    "Action": {"allOf": [_ref("schemas", "ActionSummary"), _object({
+        "instance": _object({"id": _string(format="uuid"),
+                             "status": _ref("schemas", "Status")}),
+        "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+        "error": _nullable(_string()),
+        "steps": {"type": "array", "items": _ref("schemas", "Step")},
+        "playbook": _object({
+            "hosts": {"type": "object", "additionalProperties": {
+                "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}},
+            "tasks": {"type": "array", "items": _ref("schemas", "TaskResult")}}),
+    })]},
+}
+
+_ACCEPTED = _object({
+    "status": _object({"code": {"type": "integer", "enum": [202]},
+                       "short-description": _string(enum=["Your request has been accepted"])}),
+    "data": _object({"action": _ref("schemas", "ActionSummary")}),
+}, required=["status"])
+
+_LIST = _object({
+    "status": _status_line("Lambda instances"),
+    "data": {"type": "array", "items": _ref("schemas", "InstanceSummary")},
+    "pagination": _object({
+        "count": {"type": "integer", "minimum": 0},
+        "limit": _nullable({"type": "integer", "minimum": 0}),
+        "offset": {"type": "integer", "minimum": 0},
+        "next": _nullable(_string(format="uri-reference")),
+        "previous": _nullable(_string(format="uri-reference"))}),
+})
+
+# An empty value (``?limit=``) reads as an absent one. The databases' integers are 64-bit.
+_MAX_INT64 = 2**63 - 1
+_PAGING = [
+    {"name": "limit", "in": "query", "description": "At most this many instances (none: all)",
+     "allowEmptyValue": True,
+     "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64}},
+    {"name": "offset", "in": "query", "description": "Skip this many instances first",
+     "allowEmptyValue": True,
+     "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64, "default": 0}},
+]
 
 DOCUMENT = {
     "openapi": "3.0.3",
     "info": {"title": "Lambda instance orchestration API", "version": __version__,
              "description": "Start and stop lambda instances (Hadoop, Spark, Kafka clusters "
-                            "on a Synnefo cloud) and follow the actions."},
+                            "on a Synnefo cloud) and follow the actions. The trailing slash "
+                            "of every path is optional."},
     "components": {
         "securitySchemes": {"token": {"type": "apiKey", "in": "header",
                                       "name": "Authorization",
                                       "description": "`Token <~okeanos token>`"}},
-        "schemas": {
-            "Errors": {"type": "object", "required": ["errors"], "properties": {
-                "errors": {"type": "array", "items": {"type": "object", "properties": {
-                    "status": {"type": "integer"}, "detail": {"type": "string"},
-                    "message": {"type": "string"}, "code": {"type": "integer"},
-                    "details": {"type": "string"}}}}}},
-            "Status": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string", "enum": [
-                    "STARTED", "STOPPED", "PENDING", "STARTING", "STOPPING", "DESTROYING",
-                    "DESTROYED", "SCALING_UP", "SCALING_DOWN", "FAILED"]},
-                "detail": {"type": "string"}}},
-            "ActionRequest": {"type": "object", "required": ["action"], "properties": {
-                "action": {"type": "string", "enum": ["start", "stop"]}}},
-            "Step": {"type": "object", "properties": {
-                "name": {"type": "string", "enum": ["power_on", "wait_ssh", "playbook",
-                                                   "power_off"]},
-                "state": {"type": "string", "enum": ["running", "succeeded", "failed",
-                                                     "skipped"]},
-                "started_at": {"type": "string", "format": "date-time", "nullable": True},
-                "finished_at": {"type": "string", "format": "date-time", "nullable": True},
-                "duration": {"type": "number", "nullable": True},
-                "message": {"type": "string", "nullable": True}}},
-            "Action": {"type": "object", "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "action": {"type": "string", "enum": ["start", "stop"]},
-                "state": {"type": "string", "enum": ["accepted", "running", "succeeded",
-                                                     "failed"]},
-                "href": {"type": "string"},
-                "error": {"type": "string", "nullable": True},
-                "steps": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}},
-                "playbook": {"type": "object"}}},
-        },
+        "schemas": SCHEMAS,
         "responses": {
-            "Unauthorized": {"description": "Missing, malformed or invalid token",
-                             "content": {"application/json": {
-                                 "schema": {"$ref": "#/components/schemas/Errors"}}}},
-            "IdentityUnavailable": _error(503, "The identity service could not be reached "
-                                               "to validate the token; try again later."),
+            "Unauthorized": {
+                "description": "Missing, malformed or invalid token",
+                "headers": {"WWW-Authenticate": {"schema": _string(enum=["Token"])}},
+                "content": {_JSON: {"schema": _ref("schemas", "Errors"), "example": {
+                    "errors": [{"message": "Invalid token", "code": 401,
+                                "details": "unauthorized", "status": 401,
+                                "detail": "Unauthorized. Request failed because user "
+                                          "provided an invalid token."}]}}}},
+            "IdentityUnavailable": {
+                **_error(503, "The identity service could not be reached to validate the "
+                              "token; try again later."),
+                "headers": {"Retry-After": {"required": True, "description": "Seconds",
+                                            "schema": {"type": "integer", "minimum": 0}}}},
         },
     },
     "security": [{"token": []}],
     "paths": {
         "/api/authenticate/": {"get": {
+            "operationId": "authenticate",
             "summary": "Validate the token and return the user's name",
-            "responses": {"200": {"description": "The token is valid"},
-                          "401": _UNAUTHORIZED, "503": _UNAVAILABLE}}},
+            "responses": {
+                "200": _json(_object({
+                    "status": {"type": "integer", "enum": [200]},
+                    "result": _string(enum=["Success"]),
+                    "data": _object({"name": _string()})}), "The token is valid"),
+                "401": _UNAUTHORIZED, "503": _UNAVAILABLE}}},
         "/api/lambda-instances/": {"get": {
-            "summary": "The caller's lambda instances",
-            "parameters": [
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}},
-                {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
-            "responses": {"200": {"description": "A page of instances"},
+            "operationId": "listInstances",
+            "summary": "The caller's lambda instances, oldest first",
+            "parameters": _PAGING,
+            "responses": {"200": _json(_LIST, "A page of instances"),
                           "400": _error(400, "limit must not be negative"),
                           "401": _UNAUTHORIZED, "503": _UNAVAILABLE}}},
         "/api/lambda-instances/{instance_id}/": {
             "get": {
+                "operationId": "getInstance",
                 "summary": "Details of one lambda instance",
-                "parameters": [_INSTANCE_ID, {"name": "filter", "in": "query", "schema": {
-                    "type": "string", "enum": ["status", "info"]}}],
-                "responses": {"200": {"description": "The instance"}, "401": _UNAUTHORIZED,
-                              "404": _NOT_FOUND, "503": _UNAVAILABLE}},
+                "parameters": [_INSTANCE_ID, {"name": "filter", "in": "query", "schema": _string(
+                    enum=["status", "info"])}],
+                "responses": {
+                    "200": _json(_object({
+                        "status": _status_line("Lambda instance details"),
+                        "data": {"type": "array", "minItems": 1, "maxItems": 1,
+                                 "items": _ref("schemas", "InstanceDetails")}}),
+                        "The instance"),
+                    "400": _error(400, "filter can be status or info."),
+                    "401": _UNAUTHORIZED, "404": _NOT_FOUND, "503": _UNAVAILABLE}},
             "post": {
+                "operationId": "requestAction",
                 "summary": "Start or stop a lambda instance",
+                "description": "Checks, in order: the token (401), the instance (404), the "
+                               "action parameter (400), the instance's status (409).",
                 "parameters": [_INSTANCE_ID],
                 "requestBody": {"required": True, "content": {
-                    "multipart/form-data": {"schema": {
-                        "$ref": "#/components/schemas/ActionRequest"}},
-                    "application/x-www-form-urlencoded": {"schema": {
-                        "$ref": "#/components/schemas/ActionRequest"}},
-                    "application/json": {"schema": {
-                        "$ref": "#/components/schemas/ActionRequest"}}}},
+                    media: {"schema": _ref("schemas", "ActionRequest")}
+                    for media in ("multipart/form-data", "application/x-www-form-urlencoded",
+                                  _JSON)}},
                 "responses": {
-                    "202": {"description": "Accepted; the Location header names the action",
-                            "headers": {"Location": {"schema": {"type": "string"}}},
-                            "content": {"application/json": {"example": {"status": {
-                                "code": 202,
-                                "short-description": "Your request has been accepted"}}}}},
+                    "202": {**_json(_ACCEPTED, "Accepted; the Location header names the "
+                                               "new action"),
+                            "headers": {"Location": {"required": True, "schema": _string(
+                                format="uri-reference")}},
+                            "links": {"GetAction": {
+                                "operationId": "getAction",
+                                "parameters": {
+                                    "instance_id": "$request.path.instance_id",
+                                    "action_id": "$response.body#/data/action/id"}}}},
                     "400": _error(400, "action POST parameter can be used with start or "
                                        "stop value."),
                     "401": _UNAUTHORIZED,
@@ -110,17 +225,20 @@ DOCUMENT = {
                     "409": _error(409, "The specified lambda instance is already started."),
                     "503": _UNAVAILABLE}}},
         "/api/lambda-instances/{instance_id}/actions/{action_id}": {"get": {
+            "operationId": "getAction",
             "summary": "The state of one action, its steps and playbook results",
-            "parameters": [_INSTANCE_ID, {"name": "action_id", "in": "path", "required": True,
-                                          "schema": {"type": "string", "format": "uuid"}}],
-            "responses": {"200": {"description": "The action", "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "data": {"$ref": "#/components/schemas/Action"}}}}}},
+            "parameters": [_INSTANCE_ID, _ACTION_ID],
+            "responses": {
+                "200": _json(_object({"status": _status_line("Lambda instance action"),
+                                      "data": _ref("schemas", "Action")}), "The action"),
                 "401": _UNAUTHORIZED,
                 "404": _error(404, "The specified action doesn't exist."),
                 "503": _UNAVAILABLE}}},
-        "/api/openapi.json": {"get": {"summary": "This document", "security": [],
-                                      "responses": {"200": {"description": "OpenAPI 3"}}}},
+        "/api/openapi.json": {"get": {
+            "operationId": "openapi",
+            "summary": "This document", "security": [],
+            "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]},
+                                       "OpenAPI 3")}}},
     },
 }
 
