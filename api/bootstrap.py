@@ -25,7 +25,7 @@ from api.adapters.host_keys import HostKeyPinning
 from api.adapters.inventory import render_inventory
 from api.adapters.ssh import SshWaiter
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
-from api.settings import Settings
+from api.settings import Settings, require_shared_secret
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,10 @@ def build_orchestrator(settings: Settings, uow_factory, token_cipher,
 def bootstrap(settings: Settings, *, run_migrations: bool = True, runner=None,
               compute_factory=None) -> Container:
     """Build the adapters the settings describe. Nothing is started: no thread, no broker
-    connection, no identity client (``create_http_app`` builds that for the API)."""
+    connection, no identity client (``create_http_app`` builds that for the API).
+
+    Refuses (``SettingsError``) a scaled-out process without ``LAMBDA_SECRET_KEY``."""
+    require_shared_secret(settings)
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     engine = create_db_engine(settings.database_url)

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from api.settings import Settings, SettingsError, load_settings
+from api.settings import Settings, SettingsError, load_settings, require_shared_secret
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,9 @@ def _settings(args):
 def cmd_serve(args) -> int:
     from api.server import serve
 
-    serve(_settings(args))
+    settings = _settings(args)
+    require_shared_secret(settings)  # here too: a gunicorn worker's refusal is buried in its log
+    serve(settings)
     return 0
 
 

@@ -6,9 +6,12 @@ Precedence: environment > YAML file (``LAMBDA_CONFIG``) > ``~/.kamakirc`` (auth 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import configparser
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,24 @@ class SettingsError(ValueError):
     """A setting has a value that cannot be used."""
 
 
+# Settings that hold credentials: never handed to a playbook, whatever LAMBDA_ANSIBLE_ENV says.
+SECRET_VARIABLES = ("LAMBDA_SECRET_KEY", "LAMBDA_DATABASE_URL", "LAMBDA_BROKER_URL",
+                    "LAMBDA_CONFIG")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def split_secret_keys(raw: str) -> list[str]:
+    return [key.strip() for key in raw.split(",") if key.strip()]
+
+
+def _check_fernet_key(key: str) -> bool:
+    """A Fernet key: 32 bytes in URL-safe base64 (what ``Fernet.generate_key`` gives)."""
+    try:
+        return len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        return False
+
+
 def _default_database_url() -> str:
     return f"sqlite:///{Path.cwd() / 'lambda.db'}"
 
@@ -60,7 +81,9 @@ class Settings:
     # service is remote, so their round trips overlap.
     http_threads: int = 1
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
-    secret_key: str | None = None  # Fernet key; else generated under state_dir
+    # Fernet keys, comma separated: the first encrypts, every one decrypts (rotation).
+    # Else one generated under state_dir, which only a single machine can share.
+    secret_key: str | None = field(default=None, repr=False)
     pool_size: int = 4  # concurrent actions per process (local dispatcher)
     lease_seconds: float = 30.0  # how long a worker's claim on an action lasts unrenewed
     max_attempts: int = 3  # runs of one action before it is failed for good
@@ -90,6 +113,9 @@ class Settings:
     ssh_kex: str = "auto"  # auto | default | an OpenSSH KexAlgorithms value
     ssh_host_key_checking: str = "pinned"  # pinned | off
     extravars_file: str | None = None  # YAML of extra variables for every playbook run
+    # Names of further variables of the service's environment that playbooks get (the
+    # rest is withheld from them: see ``api.adapters.ansible``), comma separated.
+    ansible_env: str | None = None
     log_level: str = "INFO"
 
     def replace(self, **changes) -> Settings:
@@ -98,6 +124,22 @@ class Settings:
     @property
     def artifacts_dir(self) -> Path:
         return Path(self.state_dir) / "runs"
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """``LAMBDA_SECRET_KEY`` as its keys, the encrypting one first; empty if unset."""
+        return split_secret_keys(self.secret_key or "")
+
+    @property
+    def scaled_out(self) -> bool:
+        """More than one machine may share the work: Celery workers, or a database that
+        is not a local SQLite file."""
+        backend = self.database_url.split(":", 1)[0].split("+", 1)[0].lower()
+        return self.dispatcher == "celery" or backend != "sqlite"
+
+    @property
+    def ansible_env_names(self) -> list[str]:
+        return [name.strip() for name in (self.ansible_env or "").split(",") if name.strip()]
 
     @property
     def ansible_cfg(self) -> Path:
@@ -185,4 +227,48 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
         raise SettingsError(
             f"LAMBDA_SSH_HOST_KEY_CHECKING must be one of {', '.join(SSH_HOST_KEY_CHECKING)}, "
             f"not {settings.ssh_host_key_checking!r}")
+    _check_secret_key(settings)
+    _check_ansible_env(settings)
     return settings
+
+
+def _check_secret_key(settings: Settings) -> None:
+    if settings.secret_key is None:
+        return
+    keys = settings.secret_keys
+    if not keys:
+        raise SettingsError("LAMBDA_SECRET_KEY is set but holds no key")
+    for number, key in enumerate(keys, 1):
+        if not _check_fernet_key(key):
+            # The value itself is never echoed: it is a secret, and errors reach logs.
+            where = f"key {number} of {len(keys)}" if len(keys) > 1 else "its key"
+            raise SettingsError(
+                f"LAMBDA_SECRET_KEY: {where} is not a Fernet key (32 bytes in URL-safe "
+                "base64, as `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'` prints)")
+
+
+def _check_ansible_env(settings: Settings) -> None:
+    for name in settings.ansible_env_names:
+        if not _ENV_NAME.match(name):
+            raise SettingsError(f"LAMBDA_ANSIBLE_ENV: {name!r} is not a variable name")
+        if name in SECRET_VARIABLES:
+            raise SettingsError(f"LAMBDA_ANSIBLE_ENV: {name} holds a credential and is "
+                                "never handed to playbooks")
+
+
+def require_shared_secret(settings: Settings) -> None:
+    """Refuse to start a scaled-out process without ``LAMBDA_SECRET_KEY``.
+
+    Each machine would otherwise generate a key of its own: an action accepted by one API
+    process could not be decrypted by the worker that takes it, and every action would
+    fail. Called by ``api.bootstrap`` (every API process and worker) and by the CLI
+    before it starts anything."""
+    if settings.scaled_out and not settings.secret_keys:
+        why = ("LAMBDA_DISPATCHER is celery" if settings.dispatcher == "celery"
+               else "the database is not a local SQLite file")
+        raise SettingsError(
+            f"LAMBDA_SECRET_KEY is required when {why}: every API process and worker must "
+            "share one key (a key generated per machine cannot read the others' actions). "
+            "Generate one with `python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'` and give it to all of them")

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from api.adapters import proctree
+from api.adapters.crypto import KEY_FILE, load_or_create_key
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
 from api.domain.model import InstanceStatus
@@ -112,7 +113,7 @@ def kill_processes_under(path: Path) -> int:
 
 # What the operator's commands need to act on the demo's instances as the service does.
 OPERATOR_SETTINGS = ("database_url", "auth_url", "ansible_connection", "extravars_file",
-                     "state_dir", "secret_key")
+                     "ssh_host_key_checking", "state_dir", "secret_key")
 
 
 def write_settings_file(settings: Settings, path: Path) -> Path:
@@ -121,9 +122,22 @@ def write_settings_file(settings: Settings, path: Path) -> Path:
     database and renders the local connection the demo's hosts need."""
     values = {name: getattr(settings, name) for name in OPERATOR_SETTINGS
               if getattr(settings, name) is not None}
-    path.write_text("# Written by lambda-service demo: the settings it serves with.\n"
-                    + yaml.safe_dump(values, sort_keys=False))
+    text = ("# Written by lambda-service demo: the settings it serves with.\n"
+            + yaml.safe_dump(values, sort_keys=False))
+    # It may hold the server key and a database URL with its password: the owner's only.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)  # a file an earlier demo left keeps its mode on O_CREAT
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     return path
+
+
+def shared_secret_key(settings: Settings, state_dir: Path) -> str | None:
+    """The key a scaled-out demo's API and workers share: ``LAMBDA_SECRET_KEY`` if set,
+    else the demo's own key file (the settings file hands it to the workers)."""
+    if settings.secret_key or not settings.scaled_out:
+        return settings.secret_key
+    return ",".join(key.decode() for key in load_or_create_key(state_dir / KEY_FILE))
 
 
 def curl_examples(base: str) -> str:
@@ -159,6 +173,7 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
         # Local hosts on loopback: nothing is slow to power or reach.
         poll_interval=min(settings.poll_interval, 0.25),
     )
+    settings = settings.replace(secret_key=shared_secret_key(settings, prepared["state_dir"]))
     config_file = write_settings_file(settings, prepared["state_dir"] / "lambda.yml")
     print(f"Synnefo emulator: http://{emulator_bind}  (token {DEMO_TOKEN})", flush=True)
     print(f"Settings:         {config_file}  (lambda-service --config it, e.g. inventory)",
@@ -166,15 +181,11 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
     print(f"Lambda service:   http://{settings.bind}", flush=True)
     print(curl_examples(f"http://{settings.bind}"), flush=True)
     if settings.dispatcher == "celery":
-        env = {"LAMBDA_DISPATCHER": "celery", "LAMBDA_BROKER_URL": settings.broker_url,
-               "LAMBDA_DATABASE_URL": settings.database_url, "LAMBDA_AUTH_URL":
-               settings.auth_url, "LAMBDA_ANSIBLE_CONNECTION": "local",
-               "LAMBDA_SSH_HOST_KEY_CHECKING": "off",
-               "LAMBDA_EXTRAVARS_FILE": settings.extravars_file,
-               "LAMBDA_STATE_DIR": settings.state_dir}
+        # The settings file carries the database, the key and the rest: no secret is
+        # printed or put on a command line.
         print("LAMBDA_DISPATCHER=celery: this demo starts no worker; start some with\n  "
-              + " ".join(f"{k}={v}" for k, v in env.items()) + " lambda-service worker",
-              flush=True)
+              "LAMBDA_DISPATCHER=celery LAMBDA_BROKER_URL=... "
+              f"lambda-service --config {config_file} worker", flush=True)
     try:
         from api.server import serve
 

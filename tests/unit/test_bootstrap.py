@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+from cryptography.fernet import Fernet
 from falcon import testing
 
 from api.bootstrap import bootstrap, create_http_app
 from api.domain.ports import Identity
 from api.server import GunicornServer
-from api.settings import Settings
+from api.settings import Settings, SettingsError
 from api.worker.celery_dispatch import CeleryDispatcher
 from api.worker.local import LocalDispatcher
 from tests.conftest import FakeIdentity
@@ -47,7 +49,8 @@ def test_the_http_app_runs_on_the_containers_pieces_and_close_stops_the_pool(tmp
 
 def test_celery_settings_give_the_api_a_publisher_not_a_pool(tmp_path):
     container = bootstrap(settings_in(tmp_path, dispatcher="celery",
-                                      broker_url="redis://127.0.0.1:1/0"))
+                                      broker_url="redis://127.0.0.1:1/0",
+                                      secret_key=Fernet.generate_key().decode()))
     try:
         create_http_app(container, identity=FakeIdentity())
         assert isinstance(container.dispatcher, CeleryDispatcher)
@@ -62,3 +65,10 @@ def test_a_gunicorn_worker_closes_the_container_it_built_when_it_exits(tmp_path)
     assert isinstance(container.dispatcher, LocalDispatcher)
     server.cfg.worker_exit(None, SimpleNamespace(app=server))
     assert container.dispatcher.runtime.stopping
+
+
+def test_a_scaled_out_process_refuses_to_start_without_a_shared_key(tmp_path):
+    settings = settings_in(tmp_path, dispatcher="celery", broker_url="redis://127.0.0.1:1/0")
+    with pytest.raises(SettingsError, match="LAMBDA_SECRET_KEY is required"):
+        bootstrap(settings)
+    assert not (tmp_path / "state").exists()  # refused before any key or file was made

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from api.settings import SettingsError, kamakirc_auth_url, load_settings
+from api.settings import (
+    SECRET_VARIABLES,
+    SettingsError,
+    kamakirc_auth_url,
+    load_settings,
+    require_shared_secret,
+)
 
 KAMAKIRC = """[global]
 default_cloud = okeanos
@@ -68,3 +74,59 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
                                             ("0", False), ("off", False), ("no", False)])
 def test_boolean_settings_read_the_usual_words(raw, value):
     assert load_settings({"LAMBDA_BROKER_CONFIRM": raw}).broker_confirm is value
+
+
+KEY_1 = "x0RkaNHdNUONRAMtHAeX9nYhzQTw7lEgtgVdEOTXn4s="
+KEY_2 = "VDbzZgo7GCHufq0EDm3lI2HvrS5N3_IZVgbCLHwzbUM="
+
+
+def test_secret_key_takes_one_key_or_several_the_first_encrypting():
+    assert load_settings({"LAMBDA_SECRET_KEY": KEY_1}).secret_keys == [KEY_1]
+    several = load_settings({"LAMBDA_SECRET_KEY": f" {KEY_2}, {KEY_1} "})
+    assert several.secret_keys == [KEY_2, KEY_1]
+    assert load_settings({}).secret_keys == []
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("not-a-key", "LAMBDA_SECRET_KEY: its key is not a Fernet key"),
+    (f"{KEY_1},not-a-key", "LAMBDA_SECRET_KEY: key 2 of 2 is not a Fernet key"),
+    (KEY_1[:-4], "its key is not a Fernet key"),  # 29 bytes, not 32
+    (" , ", "holds no key"),
+])
+def test_a_bad_secret_key_is_a_clear_error_that_does_not_echo_it(raw, message):
+    with pytest.raises(SettingsError, match=message) as caught:
+        load_settings({"LAMBDA_SECRET_KEY": raw})
+    assert "not-a-key" not in str(caught.value) and KEY_1[:-4] not in str(caught.value)
+
+
+def test_the_secret_key_is_not_in_the_settings_repr():
+    assert KEY_1 not in repr(load_settings({"LAMBDA_SECRET_KEY": KEY_1}))
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"LAMBDA_DISPATCHER": "celery"}, "when LAMBDA_DISPATCHER is celery"),
+    ({"LAMBDA_DATABASE_URL": "postgresql+psycopg://lambda@db.example.org/lambda"},
+     "when the database is not a local SQLite file"),
+])
+def test_scaled_out_settings_require_a_shared_secret_key(env, why):
+    settings = load_settings(env)
+    assert settings.scaled_out
+    with pytest.raises(SettingsError, match=f"LAMBDA_SECRET_KEY is required {why}"):
+        require_shared_secret(settings)
+    require_shared_secret(load_settings({**env, "LAMBDA_SECRET_KEY": KEY_1}))
+
+
+def test_the_embedded_default_needs_no_secret_key(tmp_path):
+    settings = load_settings({"LAMBDA_DATABASE_URL": f"sqlite:///{tmp_path / 'l.db'}"})
+    assert not settings.scaled_out
+    require_shared_secret(settings)
+
+
+def test_ansible_env_names_further_variables_but_never_a_credential():
+    names = load_settings({"LAMBDA_ANSIBLE_ENV": "JAVA_OPTS, MY_TAG"}).ansible_env_names
+    assert names == ["JAVA_OPTS", "MY_TAG"]
+    for name in SECRET_VARIABLES:
+        with pytest.raises(SettingsError, match=f"{name} holds a credential"):
+            load_settings({"LAMBDA_ANSIBLE_ENV": f"MY_TAG,{name}"})
+    with pytest.raises(SettingsError, match="is not a variable name"):
+        load_settings({"LAMBDA_ANSIBLE_ENV": "A=B"})
