@@ -4,6 +4,12 @@ Each run gets its own ``private_data_dir`` (``<artifacts_dir>/<ident>-<n>/``) ho
 ``inventory/hosts``, ``env/extravars`` and the runner's artifacts, and a unique marker
 variable (``LAMBDA_RUN_MARKER``) in its environment, and its own ssh control directory.
 
+What a run is given of the service: an allow-listed environment (``PASSED_ENV``), never
+the rest of it (``LAMBDA_SECRET_KEY``, database and broker URLs with their passwords):
+ansible-playbook hands its environment on to every module and every daemon a play
+starts, and ansible-runner records it in the run's artifacts. Extra variables reach
+ansible-playbook as a file (``-e @env/extravars``), never on its command line.
+
 Cleanup policy:
 - timeout or cancel: kill every process carrying the marker (ansible-playbook runs in its
   own session, so its process group is not enough) and every ssh control master holding a
@@ -17,7 +23,9 @@ Cleanup policy:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import errno
 import functools
 import importlib.util
 import json
@@ -25,13 +33,15 @@ import logging
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import yaml
@@ -67,8 +77,22 @@ def mitogen_strategy_dir() -> str:
     spec = importlib.util.find_spec("ansible_mitogen.plugins.strategy")
     return str(Path(spec.origin).parent)
 
-# Unix socket paths must stay under 108 bytes: keep the control directory short.
-CONTROL_ROOT = "/tmp/lambda-cp"
+# Unix socket paths must stay under 108 bytes. ssh binds a master's socket as
+# "<control dir>/<40 hex>.<16 random>" before renaming it, and a run's control dir is
+# "<root>/<12 hex>", so the root must stay within this many bytes.
+CONTROL_ROOT_MAX = 107 - (1 + 12) - (1 + 40 + 17)
+CONTROL_ROOT_PREFIX = "lambda-cp-"
+
+# The service's environment variables a playbook run gets; every other one is withheld.
+PASSED_ENV = frozenset({
+    "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SSH_AUTH_SOCK",
+    "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+    # A worker's mark (api.worker.reaper): how the playbooks a killed worker left are found.
+    "LAMBDA_WORKER_MARK",
+})
+PASSED_ENV_PREFIXES = ("LC_", "ANSIBLE_")  # the locale; the operator's Ansible settings
+# A URL with a password in it ("scheme://user:password@"): withheld whatever its name.
+_URL_WITH_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:[^\s/@]+@")
 RUN_DIR_FLAG = ".lambda-run"  # only directories holding it are ever pruned
 MESSAGE_MAX = 500
 STREAM_TAIL = 300
@@ -136,6 +160,12 @@ def _result_message(res: object, status: str) -> str | None:
 def _reason(exc: OSError) -> str:
     """An OS error's reason without the path it names (a server path)."""
     return (exc.strerror or "error").lower()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def _setup_failure(message: str, rc: int | None = None) -> PlaybookResult:
@@ -270,6 +300,86 @@ def ssh_args(kex: str | None) -> str:
     return SSH_ARGS if not kex else f"{SSH_ARGS} -o KexAlgorithms={kex}"
 
 
+# This process's control root (see ``control_root``), by pid: a forked child makes its own.
+_control_roots: dict[int, Path] = {}
+_control_lock = threading.Lock()
+
+
+def control_root() -> Path:
+    """The private directory this process's runs keep their ssh control sockets in.
+
+    A fresh ``mkdtemp`` (mode 0700, a random name created with ``O_EXCL`` semantics, so no
+    other user can have made it first, as a fixed name in /tmp could be), in
+    $XDG_RUNTIME_DIR or else the temp directory, whichever keeps socket paths short
+    enough. Made again if it has gone (a /tmp cleaner); removed when the process exits.
+    """
+    pid = os.getpid()
+    with _control_lock:
+        root = _control_roots.get(pid)
+        if root is not None and _is_private_dir(root):
+            return root
+        root = Path(tempfile.mkdtemp(prefix=CONTROL_ROOT_PREFIX, dir=_control_base()))
+        _control_roots[pid] = root
+        return root
+
+
+def _control_base() -> str:
+    name_len = 1 + len(CONTROL_ROOT_PREFIX) + 8  # mkdtemp's random part
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir(), "/tmp"):
+        if base and os.path.isdir(base) and len(base) + name_len <= CONTROL_ROOT_MAX:
+            return base
+    raise OSError(errno.ENAMETOOLONG, "no temp directory short enough for ssh control "
+                  f"sockets (at most {CONTROL_ROOT_MAX - name_len} bytes)")
+
+
+def _is_private_dir(path: Path) -> bool:
+    """A directory (not a link) of this user that no one else may enter."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            and not info.st_mode & 0o077)
+
+
+@atexit.register
+def _remove_control_root() -> None:
+    root = _control_roots.get(os.getpid())  # only the one this process made
+    if root is not None:
+        with contextlib.suppress(OSError):
+            root.rmdir()  # empty once every run has closed its masters
+
+
+def passed_environment(service_env: Mapping[str, str], names: Iterable[str] = ()) -> dict:
+    """The part of the service's environment a playbook run may see."""
+    passed = PASSED_ENV | set(names)
+    return {k: v for k, v in service_env.items()
+            if k in passed or k.startswith(PASSED_ENV_PREFIXES)}
+
+
+def playbook_environment(prepared: Mapping[str, str], ours: Mapping[str, str],
+                         service_env: Mapping[str, str], names: Iterable[str] = (),
+                         withheld_values: Iterable[str] = ()) -> dict[str, str]:
+    """The environment ansible-playbook runs with.
+
+    ``prepared`` is what ansible-runner prepared: the whole of the service's environment
+    (it has no switch to leave that out outside a container) with ours and its own
+    variables on top. Kept: the allow-listed part of the service's, what ansible-runner
+    set itself (its callback plugin, artifact paths), and ours. Then any variable whose
+    value holds a URL with a password, or one of ``withheld_values``, is dropped.
+    """
+    env = passed_environment(service_env, names)
+    env.update({k: v for k, v in prepared.items() if service_env.get(k) != v})
+    env.update(ours)
+    secrets = [value for value in withheld_values if value]
+    for name in sorted(env):
+        value = env[name]
+        if _URL_WITH_PASSWORD.search(value) or any(secret in value for secret in secrets):
+            log.warning("withholding %s from playbook runs: it holds a credential", name)
+            del env[name]
+    return env
+
+
 def resolve_strategy(strategy: str, connection: str) -> str:
     """The strategy plugin for a ``LAMBDA_ANSIBLE_STRATEGY`` (see ``api.settings``)."""
     if strategy != "auto":
@@ -296,6 +406,8 @@ class AnsibleRunner:
         kill_grace: float = KILL_GRACE,
         ssh_kex: str | None = None,
         host_key_checking: str = "pinned",
+        passed_env: Iterable[str] = (),
+        withheld_values: Iterable[str] = (),
     ):
         self.playbook_dir = Path(playbook_dir)
         self.roles_dir = str(roles_dir)
@@ -321,6 +433,10 @@ class AnsibleRunner:
             {(str(form), label) for path, label in labels.items()
              for form in (path, path.resolve())},
             key=lambda pair: len(pair[0]), reverse=True)  # the longest (innermost) first
+        # Further names of the service's environment runs get (LAMBDA_ANSIBLE_ENV).
+        self.passed_env = frozenset(passed_env)
+        # Values no variable of a run may contain (the server keys).
+        self.withheld_values = tuple(v for v in withheld_values if v)
 
     def scrub(self, text: str) -> str:
         """``text`` with this server's directories replaced by what they are."""
@@ -358,6 +474,8 @@ class AnsibleRunner:
             base_extravars=base_extravars,
             ssh_kex=resolve_kex(settings.ssh_kex),
             host_key_checking=settings.ssh_host_key_checking,
+            passed_env=settings.ansible_env_names,
+            withheld_values=settings.secret_keys,
         )
 
     # --- the port -------------------------------------------------------------------------
@@ -378,6 +496,13 @@ class AnsibleRunner:
             log.error("playbook %s not found", playbook)
             return _setup_failure(f"playbook {run.playbook} not found in the playbooks "
                                   "directory")
+        marker = uuid.uuid4().hex
+        try:
+            control_dir = control_root() / marker[:12]
+        except OSError as exc:
+            log.error("cannot create a private ssh control directory: %s", exc)
+            return _setup_failure(
+                f"cannot create a private ssh control directory ({_reason(exc)})")
         try:
             run_dir = self._new_run_dir(run.ident)
         except OSError as exc:
@@ -388,8 +513,6 @@ class AnsibleRunner:
             if left:
                 log.warning("run %s: killed %d processes an earlier run of %s left behind",
                             run.ident, len(left), run.group)
-        marker = uuid.uuid4().hex
-        control_dir = Path(CONTROL_ROOT) / marker[:12]
         try:
             self._prune()
             return self._execute(run, playbook, run_dir, marker, control_dir, on_task, cancel)
@@ -408,7 +531,13 @@ class AnsibleRunner:
             inventory.parent.mkdir(mode=0o700, exist_ok=True)
             inventory.write_text(run.inventory)
             self._write_known_hosts(run_dir, run)
-            control_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # By file, which ansible-runner passes as "-e @env/extravars": as a mapping it
+            # would put them on ansible-playbook's command line, for any user to read.
+            extravars = run_dir / "env" / "extravars"
+            extravars.parent.mkdir(mode=0o700, exist_ok=True)
+            _write_private(extravars, json.dumps(
+                {**self.base_extravars, **(run.extravars or {})}, default=str))
+            control_dir.mkdir(mode=0o700)
             env = self._environment(marker, run_dir, control_dir, run.group)
         except OSError as exc:
             log.error("run %s: cannot prepare %s: %s", name, run_dir, exc)
@@ -428,7 +557,6 @@ class AnsibleRunner:
                 project_dir=str(playbook.parent),
                 playbook=str(playbook),
                 inventory=str(inventory),
-                extravars={**self.base_extravars, **(run.extravars or {})},
                 envvars=env,
                 limit=run.limit,
                 forks=self.forks,
@@ -441,6 +569,10 @@ class AnsibleRunner:
             log.error("run %s: ansible-runner refused the run: %s", name, exc)
             return _setup_failure("ansible-runner could not prepare the run: "
                                   f"{self.scrub(str(exc))}")
+        # Before the run starts: the child is spawned with this, and the runner's
+        # ``command`` artifact records it.
+        runner.config.env = playbook_environment(
+            runner.config.env, env, os.environ, self.passed_env, self.withheld_values)
 
         crashed: list[BaseException] = []
 
@@ -630,7 +762,8 @@ class AnsibleRunner:
 
     @staticmethod
     def _scrub_artifacts(run_dir: Path) -> None:
-        # The runner writes its whole environment (the service's too) into ``command``.
+        # The runner writes the run's whole environment into ``command``: allow-listed, but
+        # the operator's ANSIBLE_* settings are theirs to keep off the disk.
         for command in run_dir.glob("artifacts/*/command"):
             with contextlib.suppress(OSError):
                 command.unlink()

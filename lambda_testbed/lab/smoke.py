@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from api.adapters import proctree
+from api.adapters.ansible import control_root
 from api.adapters.inventory import render_inventory
 from api.settings import FILES_ROOT, Settings
 from lambda_testbed.lab.lab import Lab, LabError
@@ -84,8 +85,8 @@ def run_playbook(
     """`ansible-playbook -i inventory -e @extravars playbook`; kill every process it started
     (its session, ssh clients, ssh control masters) once it ends or times out."""
     marker = uuid.uuid4().hex
-    control_dir = Path("/tmp/lambda-cp") / f"s{marker[:10]}"  # unix socket paths are short
-    control_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    control_dir = control_root() / f"s{marker[:10]}"  # private, and short for unix sockets
+    control_dir.mkdir(mode=0o700)
     work_dir.mkdir(parents=True, exist_ok=True)
     venv_bin = Path(sys.executable).parent
     env = {

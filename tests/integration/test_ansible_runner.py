@@ -17,12 +17,12 @@ import pytest
 
 from api.adapters import proctree
 from api.adapters.ansible import (
-    CONTROL_ROOT,
     FAST_KEX,
     RUN_DIR_FLAG,
     RUN_MARKER_ENV,
     AnsibleRunner,
     client_kex_algorithms,
+    control_root,
     resolve_kex,
     resolve_strategy,
 )
@@ -121,6 +121,33 @@ def test_successful_run_reports_each_task_per_host(runner):
     ignored = tasks[("h2", "Fail but carry on")]
     assert ignored.status == "failed"
     assert ignored.message.startswith("ignored:") and "tolerated" in ignored.message
+
+
+def test_a_run_gets_no_credential_of_the_services_environment(tmp_path, monkeypatch):
+    key = "x0RkaNHdNUONRAMtHAeX9nYhzQTw7lEgtgVdEOTXn4s="
+    monkeypatch.setenv("LAMBDA_SECRET_KEY", key)
+    monkeypatch.setenv("LAMBDA_DATABASE_URL", "postgresql+psycopg://lambda:pw-db@db/lambda")
+    monkeypatch.setenv("ANSIBLE_GALAXY_SERVER", "https://galaxy:pw-galaxy@galaxy.invalid/")
+    monkeypatch.setenv("LAMBDA_SOMETHING_ELSE", "not-passed")
+    monkeypatch.setenv("ANSIBLE_LOCALHOST_WARNING", "False")  # an Ansible setting: passed
+    out = tmp_path / "out"
+    out.mkdir()
+    runner = fixture_runner(tmp_path, withheld_values=[key])
+    commands = []
+    run = PlaybookRun(playbook="environ.yml", inventory=local_inventory("h1"), ident="env",
+                      extravars={"out_dir": str(out)})
+    result = runner.run(run, on_task=lambda _: commands.extend(
+        p.read_text() for p in (tmp_path / "runs").glob("*/artifacts/*/command")))
+
+    assert result.status == "successful", result.failure
+    module_env = (out / "h1.env").read_text()
+    assert "LAMBDA_RUN_MARKER=" in module_env and "ANSIBLE_LOCALHOST_WARNING=False" in module_env
+    for text in [module_env, *commands]:
+        for leak in (key, "pw-db", "pw-galaxy", "LAMBDA_DATABASE_URL", "not-passed"):
+            assert leak not in text
+    assert commands, "the runner's command artifact was not seen during the run"
+    assert '"@' in commands[0] and "env/extravars" in commands[0]  # extra vars by file
+    assert str(out) not in commands[0].split('"env"')[0]  # and not on the command line
 
 
 def test_failed_task_names_host_task_and_message(runner):
@@ -424,13 +451,13 @@ def test_ssh_run_closes_its_control_masters(runner, sshd, tmp_path):
     )
     during: list[str] = []
     result = runner.run(
-        run, on_task=lambda _: during.extend(processes_mentioning(CONTROL_ROOT + "/").values())
+        run, on_task=lambda _: during.extend(processes_mentioning(f"{control_root()}/").values())
     )
 
     assert result.status == "successful", result.failure
     marker = (out / "s1.marker").read_text().strip()
     assert marker
-    control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
+    control_dir = f"{control_root()}/{marker[:12]}"
     assert any(control_dir in cmdline for cmdline in during), (
         "no ssh control master was seen during the run: nothing was tested"
     )
@@ -461,7 +488,7 @@ def cancelled_ssh_hang(runner, sshd, tmp_path, ident: str, timeout: float,
     def cancel_once_running():
         if wait_for_files([remote], 60):
             if while_running is not None:
-                while_running.extend(Path(CONTROL_ROOT).glob("*/mitogen_unix_*.sock"))
+                while_running.extend(control_root().glob("*/mitogen_unix_*.sock"))
             cancel.set()
 
     threading.Thread(target=cancel_once_running).start()
@@ -483,7 +510,7 @@ def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
     with cancelled_ssh_hang(runner, sshd, tmp_path, "ssh-hang", timeout=30) as (result, marker):
         assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
-        control_dir = f"{CONTROL_ROOT}/{marker[:12]}"
+        control_dir = f"{control_root()}/{marker[:12]}"
         # The master's environment block is overwritten by its title: only the control
         # directory identifies it, and it must be gone with every marked process.
         assert processes_mentioning(control_dir) == {}

@@ -185,6 +185,8 @@ class Cluster:
             "LAMBDA_HTTP_THREADS": "4",
             "LAMBDA_SCALEOUT_OUT": str(self.out),
             "LAMBDA_SCALEOUT_DELAY": str(delay),
+            # Playbooks see only an allow-list of the environment: these too.
+            "LAMBDA_ANSIBLE_ENV": f"{TEST_TAG_ENV},LAMBDA_SCALEOUT_OUT,LAMBDA_SCALEOUT_DELAY",
         }
 
     # -- processes -----------------------------------------------------------------------
