@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def create_db_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(parsed.database))
         # ``timeout`` is SQLite's busy timeout: a writer waits this long for the lock.
         engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT,
                                                   "check_same_thread": False})
@@ -50,7 +51,12 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         enter_wal_mode(cursor)
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit syncs the WAL before it returns, so a 202 (sent after the
+        # commit) is never for an action a power loss takes back. NORMAL in WAL mode
+        # syncs only at checkpoints: a commit survives a crash of the process but the
+        # last ones may roll back on a power loss or an OS crash (SQLite's docs on
+        # PRAGMA synchronous). The cost is one fsync of the WAL per commit.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -60,6 +66,25 @@ def _configure_sqlite(engine: Engine) -> None:
         # queue on the busy timeout; one that takes it at its first write instead fails
         # at once ("database is locked") when another wrote since it read.
         conn.exec_driver_sql(conn.get_execution_options().get(SQLITE_BEGIN, "BEGIN IMMEDIATE"))
+
+
+def create_private_file(path: Path) -> None:
+    """Create an absent SQLite database file empty with mode 0600, whatever the umask.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates the database file's own
+    permissions, so they are private too. An existing file keeps its mode: an operator
+    may have widened it on purpose (a backup group)."""
+    if path.exists():
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # if new: private too
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return  # another process created it meanwhile, with the same mode
+    try:
+        os.fchmod(fd, 0o600)  # exactly: a strict umask must not leave it unwritable
+    finally:
+        os.close(fd)  # an empty file is an empty SQLite database
 
 
 def enter_wal_mode(cursor, timeout: float = SQLITE_BUSY_TIMEOUT) -> None:
