@@ -5,6 +5,7 @@ the demo."""
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ import pytest
 import yaml
 
 from api.cli import main
-from api.settings import Settings, load_settings
-from lambda_testbed.demo import write_settings_file
+from api.settings import Settings, load_settings, require_shared_secret
+from lambda_testbed.demo import shared_secret_key, write_settings_file
 from lambda_testbed.demo_data import DEMO_INSTANCE_ID, demo_seed
 
 
@@ -106,3 +107,17 @@ def test_paths_names_files_that_exist(in_empty_dir, capsys):
     assert main(["paths", "ansible_cfg"]) == 0
     assert capsys.readouterr().out == lines["ansible_cfg"] + "\n"
     assert list(in_empty_dir.iterdir()) == []
+
+
+def test_a_scaled_out_demo_shares_one_key_through_its_private_settings_file(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'lambda.db'}",
+                        dispatcher="celery", state_dir=str(tmp_path))
+    key = shared_secret_key(settings, tmp_path)
+    assert key and shared_secret_key(settings, tmp_path) == key  # the same key next time
+    config = write_settings_file(settings.replace(secret_key=key), tmp_path / "lambda.yml")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    worker = load_settings({"LAMBDA_DISPATCHER": "celery"}, config_file=str(config))
+    assert worker.secret_keys == [key]
+    require_shared_secret(worker)  # a worker started on the file is not refused
+    local = settings.replace(dispatcher="local")
+    assert shared_secret_key(local, tmp_path / "other") is None  # embedded: its key file
