@@ -61,7 +61,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "falcon>=4,<5",
-        "gunicorn>=22",
+        "hypercorn>=0.17,<0.19",
         "ansible-core>=2.16,<2.20",
         "ansible-runner>=2.4,<3",
         "mitogen>=0.3.25",

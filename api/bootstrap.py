@@ -114,6 +114,10 @@ def create_http_app(container: Container, identity=None):
 
     if container.dispatcher is None:
         start_dispatcher(container)
-    return create_app(identity=identity or identity_from_settings(container.settings),
+    settings = container.settings
+    return create_app(identity=identity or identity_from_settings(settings),
                       uow_factory=container.uow_factory, dispatcher=container.dispatcher,
-                      token_cipher=container.token_cipher)
+                      token_cipher=container.token_cipher,
+                      domain_threads=settings.http_threads,
+                      identity_threads=settings.http_identity_threads,
+                      body_timeout=settings.http_body_timeout)

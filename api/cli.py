@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="YAML settings file (else $LAMBDA_CONFIG)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="serve the API under gunicorn")
+    p = sub.add_parser("serve", help="serve the API (hypercorn, several worker processes)")
     p.add_argument("--bind", help="HOST:PORT (else $LAMBDA_BIND, 127.0.0.1:8000)")
     p.set_defaults(func=cmd_serve)
 

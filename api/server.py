@@ -1,69 +1,208 @@
-"""Runs the API under gunicorn, configured from the settings."""
+"""Serves the API: the Falcon ASGI app under hypercorn, in several worker processes.
+
+The parent process migrates the database, binds the listening socket and forks
+``http_workers`` workers that share it; it restarts a worker that dies, and on SIGTERM or
+SIGINT passes the signal on and waits for them. Each worker runs one asyncio event loop:
+a connection costs a coroutine, not a thread, so clients that trickle their requests
+hold no thread, and the timeouts cut them off:
+
+- ``http_header_timeout``: from a connection's start (or its previous response) to a
+  request's complete headers (hypercorn's ``keep_alive_timeout``, which hypercorn stops
+  only once the headers are in);
+- ``http_body_timeout``: a request body's whole arrival, bounded by the app itself (408).
+
+The domain's blocking calls run in a bounded pool of threads per worker (``http_threads``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
 
-from gunicorn.app.base import BaseApplication
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config
+from hypercorn.logging import Logger
 
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ACCESS_LOG_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
-                     'request_id=%({x-request-id}o)s location=%({location}o)s')
+# gunicorn's "combined" line plus the request id (joins it to the app's log lines) and the
+# Location of a 202 (the action it created).
+ACCESS_LOG_FORMAT = ('%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
+                     'request_id=%(request_id)s location=%(location)s')
+# Room for a long Authorization header: the app answers it with the contract's 401.
+MAX_HEADER_BYTES = 64 * 1024
+GRACEFUL_TIMEOUT = 30.0  # open requests may finish this long after a SIGTERM
+# A worker that dies sooner than this after its start failed to boot: the server stops
+# instead of starting it again and again.
+BOOT_SECONDS = 5.0
+
+# The app a worker serves, built in that worker: (ASGI app, close).
+Builder = Callable[[Settings], "tuple[Callable, Callable[[], None]]"]
 
 
-def _worker_exit(server, worker) -> None:
-    # In the worker process: hand unfinished actions back so the next process resumes
-    # them at once. ``worker.app`` is this process's GunicornServer, which built them.
-    container = getattr(worker.app, "container", None)
-    if container is not None:
-        container.close()
+def build_product(settings: Settings):
+    """The product's app on a container of this process's own; ``close`` stops the
+    dispatcher (a local pool hands its unfinished actions back) and the database."""
+    from api.bootstrap import bootstrap, create_http_app
+
+    container = bootstrap(settings, run_migrations=False)
+    return create_http_app(container), container.close
 
 
-class GunicornServer(BaseApplication):
-    def __init__(self, settings: Settings, extra: dict | None = None):
+class LifespanApp:
+    """The ASGI app a worker serves: built at the server's lifespan startup, in the
+    worker (after the fork: no thread, pool or connection crosses it), closed at its
+    shutdown, once the open requests are done."""
+
+    def __init__(self, settings: Settings, build: Builder = build_product):
         self.settings = settings
-        self.extra = extra or {}
-        self.container = None  # built in each worker process by load()
-        super().__init__()
+        self.build = build
+        self.app = None
+        self.close: Callable[[], None] | None = None
 
-    def load_config(self) -> None:
-        options = {
-            "bind": self.settings.bind,
-            "workers": self.settings.http_workers,
-            "threads": self.settings.http_threads,
-            "worker_class": "gthread",
-            # Room for a long Authorization header: we answer it with the contract's 401.
-            "limit_request_field_size": 65536,
-            "graceful_timeout": 30,
-            "timeout": 60,
-            "control_socket_disable": True,
-            "worker_exit": _worker_exit,
-            "accesslog": "-",
-            # gunicorn's default line plus the request id (joins it to the app's log
-            # lines) and the Location of a 202 (the action it created).
-            "access_log_format": ACCESS_LOG_FORMAT,
-            "proc_name": "lambda-service",
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def lifespan(self, receive, send):
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.app, self.close = self.build(self.settings)
+                except Exception as exc:
+                    log.exception("worker %s: cannot build the app", os.getpid())
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self.close is not None:
+                    await asyncio.to_thread(self.close)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+class AccessLogger(Logger):
+    """hypercorn's logger with just the access line's fields (its default builds one
+    from every header and environment variable, for every request)."""
+
+    def atoms(self, request, response, request_time):
+        out = dict(response.get("headers") or ()) if response else {}
+        into = dict(request.get("headers") or ())
+        client = request.get("client")
+        query = request.get("query_string") or b""
+        target = request.get("raw_path") or request["path"].encode()
+        if query:
+            target += b"?" + query
+        return {
+            "h": client[0] if client else "-",
+            "t": time.strftime("[%d/%b/%Y:%H:%M:%S %z]"),
+            "r": f"{request.get('method', 'GET')} {target.decode('latin1')} "
+                 f"HTTP/{request.get('http_version', '1.1')}",
+            "s": response["status"] if response else "-",
+            "b": out.get(b"content-length", b"-").decode("latin1"),
+            "f": into.get(b"referer", b"-").decode("latin1"),
+            "a": into.get(b"user-agent", b"-").decode("latin1"),
+            "request_id": out.get(b"x-request-id", b"-").decode("latin1"),
+            "location": out.get(b"location", b"-").decode("latin1"),
         }
-        options.update(self.extra)
-        for key, value in options.items():
-            self.cfg.set(key, value)
-
-    def load(self):
-        """The app factory gunicorn calls in each worker after the fork."""
-        from api.bootstrap import bootstrap, create_http_app
-
-        self.container = bootstrap(self.settings, run_migrations=False)
-        return create_http_app(self.container)
 
 
-def serve(settings: Settings) -> None:
-    """Migrate once in the arbiter, then fork the workers; each builds its own app."""
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [settings.bind]
+    config.keep_alive_timeout = settings.http_header_timeout
+    config.h11_max_incomplete_size = MAX_HEADER_BYTES
+    config.graceful_timeout = GRACEFUL_TIMEOUT
+    config.accesslog = "-"
+    config.access_log_format = ACCESS_LOG_FORMAT
+    config.logger_class = AccessLogger
+    config.include_server_header = False
+    return config
+
+
+def serve(settings: Settings, build: Builder = build_product) -> None:
+    """Migrate once in the parent, then fork the workers; each builds its own app."""
     from api.adapters.db.engine import create_db_engine, migrate
 
     engine = create_db_engine(settings.database_url)
     migrate(engine)
     engine.dispose()
-    GunicornServer(settings).run()
+    sys.exit(run_workers(settings, build))
+
+
+def run_workers(settings: Settings, build: Builder) -> int:
+    """The parent: bind, fork the workers, keep them running until SIGTERM or SIGINT."""
+    config = hypercorn_config(settings)
+    sockets = config.create_sockets()
+    listening = [*sockets.secure_sockets, *sockets.insecure_sockets]
+    for sock in listening:
+        sock.listen(config.backlog)
+    config.bind = [f"fd://{sock.fileno()}" for sock in listening]
+    started: dict[int, float] = {}
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for pid in started:
+            _signal(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for _ in range(max(1, settings.http_workers)):
+        started[_fork_worker(settings, build, config)] = time.monotonic()
+    status = 0
+    while started:
+        try:
+            pid, wait_status = os.wait()
+        except ChildProcessError:
+            break
+        born = started.pop(pid, None)
+        if born is None or stopping:
+            continue
+        code = os.waitstatus_to_exitcode(wait_status)
+        if time.monotonic() - born < BOOT_SECONDS:
+            log.error("worker %s exited with %s while starting: stopping the server", pid,
+                      code)
+            status = 1
+            stop(signal.SIGTERM, None)
+            continue
+        log.warning("worker %s exited with %s: starting another", pid, code)
+        started[_fork_worker(settings, build, config)] = time.monotonic()
+    for sock in listening:
+        sock.close()
+    return status
+
+
+def _fork_worker(settings: Settings, build: Builder, config: Config) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # hypercorn's serve() turns SIGTERM and SIGINT into a graceful shutdown.
+        asyncio.run(hypercorn_serve(LifespanApp(settings, build), config))
+        code = 0
+    except BaseException:
+        log.exception("worker %s failed", os.getpid())
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)

@@ -75,11 +75,16 @@ class Settings:
     sweep_interval: float = 0.0  # seconds between orphan sweeps; 0: a third of the lease
     auth_url: str | None = None
     bind: str = "127.0.0.1:8000"
-    http_workers: int = 2  # gunicorn worker processes
-    # Threads per gunicorn worker. A request here is CPU work (SQLite, a cached token), so
-    # a second thread only contends for the GIL. Raise it when the database or identity
-    # service is remote, so their round trips overlap.
+    http_workers: int = 2  # API server processes
+    # Threads per API process for the domain's blocking calls (the database). A request
+    # here is mostly CPU work (SQLite, a cached token), so a second thread only contends
+    # for the GIL. Raise it when the database is remote, so its round trips overlap.
     http_threads: int = 1
+    http_identity_threads: int = 2  # per API process, for tokens not in the cache
+    # Seconds from a connection's start (or its previous response) to a request's
+    # complete headers: a client that trickles them, or idles, is cut off then.
+    http_header_timeout: float = 10.0
+    http_body_timeout: float = 10.0  # seconds a request body may take to arrive, in all
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
     # Fernet keys, comma separated: the first encrypts, every one decrypts (rotation).
     # Else one generated under state_dir, which only a single machine can share.

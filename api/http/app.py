@@ -1,30 +1,37 @@
-"""The Falcon application factory: routes wired to the collaborators it is handed.
+"""The Falcon (ASGI) application factory: routes wired to the collaborators it is handed.
 
 Nothing is built at import time; ``api.bootstrap.create_http_app`` hands it the pieces.
 """
 
 from __future__ import annotations
 
-import falcon
+import falcon.asgi
 
+from api.http.blocking import BlockingCalls
 from api.http.errors import register_error_handlers
 from api.http.middleware import AuthMiddleware, RequestIdMiddleware
 from api.http.openapi import OpenApiResource
 from api.http.resources import AuthenticateResource, InstanceResource, InstancesResource
 
-PUBLIC_PATHS = frozenset({"/api/openapi.json"})
 
-
-def create_app(*, identity, uow_factory, dispatcher, token_cipher) -> falcon.App:
-    app = falcon.App(middleware=[RequestIdMiddleware(), AuthMiddleware(identity, PUBLIC_PATHS)])
+def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
+               identity_threads: int = 2, body_timeout: float = 10.0) -> falcon.asgi.App:
+    """``domain_threads``: how many domain calls (database work) run at once; the
+    identity service's checks of uncached tokens get ``identity_threads`` of their own.
+    ``body_timeout``: seconds a request body may take to arrive, in all. The pools'
+    threads are started on demand and end with the process."""
+    calls = BlockingCalls(domain_threads, "http-domain")
+    identity_calls = BlockingCalls(identity_threads, "http-identity")
+    openapi = OpenApiResource()
+    app = falcon.asgi.App(middleware=[
+        RequestIdMiddleware(), AuthMiddleware(identity, [openapi], identity_calls)])
     app.req_options.strip_url_path_trailing_slash = True
     register_error_handlers(app)
-    instance = InstanceResource(uow_factory, dispatcher, token_cipher)
-    app.add_route("/api/openapi.json", OpenApiResource())
+    instance = InstanceResource(uow_factory, dispatcher, token_cipher, calls, body_timeout)
+    app.add_route("/api/openapi.json", openapi)
     app.add_route("/api/authenticate", AuthenticateResource())
-    app.add_route("/api/lambda-instances", InstancesResource(uow_factory))
+    app.add_route("/api/lambda-instances", InstancesResource(uow_factory, calls))
     app.add_route("/api/lambda-instances/{instance_id}", instance)
     app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}", instance,
                   suffix="action")
     return app
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import falcon
+import falcon.asgi
 
 from api.domain import errors
 
@@ -34,18 +35,32 @@ def _respond(resp: falcon.Response, status: int, body: dict) -> None:
     resp.media = body
 
 
-def register_error_handlers(app: falcon.App) -> None:
-    def invalid_token(req, resp, exc, params):
+class BodyTimeout(Exception):
+    """The request's body did not arrive within the configured time."""
+
+
+BODY_TIMEOUT = {"errors": [{
+    "status": 408, "detail": "The request body did not arrive in time."}]}
+
+
+def _fixed(status: int, body: dict):
+    async def handler(req, resp, exc, params, **_):
+        _respond(resp, status, body)
+    return handler
+
+
+def register_error_handlers(app: falcon.asgi.App) -> None:
+    async def invalid_token(req, resp, exc, params, **_):
         _respond(resp, 401, INVALID_TOKEN)
         resp.set_header("WWW-Authenticate", "Token")
 
-    def identity_unavailable(req, resp, exc, params):
+    async def identity_unavailable(req, resp, exc, params, **_):
         log.warning("request %s: identity service unavailable: %s",
                     getattr(req.context, "request_id", "-"), exc)
         _respond(resp, 503, IDENTITY_UNAVAILABLE)
         resp.set_header("Retry-After", "5")
 
-    def http_error(req, resp, exc: falcon.HTTPError, params):
+    async def http_error(req, resp, exc: falcon.HTTPError, params, **_):
         # Falcon's own errors (unknown route, wrong method...) in the contract's shape.
         status = exc.status_code
         detail = exc.description or exc.title or falcon.HTTP_STATUS_CODES.get(status, "")
@@ -53,24 +68,29 @@ def register_error_handlers(app: falcon.App) -> None:
         for name, value in (exc.headers or {}).items():
             resp.set_header(name, value)
 
-    def unexpected(req, resp, exc, params):
-        log.exception("request %s: unexpected error", getattr(req.context, "request_id", "-"))
+    async def body_timeout(req, resp, exc, params, **_):
+        _respond(resp, 408, BODY_TIMEOUT)
+        resp.set_header("Connection", "close")  # the rest of the body is not read
+
+    async def invalid_parameter(req, resp, exc, params, **_):
+        _respond(resp, 400, error_body(400, str(exc)))
+
+    async def action_conflict(req, resp, exc, params, **_):
+        _respond(resp, 409, error_body(409, exc.detail))
+
+    async def unexpected(req, resp, exc, params, **_):
+        log.error("request %s: unexpected error", getattr(req.context, "request_id", "-"),
+                  exc_info=exc)
         _respond(resp, 500, error_body(500, "Internal server error."))
 
     # Falcon picks the most specific handler registered for an exception's class.
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(falcon.HTTPError, http_error)
+    app.add_error_handler(BodyTimeout, body_timeout)
     app.add_error_handler(errors.InvalidToken, invalid_token)
     app.add_error_handler(errors.IdentityUnavailable, identity_unavailable)
-    app.add_error_handler(errors.InstanceNotFound,
-                          lambda req, resp, exc, params: _respond(resp, 404, INSTANCE_NOT_FOUND))
-    app.add_error_handler(errors.ActionNotFound,
-                          lambda req, resp, exc, params: _respond(resp, 404, ACTION_NOT_FOUND))
-    app.add_error_handler(errors.InvalidAction,
-                          lambda req, resp, exc, params: _respond(resp, 400, INVALID_ACTION))
-    app.add_error_handler(errors.InvalidParameter,
-                          lambda req, resp, exc, params: _respond(resp, 400,
-                                                                  error_body(400, str(exc))))
-    app.add_error_handler(errors.ActionConflict,
-                          lambda req, resp, exc, params: _respond(resp, 409,
-                                                                  error_body(409, exc.detail)))
+    app.add_error_handler(errors.InstanceNotFound, _fixed(404, INSTANCE_NOT_FOUND))
+    app.add_error_handler(errors.ActionNotFound, _fixed(404, ACTION_NOT_FOUND))
+    app.add_error_handler(errors.InvalidAction, _fixed(400, INVALID_ACTION))
+    app.add_error_handler(errors.InvalidParameter, invalid_parameter)
+    app.add_error_handler(errors.ActionConflict, action_conflict)

@@ -8,6 +8,7 @@ import re
 
 from api.domain.errors import InvalidToken
 from api.domain.ports import IdentityPort
+from api.http.blocking import BlockingCalls
 
 log = logging.getLogger(__name__)
 
@@ -19,29 +20,44 @@ _AUTHORIZATION = re.compile(r"^\s*token\s+([A-Za-z0-9._~+/=-]{1,512})\s*$", re.I
 class RequestIdMiddleware:
     """Echoes the caller's X-Request-Id (or makes one) so log lines can be joined up."""
 
-    def process_request(self, req, resp):
+    async def process_request(self, req, resp):
         given = req.get_header("X-Request-Id")
         req.context.request_id = given if given and _REQUEST_ID.match(given) else (
             os.urandom(8).hex())
 
-    def process_response(self, req, resp, resource, req_succeeded):
+    async def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("X-Request-Id", getattr(req.context, "request_id", ""))
 
 
 class AuthMiddleware:
-    """Puts the caller's identity on ``req.context.identity`` for every /api/ route but
-    the public ones. The check comes first of all (the contract: 401 before 404 and 400)."""
+    """Puts the caller's identity on ``req.context.identity`` before any resource but the
+    public ones runs (the contract: 401 before 404 and 400).
 
-    def __init__(self, identity: IdentityPort, public_paths: frozenset[str]):
+    The check is keyed to the resource the router found, not to the spelling of the path:
+    whatever a path looks like (repeated slashes, dot segments, percent-encoding), if it
+    reaches a resource, that resource's check runs first. A new resource is private unless
+    it is named public.
+
+    A token the identity adapter has cached is checked on the event loop; only an
+    uncached one goes to the identity service, in a small pool of its own, so a slow
+    identity service holds neither the loop nor the domain's threads.
+    """
+
+    def __init__(self, identity: IdentityPort, public_resources, calls: BlockingCalls):
         self.identity = identity
-        self.public_paths = public_paths
+        self.public = frozenset(public_resources)  # compared by identity
+        self.calls = calls
+        # The adapter's non-blocking cache look-up, where it has one.
+        self.cached = getattr(identity, "cached", None)
 
-    def process_request(self, req, resp):
-        path = req.path.rstrip("/") or "/"
-        if path in self.public_paths or not path.startswith("/api"):
+    async def process_resource(self, req, resp, resource, params):
+        if resource in self.public:
             return
         req.context.token = token = parse_token(req.get_header("Authorization"))
-        req.context.identity = self.identity.authenticate(token)
+        identity = self.cached(token) if self.cached is not None else None
+        if identity is None:
+            identity = await self.calls(self.identity.authenticate, token)
+        req.context.identity = identity
 
 
 def parse_token(header: str | None) -> str:

@@ -244,5 +244,5 @@ DOCUMENT = {
 
 
 class OpenApiResource:
-    def on_get(self, req, resp):
+    async def on_get(self, req, resp):
         resp.media = DOCUMENT

@@ -1,0 +1,22 @@
+"""Blocking calls (the domain's database work, an identity check) off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+
+class BlockingCalls:
+    """A bounded pool of threads for synchronous calls: ``await calls(fn, *args)``.
+
+    The pool's size bounds how many such calls run at once; the rest wait their turn
+    without holding the event loop, which goes on reading requests and answering those
+    that need no thread (a cached token's 401, a route that does not exist).
+    """
+
+    def __init__(self, threads: int, name: str):
+        self.threads = max(1, threads)
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=name)
+
+    async def __call__(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
