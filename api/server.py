@@ -67,9 +67,12 @@ class LifespanApp:
         self.build = build
         self.app = None
         self.close: Callable[[], None] | None = None
+        self.drains: set[asyncio.Task] = set()  # the loop keeps only weak references
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "lifespan":
+        if scope["type"] == "http" and _has_body(scope):
+            await self.app(scope, receive, _draining(receive, send, self.drains))
+        elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         else:
             await self.app(scope, receive, send)
@@ -90,6 +93,33 @@ class LifespanApp:
                     await asyncio.to_thread(self.close)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _has_body(scope) -> bool:
+    return any(name in (b"content-length", b"transfer-encoding") and value != b"0"
+               for name, value in scope["headers"])
+
+
+def _draining(receive, send, tasks: set):
+    """``send`` that, once the response is complete, reads and drops whatever is left of
+    the request body until the server's disconnect event.
+
+    hypercorn queues the body's events for the app (a few at most) and, once the response
+    is sent, queues one more to tell the app the stream is closed: with the queue full of
+    a body the app did not want (too large, or refused before it was read), that put, and
+    with it the closing of the connection, would wait forever.
+    """
+    async def drain():
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    async def send_then_drain(message):
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            task = asyncio.ensure_future(drain())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await send(message)
+    return send_then_drain
 
 
 class AccessLogger(Logger):
@@ -125,6 +155,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     config.graceful_timeout = GRACEFUL_TIMEOUT
     config.accesslog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # the app's log format
     config.access_log_format = ACCESS_LOG_FORMAT
     config.logger_class = AccessLogger
     config.include_server_header = False

@@ -550,7 +550,7 @@ def run_http(workdir: Path, config: HttpConfig, out) -> HttpReport:
         bench.start()
         bench.check_product()
         bench.say(f"servers up: bare on :{bench.bare_port}, product on :{bench.product_port}"
-                  f" (gthread {bench.workers} workers x {bench.threads} threads, "
+                  f" (hypercorn {bench.workers} workers x {bench.threads} domain threads, "
                   f"dispatcher {bench.dispatcher}); load: wrk -t2 -c{config.connections} "
                   f"-d{config.duration:g}s, interleaved bare/product x{config.rounds}")
         report = bench.run_ratios()

@@ -53,7 +53,7 @@ def print_http(report, out) -> dict[str, str]:
           f"(R (1 - f)) for the ratio R at the offered fraction f, which is 2 or less only "
           f"when R >= 1 / (2 - f) = {1 / (2 - load):.2f}")
     if report.retries:
-        p(f"rounds run again because one gunicorn worker took (nearly) every connection: "
+        p(f"rounds run again because one server worker took (nearly) every connection: "
           f"{report.retries}")
     for note in report.notes:
         p(f"note: {note}")
@@ -62,7 +62,7 @@ def print_http(report, out) -> dict[str, str]:
         p()
         p(f"identity: {ident['requests']} requests with one new token cost "
           f"{ident['identity_calls']} identity calls in {ident['seconds']:.1f} s "
-          f"({ident['workers']} gunicorn workers, cache TTL {ident['ttl']:g} s: expected "
+          f"({ident['workers']} server workers, cache TTL {ident['ttl']:g} s: expected "
           f"<= 1 per worker per TTL)")
         p(f"identity: cold token {ident['cold_ms']:.2f} ms vs warm {ident['warm_ms']:.2f} ms "
           f"(median of {ident['samples']}): a cold token adds "

@@ -24,9 +24,14 @@ SUMMARY_KEYS = ("RATIO reject", "RATIO details", "RATIO accept", "CTRL_CPU_PER_H
                 "CTRL_CPU_PER_HOST_PLAIN")
 
 
+def _version_of(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
 def machine() -> dict:
     import falcon
-    import gunicorn
     import sqlalchemy
 
     def version(cmd):
@@ -47,7 +52,7 @@ def machine() -> dict:
         "nproc": os.cpu_count(), "memory_gb": round(mem_kb / 1024 / 1024, 1),
         "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "python": platform.python_version(), "falcon": falcon.__version__,
-        "gunicorn": gunicorn.__version__, "sqlalchemy": sqlalchemy.__version__,
+        "hypercorn": _version_of("hypercorn"), "sqlalchemy": sqlalchemy.__version__,
         "sqlite": sqlite3.sqlite_version, "wrk": version(["wrk", "--version"]).split(" [")[0],
         "ansible": version([str(Path(sys.executable).parent / "ansible-playbook"), "--version"]),
         "kernel": platform.release(),
@@ -62,9 +67,9 @@ def parse_args(argv):
                    help="interleaved bare/product pairs per scenario (median taken)")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--scenarios", default="reject,details,accept")
-    p.add_argument("--workers", type=int, help="gunicorn workers of both servers "
+    p.add_argument("--workers", type=int, help="server worker processes of both servers "
                    "(default: the product's LAMBDA_HTTP_WORKERS)")
-    p.add_argument("--threads", type=int, help="gunicorn threads of both servers")
+    p.add_argument("--threads", type=int, help="domain threads per worker of both servers")
     p.add_argument("--skip-identity", action="store_true")
     p.add_argument("--dispatcher", choices=("embedded", "celery"), default="embedded",
                    help="accept path: the embedded default (SQLite, the hand-off to the local "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import asyncio
 
 import pytest
 from cryptography.fernet import Fernet
@@ -10,7 +10,7 @@ from falcon import testing
 
 from api.bootstrap import bootstrap, create_http_app
 from api.domain.ports import Identity
-from api.server import GunicornServer
+from api.server import LifespanApp
 from api.settings import Settings, SettingsError
 from api.worker.celery_dispatch import CeleryDispatcher
 from api.worker.local import LocalDispatcher
@@ -58,12 +58,25 @@ def test_celery_settings_give_the_api_a_publisher_not_a_pool(tmp_path):
         container.close()
 
 
-def test_a_gunicorn_worker_closes_the_container_it_built_when_it_exits(tmp_path):
-    server = GunicornServer(settings_in(tmp_path, pool_size=1))
-    server.load()  # what gunicorn calls in each worker after the fork
-    container = server.container
+def test_a_server_worker_builds_its_container_at_startup_and_closes_it_at_shutdown(tmp_path):
+    app = LifespanApp(settings_in(tmp_path, pool_size=1))
+    events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+    sent = []
+    built = []
+
+    async def receive():
+        message = next(events)
+        if message["type"] == "lifespan.shutdown":
+            built.append(app.close.__self__)  # the container this worker built
+        return message
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(app.lifespan(receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    container = built[0]
     assert isinstance(container.dispatcher, LocalDispatcher)
-    server.cfg.worker_exit(None, SimpleNamespace(app=server))
     assert container.dispatcher.runtime.stopping
 
 

@@ -314,3 +314,30 @@ def test_bodies_keep_non_ascii_text_as_it_is(identity, uow_factory, dispatcher, 
     assert resp.status_code == 200
     assert '"name": "συστάδα-ü"' in resp.text
     assert resp.text == json.dumps(resp.json, ensure_ascii=False)
+
+
+@pytest.mark.parametrize("path", [
+    "//api/lambda-instances", "///api/authenticate", f"//{URL[1:]}",
+    f"//{URL[1:]}actions/x", "/api/lambda-instances/./", "/api/lambda-instances//",
+    "/api/lambda-instances/.", f"{URL}./actions/x"])
+def test_every_spelling_that_reaches_a_resource_checks_the_token(client, path, identity):
+    for method in ("GET", "POST"):
+        resp = client.simulate_request(method, path)
+        assert resp.status_code in (401, 404, 405), (method, path, resp.status_code)
+        if resp.status_code == 401:
+            assert resp.json == INVALID_TOKEN
+    assert identity.calls == 0
+
+
+@pytest.mark.parametrize("query", ["limit=99999999999999999999", "offset=1_0", "limit=%D9%A3",
+                                   "limit=+5", "offset=" + "9" * 5000])
+def test_paging_numbers_must_be_plain_and_in_range(client, query):
+    resp = client.simulate_get("/api/lambda-instances/", headers=AUTH, query_string=query)
+    assert resp.status_code == 400 and resp.json["errors"][0]["status"] == 400
+
+
+@pytest.mark.parametrize("body", ["[" * 60000, '{"a":' * 5000 + "1" + "}" * 5000])
+def test_deeply_nested_json_is_no_action(client, body):
+    resp = client.simulate_post(URL, body=body,
+                                headers={**AUTH, "Content-Type": "application/json"})
+    assert resp.status_code == 400 and resp.json == BAD_ACTION

@@ -1,4 +1,4 @@
-"""The action endpoint's checks with hostile inputs against the real server (gunicorn, 2
+"""The action endpoint's checks with hostile inputs against the real server (hypercorn, 2
 workers)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_seed_curl_example_verbatim(product):
     wanted = (f'"POST {URL} HTTP/1.1" 202',
               f"request_id={headers['x-request-id']} location={headers['location']}")
 
-    def access_lines():  # gunicorn writes the line just after the response
+    def access_lines():  # the server writes the line just after the response
         return [line for line in product.log_path.read_text().splitlines() if wanted[0] in line]
 
     deadline = time.monotonic() + 10
