@@ -1,6 +1,6 @@
 """Part 1 (API ceiling ratio), part 2 (identity round trips) and the API's memory.
 
-One run serves, under the same gunicorn settings (those of ``lambda-service serve``):
+One run serves, under the same server (the one ``lambda-service serve`` runs):
 (a) the bare Falcon responder of ``benchmarks.bare_app`` and (b) the product
 (``lambda-service serve``) against the Synnefo emulator, its database seeded with the
 demo's instances (``lambda-service seed``) plus many more for the accept path. wrk loads
@@ -366,7 +366,7 @@ class HttpBench:
 
     def _balanced_run(self, server: Proc, port: int, scenario: str, script: Path,
                       duration: float, id_range=None) -> tuple[wrk.WrkResult, float]:
-        """One wrk run and the busiest gunicorn worker's share of the workers' CPU.
+        """One wrk run and the busiest server process's share of the workers' CPU.
 
         wrk opens its keep-alive connections in one burst, and whichever worker wakes
         first may accept them all: the run then measures one process, not the server.
@@ -377,7 +377,7 @@ class HttpBench:
 
     @staticmethod
     def _measure_workers(server: Proc, load):
-        """``load()``'s result and the busiest gunicorn worker's share of the CPU it took."""
+        """``load()``'s result and the busiest server process's share of the CPU it took."""
         workers = children(server.pid)
         before = {pid: cpu_seconds(pid) for pid in workers}
         result = load()
