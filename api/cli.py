@@ -28,7 +28,7 @@ def cmd_serve(args) -> int:
     from api.server import serve
 
     settings = _settings(args)
-    require_shared_secret(settings)  # here too: a gunicorn worker's refusal is buried in its log
+    require_shared_secret(settings)  # here too: a server worker's refusal is buried in its log
     serve(settings)
     return 0
 
