@@ -317,6 +317,8 @@ class InMemoryUnitOfWork:
 
 
 class InMemoryUnitOfWorkFactory:
+    reads_never_wait: bool = False  # every unit holds the database's one lock
+
     def __init__(self):
         self.database = InMemoryDatabase()
 

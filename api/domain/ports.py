@@ -273,6 +273,12 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    """Makes units of work; a ``readonly`` one promises not to write."""
+    """Makes units of work; a ``readonly`` one promises not to write.
+
+    ``reads_never_wait``: a read-only unit never waits for another connection (a local
+    database whose readers take no lock), so a caller may run it where waiting is not
+    allowed, such as an event loop."""
+
+    reads_never_wait: bool
 
     def __call__(self, readonly: bool = False) -> UnitOfWork: ...

@@ -51,9 +51,70 @@ def conflict_detail(kind: ActionKind, status: InstanceStatus) -> str:
 
 
 @dataclass(frozen=True)
+class CheckedRequest:
+    """An action request that passed the contract's checks, as the instance then stood."""
+
+    instance: Instance
+    kind: ActionKind
+
+
+@dataclass(frozen=True)
 class AcceptedAction:
     action: Action
     instance: Instance
+
+
+def check_action(
+    uow_factory: UnitOfWorkFactory,
+    identity: Identity,
+    raw_instance_id: str,
+    raw_action,
+) -> CheckedRequest:
+    """Check an action request in the contract's order, reading only.
+
+    404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
+    The read-only unit never waits for the database's write lock, so a rejected request
+    costs one read.
+    """
+    instance_id = parse_instance_id(raw_instance_id)
+    with uow_factory(readonly=True) as uow:
+        instance = uow.instances.get(instance_id, owner=identity.user_id)
+    if instance is None:
+        raise InstanceNotFound(instance_id)
+    kind = parse_action(raw_action)
+    if instance.status not in ACTION_RULES[kind].allowed_from:
+        raise ActionConflict(conflict_detail(kind, instance.status))
+    return CheckedRequest(instance=instance, kind=kind)
+
+
+def record_action(
+    uow_factory: UnitOfWorkFactory,
+    identity: Identity,
+    checked: CheckedRequest,
+    encrypt_token: Callable[[], str | None],
+) -> AcceptedAction:
+    """Record a checked request durably: the status moves with one compare-and-set from
+    what the check read, so of racing requests exactly one wins (the others get the 409
+    of what they lost to). ``encrypt_token`` (the caller's token, encrypted for the
+    worker) is called only here, once the request has passed the checks."""
+    instance, kind = checked.instance, checked.kind
+    rule = ACTION_RULES[kind]
+    action = Action(id=str(uuid.uuid4()), instance_id=instance.id,
+                    owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
+                    created_at=utcnow())
+    encrypted_token = encrypt_token()
+    with uow_factory() as uow:
+        if not uow.instances.compare_and_set_status(
+            instance.id, {instance.status}, rule.transitional,
+            failure_message=None,
+        ):
+            # Lost a race: someone moved the instance between our read and our write.
+            current = uow.instances.get(instance.id)
+            raise ActionConflict(conflict_detail(kind, current.status))
+        uow.actions.add(action, compute_url=identity.compute_url,
+                        encrypted_token=encrypted_token)
+        uow.commit()
+    return AcceptedAction(action=action, instance=instance)
 
 
 def request_action(
@@ -63,39 +124,9 @@ def request_action(
     raw_action,
     encrypt_token: Callable[[], str | None],
 ) -> AcceptedAction:
-    """Check an action request in the contract's order and record it durably.
-
-    404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
-    The checks read in a read-only unit, so a rejected request never waits for the
-    database's write lock; the status then moves with one compare-and-set, so of racing
-    requests exactly one wins. ``encrypt_token`` (the caller's token, encrypted for the
-    worker) is called only once the request has passed those checks.
-    """
-    instance_id = parse_instance_id(raw_instance_id)
-    with uow_factory(readonly=True) as uow:
-        instance = uow.instances.get(instance_id, owner=identity.user_id)
-    if instance is None:
-        raise InstanceNotFound(instance_id)
-    kind = parse_action(raw_action)
-    rule = ACTION_RULES[kind]
-    if instance.status not in rule.allowed_from:
-        raise ActionConflict(conflict_detail(kind, instance.status))
-    action = Action(id=str(uuid.uuid4()), instance_id=instance_id,
-                    owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
-                    created_at=utcnow())
-    encrypted_token = encrypt_token()
-    with uow_factory() as uow:
-        if not uow.instances.compare_and_set_status(
-            instance_id, {instance.status}, rule.transitional,
-            failure_message=None,
-        ):
-            # Lost a race: someone moved the instance between our read and our write.
-            current = uow.instances.get(instance_id)
-            raise ActionConflict(conflict_detail(kind, current.status))
-        uow.actions.add(action, compute_url=identity.compute_url,
-                        encrypted_token=encrypted_token)
-        uow.commit()
-    return AcceptedAction(action=action, instance=instance)
+    """``check_action`` then ``record_action``: the whole request in one call."""
+    checked = check_action(uow_factory, identity, raw_instance_id, raw_action)
+    return record_action(uow_factory, identity, checked, encrypt_token)
 
 
 def get_instance(uow_factory: UnitOfWorkFactory, identity: Identity,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from api.http.blocking import BlockingCalls
+from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import register_error_handlers
 from api.http.middleware import AuthMiddleware, RequestIdMiddleware
 from api.http.openapi import OpenApiResource
@@ -16,21 +16,26 @@ from api.http.resources import AuthenticateResource, InstanceResource, Instances
 
 def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
                identity_threads: int = 2, body_timeout: float = 10.0) -> falcon.asgi.App:
-    """``domain_threads``: how many domain calls (database work) run at once; the
+    """``domain_threads``: how many domain calls that may wait (database writes, reads of
+    a database server) run at once; the
     identity service's checks of uncached tokens get ``identity_threads`` of their own.
     ``body_timeout``: seconds a request body may take to arrive, in all. The pools'
     threads are started on demand and end with the process."""
     calls = BlockingCalls(domain_threads, "http-domain")
+    # Reads that never wait run on the loop; writes (they may queue for the database's
+    # lock) and reads of a database server run in the pool.
+    reads = InlineCalls() if uow_factory.reads_never_wait else calls
     identity_calls = BlockingCalls(identity_threads, "http-identity")
     openapi = OpenApiResource()
     app = falcon.asgi.App(middleware=[
         RequestIdMiddleware(), AuthMiddleware(identity, [openapi], identity_calls)])
     app.req_options.strip_url_path_trailing_slash = True
     register_error_handlers(app)
-    instance = InstanceResource(uow_factory, dispatcher, token_cipher, calls, body_timeout)
+    instance = InstanceResource(uow_factory, dispatcher, token_cipher, reads, calls,
+                                body_timeout)
     app.add_route("/api/openapi.json", openapi)
     app.add_route("/api/authenticate", AuthenticateResource())
-    app.add_route("/api/lambda-instances", InstancesResource(uow_factory, calls))
+    app.add_route("/api/lambda-instances", InstancesResource(uow_factory, reads))
     app.add_route("/api/lambda-instances/{instance_id}", instance)
     app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}", instance,
                   suffix="action")

@@ -1,7 +1,8 @@
 """Resources: plain classes handed their collaborators; they only translate HTTP.
 
-The responders are coroutines; every domain call (synchronous, it reads and writes the
-database) runs in the app's bounded pool of threads (``BlockingCalls``).
+The responders are coroutines; the domain's calls are synchronous (they read and write
+the database): those that may wait run in the app's bounded pool of threads
+(``BlockingCalls``), reads that never wait on the loop itself (``InlineCalls``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ from falcon.media.multipart import MultipartForm
 from api.domain import services
 from api.domain.errors import InvalidParameter
 from api.http import views
-from api.http.blocking import BlockingCalls
+from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import BodyTimeout
 
 log = logging.getLogger(__name__)
 
 ACCEPTED = {"code": 202, "short-description": "Your request has been accepted"}
 MAX_FORM_BYTES = 64 * 1024
+MAX_DISCARDED_BYTES = 8 * 1024 * 1024
 MAX_FORM_FIELDS = 64
 # Paging parameters: plain decimal digits, no more than SQL's 64-bit integers hold.
 _PAGING_NUMBER = re.compile(r"-?[0-9]{1,18}")
@@ -40,14 +42,14 @@ class AuthenticateResource:
 
 
 class InstancesResource:
-    def __init__(self, uow_factory, calls: BlockingCalls):
+    def __init__(self, uow_factory, reads: BlockingCalls | InlineCalls):
         self.uow_factory = uow_factory
-        self.calls = calls
+        self.reads = reads
 
     async def on_get(self, req, resp):
         limit = _int_param(req, "limit", None)
         offset = _int_param(req, "offset", 0)
-        items, total = await self.calls(services.list_instances, self.uow_factory,
+        items, total = await self.reads(services.list_instances, self.uow_factory,
                                         req.context.identity, limit, offset)
         resp.media = {
             "status": {"short_description": "Lambda instances", "code": 200},
@@ -57,17 +59,19 @@ class InstancesResource:
 
 
 class InstanceResource:
-    def __init__(self, uow_factory, dispatcher, token_cipher, calls: BlockingCalls,
+    def __init__(self, uow_factory, dispatcher, token_cipher,
+                 reads: BlockingCalls | InlineCalls, writes: BlockingCalls,
                  body_timeout: float):
         self.uow_factory = uow_factory
         self.dispatcher = dispatcher
         self.token_cipher = token_cipher
-        self.calls = calls
+        self.reads = reads
+        self.writes = writes
         self.body_timeout = body_timeout
 
     async def on_get(self, req, resp, instance_id):
         view = req.get_param("filter")
-        instance = await self.calls(services.get_instance, self.uow_factory,
+        instance = await self.reads(services.get_instance, self.uow_factory,
                                     req.context.identity, instance_id)
         if view not in (None, "status", "info"):
             raise InvalidParameter("filter can be status or info.")
@@ -76,19 +80,20 @@ class InstanceResource:
 
     async def on_post(self, req, resp, instance_id):
         body = await read_form_body(req, self.body_timeout)
-        action = await self.calls(self._accept, req.context, instance_id, req.content_type,
-                                  body)
+        # The checks only read (a rejected request ends here); the record writes.
+        checked = await self.reads(services.check_action, self.uow_factory,
+                                   req.context.identity, instance_id,
+                                   action_param(req.content_type, body))
+        action = await self.writes(self._record, req.context, checked)
         resp.status = falcon.HTTP_202
         resp.location = views.action_path(action.instance_id, action.id)
         resp.media = {"status": ACCEPTED, "data": {"action": views.action_summary(action)}}
 
-    def _accept(self, context, instance_id: str, content_type: str | None,
-                body: bytes | None):
-        """In a pool thread: parse the body, record the action, hand it to the dispatcher."""
+    def _record(self, context, checked: services.CheckedRequest):
+        """In a pool thread: record the checked action, hand it to the dispatcher."""
         token = context.token
-        accepted = services.request_action(
-            self.uow_factory, context.identity, instance_id,
-            action_param(content_type, body),
+        accepted = services.record_action(
+            self.uow_factory, context.identity, checked,
             encrypt_token=lambda: self.token_cipher.encrypt(token))
         action = accepted.action
         # At debug only: the access log line already names the request and, in its
@@ -103,7 +108,7 @@ class InstanceResource:
         return action
 
     async def on_get_action(self, req, resp, instance_id, action_id):
-        instance, action = await self.calls(services.get_action, self.uow_factory,
+        instance, action = await self.reads(services.get_action, self.uow_factory,
                                             req.context.identity, instance_id, action_id)
         resp.media = {"status": {"short_description": "Lambda instance action", "code": 200},
                       "data": views.action_details(action, instance)}
@@ -111,13 +116,22 @@ class InstanceResource:
 
 async def read_form_body(req, timeout: float) -> bytes | None:
     """The request body if it is a form's size (None if larger), read within ``timeout``
-    seconds in all: a client that trickles its body gets a 408, not a coroutine forever."""
+    seconds in all: a client that trickles its body gets a 408, not a coroutine forever.
+
+    A larger body, up to ``MAX_DISCARDED_BYTES``, is read and dropped all the same: a
+    server that answers and closes while the client still sends makes the client's
+    kernel see a reset, and the client never reads the answer.
+    """
     length = req.content_length
-    if length is not None and (length == 0 or length > MAX_FORM_BYTES):
+    if length == 0 or (length is not None and length > MAX_DISCARDED_BYTES):
         return None
     try:
-        body = await asyncio.wait_for(req.stream.read(MAX_FORM_BYTES + 1), timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            if length is not None and length > MAX_FORM_BYTES:
+                await req.stream.exhaust()
+                return None
+            body = await req.stream.read(MAX_FORM_BYTES + 1)
+    except TimeoutError:
         raise BodyTimeout() from None
     return body if 0 < len(body) <= MAX_FORM_BYTES else None
 

@@ -48,8 +48,13 @@ class SqlUnitOfWork:
 class UnitOfWorkFactory:
     """Hands out units of work on one engine: ``factory()`` or ``factory(readonly=True)``."""
 
+    reads_never_wait: bool
+
     def __init__(self, engine: Engine):
         self.engine = engine
+        # SQLite in WAL mode: readers see the last commit without any lock, so a read
+        # never queues behind a writer. A server's round trips can always be slow.
+        self.reads_never_wait = engine.dialect.name == "sqlite"
 
     def __call__(self, readonly: bool = False) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.engine, readonly=readonly)
