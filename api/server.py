@@ -33,7 +33,7 @@ from api.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# gunicorn's "combined" line plus the request id (joins it to the app's log lines) and the
+# The "combined" access-log line plus the request id (joins it to the app's log lines) and the
 # Location of a 202 (the action it created).
 ACCESS_LOG_FORMAT = ('%(h)s - - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
                      'request_id=%(request_id)s location=%(location)s')

@@ -82,7 +82,7 @@ async def _run(host: str, port: int, make_request: Callable[[int], bytes], rate:
 
     workers = []
     for _ in range(connections):
-        # A few ms apart, not in one burst: a burst tends to land on one gunicorn worker.
+        # A few ms apart, not in one burst: a burst tends to land on one server worker.
         workers.append(asyncio.create_task(connection()))
         await asyncio.sleep(0.005)
     await asyncio.sleep(0.2)  # connections open before the clock starts

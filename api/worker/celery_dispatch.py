@@ -9,8 +9,8 @@ Messages go out through Celery's ``send_task``: its producer pool keeps the proc
 broker connections and reuses them across threads, declares the queue as the workers do,
 retries a lost connection under ``PUBLISH_RETRY_POLICY`` and, with ``LAMBDA_BROKER_CONFIRM``,
 waits for RabbitMQ's publisher confirm (the app's transport options). Build one per
-process: gunicorn builds the app in each worker after the fork (no ``preload_app``), so no
-pooled connection is shared with another process.
+process: the server builds the app in each worker process at its startup (after the
+fork), so no pooled connection is shared with another process.
 
 The ``dispatched`` column is not set here: it would cost every request a second write,
 and the sweeper cannot trust it anyway (a broker may lose a message it accepted), so it

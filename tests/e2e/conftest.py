@@ -1,5 +1,6 @@
-"""End to end: the product under real gunicorn, against the emulator over HTTP, running
-real ansible-runner playbooks on local (loopback) hosts with the stand-in distributions."""
+"""End to end: the product under its real server (`lambda-service serve`), against the
+emulator over HTTP, running real ansible-runner playbooks on local (loopback) hosts with
+the stand-in distributions."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ class Service:
 
 @pytest.fixture
 def product(tmp_path):
-    """Emulator + seeded database + stand-ins + gunicorn; everything gone afterwards."""
+    """Emulator + seeded database + stand-ins + the server; everything gone afterwards."""
     from lambda_testbed import standins
 
     state = tmp_path / "state"

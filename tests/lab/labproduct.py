@@ -1,4 +1,4 @@
-"""The product on the lab: a provisioned lab, the emulator driving its power, gunicorn.
+"""The product on the lab: a provisioned lab, the emulator driving its power, the API server.
 
 Used by test_lab_product.py and test_lab_failures.py (one per module: a lab, an emulator
 whose LabPowerHooks power the hosts, the product under `lambda-service serve` with the ssh

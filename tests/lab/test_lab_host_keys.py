@@ -1,6 +1,6 @@
 """SSH host keys checked on the lab (``LAMBDA_SSH_HOST_KEY_CHECKING=pinned``, the default).
 
-The product under gunicorn, the emulator powering the lab's hosts, an instance with HDFS
+The product under its server, the emulator powering the lab's hosts, an instance with HDFS
 (stand-in daemons on every host, so each playbook reaches every host over SSH): the first
 start pins each host's key, later actions check against the pins and the playbooks trust
 exactly those; a host whose sshd got a new key fails the start at wait_ssh, naming host and

@@ -1,8 +1,9 @@
 """The product end to end on the lab.
 
-gunicorn serves the API; the emulator's power hooks boot and kill the lab hosts; the product
-powers them on, waits for their sshd, runs lambda-start.yml over SSH (real Spark and
-ZooKeeper, stand-in HDFS/YARN/Kafka), then stops everything and powers the hosts off.
+The API server (`lambda-service serve`) serves; the emulator's power hooks boot and kill
+the lab hosts; the product powers them on, waits for their sshd, runs lambda-start.yml
+over SSH (real Spark and ZooKeeper, stand-in HDFS/YARN/Kafka), then stops everything and
+powers the hosts off.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ TESTBED_USERS = {"api.cli"}
 FRAMEWORKS_AND_ADAPTERS = ("api.adapters", "api.http", "api.worker", "api.bootstrap",
                            "api.server", "api.cli", "api.settings", "api.seed", "falcon",
                            "sqlalchemy", "celery", "kombu", "ansible", "ansible_runner",
-                           "requests", "urllib3", "jinja2", "yaml", "psutil", "gunicorn",
+                           "requests", "urllib3", "jinja2", "yaml", "psutil", "hypercorn",
                            "cryptography", "lambda_testbed")
 
 
