@@ -26,6 +26,9 @@ IDENTITY_UNAVAILABLE = {"errors": [{
               "try again later."}]}
 
 
+DEFAULT_RETRY_AFTER = 5  # seconds
+
+
 def error_body(status: int, detail: str) -> dict:
     return {"errors": [{"status": status, "detail": detail}]}
 
@@ -58,7 +61,9 @@ def register_error_handlers(app: falcon.asgi.App) -> None:
         log.warning("request %s: identity service unavailable: %s",
                     getattr(req.context, "request_id", "-"), exc)
         _respond(resp, 503, IDENTITY_UNAVAILABLE)
-        resp.set_header("Retry-After", "5")
+        # When the adapter knows (a full upstream queue, an outage it is waiting out);
+        # else a few seconds.
+        resp.set_header("Retry-After", str(exc.retry_after or DEFAULT_RETRY_AFTER))
 
     async def http_error(req, resp, exc: falcon.HTTPError, params, **_):
         # Falcon's own errors (unknown route, wrong method...) in the contract's shape.
