@@ -10,7 +10,8 @@ it is rendered, so a row written before these rules existed still cannot inject 
   63 characters, 253 in all), unique in its instance and not a group name of the inventory.
   A valid host name is its own inventory alias, so Ansible's output, ``--limit`` and every
   message name a host exactly as the database does.
-- IP: an IPv4 or IPv6 address (``ipaddress``), kept in its canonical form.
+- IP: an IPv4 address (``ipaddress``). IPv6 is refused: the roles write ``ip:port`` into
+  the daemons' configuration, which an IPv6 address would need brackets for.
 - Server id and instance id: 1 to 64 letters, digits, ``.``, ``_`` or ``-``, starting with a
   letter or digit (a Cyclades number, an OpenStack UUID); unique in the instance.
 - Services: the known ones (``SERVICES``), each once.
@@ -71,14 +72,16 @@ def host_name(value: object, field: str = "host name") -> str:
 
 
 def ip_address(value: object, field: str = "ip") -> str:
-    """The canonical text of an IPv4 or IPv6 address."""
+    """The canonical text of an IPv4 address."""
     text = _string(value, field)
-    if "%" in text:  # an IPv6 scope (interface) names no host of a cloud
-        raise InvalidValue(field, text, "is an IPv6 address with a scope")
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
-        raise InvalidValue(field, text, "is not an IPv4 or IPv6 address") from None
+        raise InvalidValue(field, text, "is not an IPv4 address") from None
+    if address.version != 4:
+        raise InvalidValue(field, text, "is an IPv6 address: the roles write ip:port into "
+                           "the daemons' configuration, for IPv4 only")
+    return str(address)
 
 
 def identifier(value: object, field: str = "id") -> str:
