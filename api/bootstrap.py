@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from functools import partial
 
-from api.adapters.ansible import AnsibleRunner
+from api.adapters.ansible import AnsibleRunner, remove_control_root
 from api.adapters.compute import compute_factory as make_compute_factory
 from api.adapters.crypto import TokenCipher
 from api.adapters.db import UnitOfWorkFactory
@@ -44,6 +44,7 @@ class Container:
         if stop is not None:
             stop()
         self.uow_factory.engine.dispose()
+        remove_control_root()  # the playbooks' ssh control root, once none runs
 
 
 def worker_id() -> str:

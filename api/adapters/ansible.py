@@ -343,8 +343,10 @@ def _is_private_dir(path: Path) -> bool:
 
 
 @atexit.register
-def _remove_control_root() -> None:
-    root = _control_roots.get(os.getpid())  # only the one this process made
+def remove_control_root() -> None:
+    """Remove this process's control root, if it made one. Also at exit; a process that
+    ends with ``os._exit`` (a forked server worker) calls it itself."""
+    root = _control_roots.pop(os.getpid(), None)  # only the one this process made
     if root is not None:
         with contextlib.suppress(OSError):
             root.rmdir()  # empty once every run has closed its masters

@@ -8,6 +8,7 @@ import pytest
 from cryptography.fernet import Fernet
 from falcon import testing
 
+from api.adapters.ansible import control_root, remove_control_root
 from api.bootstrap import bootstrap, create_http_app
 from api.domain.ports import Identity
 from api.server import LifespanApp
@@ -45,6 +46,18 @@ def test_the_http_app_runs_on_the_containers_pieces_and_close_stops_the_pool(tmp
     assert resp.json["data"]["name"] == "u@example.org"
     container.close()
     assert container.dispatcher.runtime.stopping
+
+
+def test_close_removes_the_processs_ssh_control_root(tmp_path):
+    # A server worker ends with os._exit, where no atexit hook runs: closing its container
+    # is what removes the private directory its playbook runs kept ssh sockets in.
+    container = bootstrap(settings_in(tmp_path))
+    root = control_root()
+    assert root.is_dir()
+    container.close()
+    assert not root.exists()
+    assert control_root() != root  # a later run in this process gets a fresh one
+    remove_control_root()
 
 
 def test_celery_settings_give_the_api_a_publisher_not_a_pool(tmp_path):
