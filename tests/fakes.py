@@ -184,6 +184,16 @@ class InMemoryActionRepository:
             tasks=[task for _, task in row.tasks],
         )
 
+    def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
+        mine = [row.action for row in self._state.actions.values()
+                if row.action.instance_id == instance_id]
+        mine.sort(key=lambda a: (a.created_at, a.id), reverse=True)
+        return [dataclasses.replace(a, steps=[], tasks=[]) for a in mine[offset:offset + limit]]
+
+    def count(self, instance_id: str) -> int:
+        return sum(1 for row in self._state.actions.values()
+                   if row.action.instance_id == instance_id)
+
     def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
               ) -> ActionClaim | None:
         row = self._state.actions.get(action_id)

@@ -183,6 +183,12 @@ class ActionRepository(Protocol):
             ) -> Action | None:
         """The action with its steps and task results; None unless it matches."""
 
+    def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
+        """The instance's actions, newest first, without their steps and task results."""
+
+    def count(self, instance_id: str) -> int:
+        """How many actions the instance has had."""
+
     def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
               ) -> ActionClaim | None:
         """Take the lease of an unfinished action nobody holds or whose lease expired;

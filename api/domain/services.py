@@ -150,6 +150,24 @@ def list_instances(uow_factory: UnitOfWorkFactory, identity: Identity, limit: in
             identity.user_id)
 
 
+HISTORY_PAGE = 20  # actions in a page of an instance's history unless asked otherwise
+HISTORY_MAX_PAGE = 100
+
+
+def list_actions(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_id: str,
+                 limit: int | None, offset: int) -> tuple[list[Action], int, int]:
+    """A page of the caller's instance's actions, newest first: (actions, total, limit)."""
+    instance = get_instance(uow_factory, identity, raw_instance_id)  # 404 before 400
+    limit = HISTORY_PAGE if limit is None else limit
+    if not 0 <= limit <= HISTORY_MAX_PAGE:
+        raise InvalidParameter(f"limit must be between 0 and {HISTORY_MAX_PAGE}.")
+    if offset < 0:
+        raise InvalidParameter("offset must not be negative")
+    with uow_factory(readonly=True) as uow:
+        return (uow.actions.history(instance.id, limit, offset),
+                uow.actions.count(instance.id), limit)
+
+
 def get_action(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_id: str,
                action_id: str) -> tuple[Instance, Action]:
     instance = get_instance(uow_factory, identity, raw_instance_id)

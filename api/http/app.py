@@ -37,6 +37,7 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
     app.add_route("/api/authenticate", AuthenticateResource())
     app.add_route("/api/lambda-instances", InstancesResource(uow_factory, reads))
     app.add_route("/api/lambda-instances/{instance_id}", instance)
+    app.add_route("/api/lambda-instances/{instance_id}/actions", instance, suffix="actions")
     app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}", instance,
                   suffix="action")
     return app

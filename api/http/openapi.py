@@ -97,6 +97,12 @@ SCHEMAS = {
         "host": _string(), "task": _string(), "role": _nullable(_string()),
         "status": _string(enum=["ok", "changed", "failed", "unreachable", "skipped"]),
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
+    "ActionHistoryItem": {"allOf": [_ref("schemas", "ActionSummary"), _object({
+        "requested_by": _string(),
+        "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
+        "attempts": {"type": "integer", "minimum": 0},
+        "error": _nullable(_string()),
+    })]},
     "Action": {"allOf": [_ref("schemas", "ActionSummary"), _object({
         "instance": _object({"id": _string(format="uuid"),
                              "status": _ref("schemas", "Status")}),
@@ -117,15 +123,23 @@ _ACCEPTED = _object({
     "data": _object({"action": _ref("schemas", "ActionSummary")}),
 }, required=["status"])
 
+_PAGINATION = _object({
+    "count": {"type": "integer", "minimum": 0},
+    "limit": _nullable({"type": "integer", "minimum": 0}),
+    "offset": {"type": "integer", "minimum": 0},
+    "next": _nullable(_string(format="uri-reference")),
+    "previous": _nullable(_string(format="uri-reference"))})
+
 _LIST = _object({
     "status": _status_line("Lambda instances"),
     "data": {"type": "array", "items": _ref("schemas", "InstanceSummary")},
-    "pagination": _object({
-        "count": {"type": "integer", "minimum": 0},
-        "limit": _nullable({"type": "integer", "minimum": 0}),
-        "offset": {"type": "integer", "minimum": 0},
-        "next": _nullable(_string(format="uri-reference")),
-        "previous": _nullable(_string(format="uri-reference"))}),
+    "pagination": _PAGINATION,
+})
+
+_HISTORY = _object({
+    "status": _status_line("Lambda instance actions"),
+    "data": {"type": "array", "items": _ref("schemas", "ActionHistoryItem")},
+    "pagination": _PAGINATION,
 })
 
 # An empty value (``?limit=``) reads as an absent one. The databases' integers are 64-bit.
@@ -135,6 +149,15 @@ _PAGING = [
      "allowEmptyValue": True,
      "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64}},
     {"name": "offset", "in": "query", "description": "Skip this many instances first",
+     "allowEmptyValue": True,
+     "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64, "default": 0}},
+]
+
+_HISTORY_PAGING = [
+    {"name": "limit", "in": "query", "allowEmptyValue": True,
+     "description": "At most this many actions (none: 20)",
+     "schema": {"type": "integer", "minimum": 0, "maximum": 100, "default": 20}},
+    {"name": "offset", "in": "query", "description": "Skip this many actions first",
      "allowEmptyValue": True,
      "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64, "default": 0}},
 ]
@@ -224,6 +247,15 @@ DOCUMENT = {
                     "404": _NOT_FOUND,
                     "409": _error(409, "The specified lambda instance is already started."),
                     "503": _UNAVAILABLE}}},
+        "/api/lambda-instances/{instance_id}/actions/": {"get": {
+            "operationId": "listActions",
+            "summary": "The instance's actions, newest first: kind, state, who asked, "
+                       "times and outcome",
+            "parameters": [_INSTANCE_ID, *_HISTORY_PAGING],
+            "responses": {
+                "200": _json(_HISTORY, "A page of the instance's actions"),
+                "400": _error(400, "limit must be between 0 and 100."),
+                "401": _UNAUTHORIZED, "404": _NOT_FOUND, "503": _UNAVAILABLE}}},
         "/api/lambda-instances/{instance_id}/actions/{action_id}": {"get": {
             "operationId": "getAction",
             "summary": "The state of one action, its steps and playbook results",

@@ -107,6 +107,18 @@ class InstanceResource:
                           context.request_id, action.id)
         return action
 
+    async def on_get_actions(self, req, resp, instance_id):
+        limit = _int_param(req, "limit", None)
+        offset = _int_param(req, "offset", 0)
+        items, total, limit = await self.reads(services.list_actions, self.uow_factory,
+                                               req.context.identity, instance_id, limit,
+                                               offset)
+        resp.media = {
+            "status": {"short_description": "Lambda instance actions", "code": 200},
+            "data": [views.action_history_item(a) for a in items],
+            "pagination": _pagination(req.path, limit, offset, total),
+        }
+
     async def on_get_action(self, req, resp, instance_id, action_id):
         instance, action = await self.reads(services.get_action, self.uow_factory,
                                             req.context.identity, instance_id, action_id)

@@ -49,6 +49,19 @@ def action_summary(action: Action) -> dict:
             "href": action_path(action.instance_id, action.id)}
 
 
+def action_history_item(action: Action) -> dict:
+    """One action of an instance's history: what was asked, by whom, when, and how it ended."""
+    return {
+        **action_summary(action),
+        "requested_by": action.owner,
+        "created_at": isoformat(action.created_at),
+        "started_at": isoformat(action.started_at),
+        "finished_at": isoformat(action.finished_at),
+        "attempts": action.attempts,
+        "error": action.error,
+    }
+
+
 def action_details(action: Action, instance: Instance) -> dict:
     hosts: dict[str, dict] = {}
     for task in action.tasks:

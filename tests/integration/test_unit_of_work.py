@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from contextlib import nullcontext as _nothing
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
@@ -387,3 +388,30 @@ def test_find_resumable_finds_orphans_only(seeded):
         assert uow.actions.find_resumable(now, accepted_grace=10) == [
             "never-sent", "holder-died"]
         assert uow.actions.find_resumable(now, accepted_grace=10, limit=1) == ["never-sent"]
+
+
+@pytest.mark.parametrize("in_memory", [False, True], ids=["sql", "fake"])
+def test_the_history_is_newest_first_in_pages_and_counts_only_its_instance(seeded, in_memory):
+    from tests.fakes import InMemoryUnitOfWorkFactory
+
+    factory = InMemoryUnitOfWorkFactory() if in_memory else seeded
+    with factory() as uow:
+        if in_memory:
+            uow.instances.add(make_instance("i-1"))
+        uow.instances.add(make_instance("i-2"))
+        for k in range(5):
+            action = make_action(f"a-{k}", "i-1")
+            uow.actions.add(replace(action, created_at=CREATED + timedelta(minutes=k)),
+                            compute_url="c", encrypted_token="t")
+        uow.actions.add(make_action("other", "i-2"), compute_url="c", encrypted_token="t")
+        uow.commit()
+    with factory(readonly=True) as uow:
+        assert [a.id for a in uow.actions.history("i-1", 2, 0)] == ["a-4", "a-3"]
+        assert [a.id for a in uow.actions.history("i-1", 2, 4)] == ["a-0"]
+        assert uow.actions.history("i-1", 0, 0) == []
+        assert uow.actions.count("i-1") == 5
+        assert uow.actions.count("i-2") == 1
+        newest = uow.actions.history("i-1", 1, 0)[0]
+    assert newest.kind is ActionKind.START and newest.owner == "u1"
+    assert newest.created_at == CREATED + timedelta(minutes=4)
+    assert newest.steps == [] and newest.tasks == []

@@ -58,17 +58,8 @@ class SqlActionRepository:
         task_rows = self._conn.execute(
             select(tasks).where(tasks.c.action_id == action_id).order_by(tasks.c.id)
         ).mappings()
-        return Action(
-            id=row["id"],
-            instance_id=row["instance_id"],
-            owner=row["owner"],
-            kind=ActionKind(row["kind"]),
-            state=ActionState(row["state"]),
-            created_at=row["created_at"],
-            started_at=row["started_at"],
-            finished_at=row["finished_at"],
-            error=row["error"],
-            attempts=row["attempts"],
+        return _action(
+            row,
             steps=[
                 Step(name=StepName(s["name"]), state=StepState(s["state"]),
                      started_at=s["started_at"], finished_at=s["finished_at"],
@@ -81,6 +72,22 @@ class SqlActionRepository:
                 for t in task_rows
             ],
         )
+
+    def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
+        """The instance's actions, newest first, without their steps and task results."""
+        rows = self._conn.execute(
+            select(actions)
+            .where(actions.c.instance_id == instance_id)
+            .order_by(actions.c.created_at.desc(), actions.c.id.desc())
+            .limit(limit).offset(offset)
+        ).mappings()
+        return [_action(row) for row in rows]
+
+    def count(self, instance_id: str) -> int:
+        return self._conn.execute(
+            select(func.count()).select_from(actions)
+            .where(actions.c.instance_id == instance_id)
+        ).scalar_one()
 
     # -- leases ------------------------------------------------------------------------
 
@@ -247,3 +254,21 @@ class SqlActionRepository:
                 for r in results
             ],
         )
+
+
+def _action(row, steps: list[Step] | None = None, tasks: list[TaskResult] | None = None
+            ) -> Action:
+    return Action(
+        id=row["id"],
+        instance_id=row["instance_id"],
+        owner=row["owner"],
+        kind=ActionKind(row["kind"]),
+        state=ActionState(row["state"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+        attempts=row["attempts"],
+        steps=steps or [],
+        tasks=tasks or [],
+    )
