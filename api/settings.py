@@ -49,8 +49,8 @@ SECRET_VARIABLES = ("LAMBDA_SECRET_KEY", "LAMBDA_DATABASE_URL", "LAMBDA_BROKER_U
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def split_secret_keys(raw: str) -> list[str]:
-    return [key.strip() for key in raw.split(",") if key.strip()]
+def _comma_separated(raw: str | None) -> list[str]:
+    return [item.strip() for item in (raw or "").split(",") if item.strip()]
 
 
 def _check_fernet_key(key: str) -> bool:
@@ -133,7 +133,7 @@ class Settings:
     @property
     def secret_keys(self) -> list[str]:
         """``LAMBDA_SECRET_KEY`` as its keys, the encrypting one first; empty if unset."""
-        return split_secret_keys(self.secret_key or "")
+        return _comma_separated(self.secret_key)
 
     @property
     def scaled_out(self) -> bool:
@@ -144,7 +144,7 @@ class Settings:
 
     @property
     def ansible_env_names(self) -> list[str]:
-        return [name.strip() for name in (self.ansible_env or "").split(",") if name.strip()]
+        return _comma_separated(self.ansible_env)
 
     @property
     def ansible_cfg(self) -> Path:

@@ -52,6 +52,7 @@ from api.adapters import proctree
 from api.adapters.ssh import host_key_args
 from api.domain.model import TaskResult
 from api.domain.ports import PlaybookResult, PlaybookRun
+from api.settings import SSH_HOST_KEY_CHECKING
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,6 @@ SSH_ARGS = (
 )
 # The run's pinned host keys (``PlaybookRun.known_hosts``), in its private directory.
 KNOWN_HOSTS_FILE = "known_hosts"
-HOST_KEY_CHECKING = ("pinned", "off")
 # Key exchange the controller prefers, first the client has (auto): OpenSSH 9.0-9.8 negotiate
 # sntrup761x25519 by default, whose client CPU is paid for every host of every run and shows
 # in a start's time; ML-KEM hybrid (OpenSSH >= 9.9) is post-quantum and as cheap as curve25519.
@@ -423,8 +423,8 @@ class AnsibleRunner:
         self.base_extravars = dict(base_extravars or {})  # under each run's own extravars
         self.kill_grace = kill_grace
         self.ssh_args = ssh_args(ssh_kex)
-        if host_key_checking not in HOST_KEY_CHECKING:
-            raise ValueError(f"host_key_checking must be one of {HOST_KEY_CHECKING}")
+        if host_key_checking not in SSH_HOST_KEY_CHECKING:
+            raise ValueError(f"host_key_checking must be one of {SSH_HOST_KEY_CHECKING}")
         # pinned: ssh trusts exactly the keys each run carries (``PlaybookRun.known_hosts``)
         self.host_key_checking = host_key_checking
         # This server's directories as an action's messages name them: what a message
@@ -446,7 +446,6 @@ class AnsibleRunner:
             if len(path) > 1:
                 text = text.replace(path, label)
         return text
-
 
     @classmethod
     def from_settings(cls, settings) -> AnsibleRunner:

@@ -47,14 +47,12 @@ class AuthMiddleware:
         self.identity = identity
         self.public = frozenset(public_resources)  # compared by identity
         self.calls = calls
-        # The adapter's non-blocking cache look-up, where it has one.
-        self.cached = getattr(identity, "cached", None)
 
     async def process_resource(self, req, resp, resource, params):
         if resource in self.public:
             return
         req.context.token = token = parse_token(req.get_header("Authorization"))
-        identity = self.cached(token) if self.cached is not None else None
+        identity = self.identity.cached(token)
         if identity is None:
             identity = await self.calls(self.identity.authenticate, token)
         req.context.identity = identity
