@@ -1,4 +1,5 @@
-"""Fixtures for every test: databases (SQLite and PostgreSQL), fake identity."""
+"""Fixtures for every test: databases (SQLite and PostgreSQL), fake identity, an empty
+working directory."""
 
 from __future__ import annotations
 
@@ -72,3 +73,16 @@ def uow_factory(database_url):
     engine = create_db_engine(database_url)
     yield UnitOfWorkFactory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def in_empty_dir(tmp_path, monkeypatch):
+    """An empty working directory and no LAMBDA_* settings from the caller's environment."""
+    for name in list(os.environ):
+        if name.startswith("LAMBDA_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("KAMAKIRC", str(tmp_path / "no-kamakirc"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work

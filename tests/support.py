@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -52,3 +53,32 @@ def kill_under(root: Path) -> None:
     for pid in processes_under(root):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
+
+
+def start_calls(fn, args, before=None) -> tuple[list[threading.Thread], list]:
+    """``fn(arg)`` for every arg, one thread each, started now: (the threads, the list each
+    call's result or exception is appended to as it ends). ``before`` runs first in each
+    thread (a barrier's ``wait``, say)."""
+    outcomes: list = []
+    lock = threading.Lock()
+
+    def call(arg):
+        if before is not None:
+            before()
+        try:
+            result = fn(arg)
+        except Exception as exc:
+            result = exc
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=call, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    return threads, outcomes
+
+
+def join_calls(threads: list[threading.Thread], timeout: float = 30.0) -> None:
+    for thread in threads:
+        thread.join(timeout=timeout)
+        assert not thread.is_alive(), "a call hung"

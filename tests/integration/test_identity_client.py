@@ -13,6 +13,7 @@ import pytest
 from api.adapters.identity import AstakosIdentity
 from api.domain.errors import IdentityUnavailable, InvalidToken
 from lambda_testbed.emulator import Emulator
+from tests.support import join_calls, start_calls
 
 TOKEN = "tJ3b3f32f23ceuqdoS_TH7m0d6yxmlWL1r2ralKcttY"
 SECOND_TOKEN = "demo-second-token"
@@ -148,24 +149,18 @@ def test_cache_is_bounded(emulator):
     assert client.upstream_calls == 4
 
 
+def _outcomes_of_a_flood(client, tokens) -> list:
+    """Authenticate every token at once, one thread each; each thread's result or error."""
+    threads, outcomes = start_calls(client.authenticate, tokens,
+                                    before=threading.Barrier(len(tokens)).wait)
+    join_calls(threads)
+    return outcomes
+
+
 def test_concurrent_cold_requests_make_one_upstream_call(emulator):
     emulator.set_faults(latency_ms=200)  # keeps the first call in flight while others arrive
     client = _client(emulator)
-    barrier = threading.Barrier(20)
-    results: list[str] = []
-    lock = threading.Lock()
-
-    def authenticate():
-        barrier.wait()
-        identity = client.authenticate(TOKEN)
-        with lock:
-            results.append(identity.user_id)
-
-    threads = [threading.Thread(target=authenticate) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = [i.user_id for i in _outcomes_of_a_flood(client, [TOKEN] * 20)]
     assert len(results) == 20 and len(set(results)) == 1
     assert client.upstream_calls == 1
     assert emulator.request_counts()["tokens"] == 1
@@ -174,49 +169,9 @@ def test_concurrent_cold_requests_make_one_upstream_call(emulator):
 def test_concurrent_cold_invalid_tokens_share_the_failure(emulator):
     emulator.set_faults(latency_ms=200)
     client = _client(emulator)
-    barrier = threading.Barrier(10)
-    errors: list[type] = []
-    lock = threading.Lock()
-
-    def authenticate():
-        barrier.wait()
-        try:
-            client.authenticate("bad-token")
-        except Exception as exc:
-            with lock:
-                errors.append(type(exc))
-
-    threads = [threading.Thread(target=authenticate) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = [type(o) for o in _outcomes_of_a_flood(client, ["bad-token"] * 10)]
     assert errors == [InvalidToken] * 10
     assert emulator.request_counts()["tokens"] == 1
-
-
-def _outcomes_of_a_flood(client, tokens) -> list:
-    """Authenticate every token at once, one thread each; each thread's result or error."""
-    barrier = threading.Barrier(len(tokens))
-    outcomes: list = []
-    lock = threading.Lock()
-
-    def authenticate(token):
-        barrier.wait()
-        try:
-            result = client.authenticate(token)
-        except Exception as exc:
-            result = exc
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=authenticate, args=(t,)) for t in tokens]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "a caller hung"
-    return outcomes
 
 
 FLOOD = 40

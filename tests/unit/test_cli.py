@@ -4,32 +4,17 @@ the demo."""
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
 
 from api.cli import main
 from api.settings import Settings, load_settings, require_shared_secret
 from lambda_testbed.demo import shared_secret_key, write_settings_file
 from lambda_testbed.demo_data import DEMO_INSTANCE_ID, demo_seed
-
-
-@pytest.fixture
-def in_empty_dir(tmp_path, monkeypatch):
-    """An empty working directory and no LAMBDA_* settings from the caller's environment."""
-    for name in list(os.environ):
-        if name.startswith("LAMBDA_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("KAMAKIRC", str(tmp_path / "no-kamakirc"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    return work
 
 
 def test_inventory_of_a_missing_database_is_one_line_and_creates_nothing(in_empty_dir, capsys):

@@ -20,6 +20,7 @@ from api.adapters.identity import (
     token_key,
 )
 from api.domain.errors import IdentityUnavailable, InvalidToken
+from tests.support import join_calls, start_calls, wait_until
 
 AUTH_URL = "https://accounts.example.org/identity/v2.0"
 
@@ -174,31 +175,14 @@ def _concurrent_callers(client, transport, token, count=CALLERS) -> tuple[list, 
     until every thread has called ``authenticate`` and the others had ``SETTLE`` seconds
     to reach the upstream too. -> (each thread's result or exception, upstream calls)."""
     entered = threading.Semaphore(0)
-    outcomes: list = []
-    lock = threading.Lock()
-
-    def authenticate():
-        entered.release()
-        try:
-            result = client.authenticate(token)
-        except Exception as exc:
-            result = exc
-        with lock:
-            outcomes.append(result)
-
     transport.release.clear()
-    threads = [threading.Thread(target=authenticate) for _ in range(count)]
-    for thread in threads:
-        thread.start()
+    threads, outcomes = start_calls(client.authenticate, [token] * count,
+                                    before=entered.release)
     for _ in range(count):
         assert entered.acquire(timeout=5)
-    deadline = time.monotonic() + SETTLE
-    while transport.calls < count and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: transport.calls >= count, timeout=SETTLE, interval=0.01)
     transport.release.set()
-    for thread in threads:
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "a caller hung"
+    join_calls(threads, timeout=10)
     return outcomes, transport.calls
 
 
@@ -326,32 +310,15 @@ def test_a_flood_of_invalid_tokens_never_evicts_valid_ones():
 def test_concurrent_upstream_calls_are_capped_and_the_rest_refused_soon():
     client, transport, _ = make_client(lambda token: ok(), max_concurrent=3, slot_wait=0.1)
     transport.release.clear()
-    outcomes: list = []
-    lock = threading.Lock()
-
-    def authenticate(token):
-        try:
-            result = client.authenticate(token)
-        except Exception as exc:
-            result = exc
-        with lock:
-            outcomes.append(result)
-
-    threads = [threading.Thread(target=authenticate, args=(f"token-{n}",)) for n in range(10)]
-    for thread in threads:
-        thread.start()
+    threads, outcomes = start_calls(client.authenticate, [f"token-{n}" for n in range(10)])
     # Seven of ten find no slot: each is refused after the short wait, while the upstream
     # still holds the other three.
-    deadline = time.monotonic() + 5
-    while (len(outcomes) < 7 or transport.calls < 3) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    with lock:
-        refused = list(outcomes)
+    wait_until(lambda: len(outcomes) >= 7 and transport.calls >= 3, timeout=5, interval=0.01)
+    refused = list(outcomes)
     assert len(refused) == 7 and transport.calls == 3
     assert all(isinstance(o, IdentityUnavailable) and o.retry_after == 1 for o in refused)
     transport.release.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    join_calls(threads, timeout=10)
     assert sum(not isinstance(o, Exception) for o in outcomes) == 3
     assert client.peak_in_flight == 3 and client.in_flight == 0
     client.authenticate("token-after")  # the slots came back

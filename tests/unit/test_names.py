@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import yaml
 from sqlalchemy import insert
@@ -253,14 +251,9 @@ def test_one_line_escapes_what_could_end_a_line():
 
 
 @pytest.fixture
-def database(tmp_path, monkeypatch):
+def database(in_empty_dir, monkeypatch):
     """A database named by LAMBDA_DATABASE_URL, in an empty working directory."""
-    for name in list(os.environ):
-        if name.startswith("LAMBDA_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("KAMAKIRC", str(tmp_path / "no-kamakirc"))
-    monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 'lambda.db'}"
+    url = f"sqlite:///{in_empty_dir / 'lambda.db'}"
     monkeypatch.setenv("LAMBDA_DATABASE_URL", url)
     return url
 
