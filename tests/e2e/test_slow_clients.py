@@ -41,7 +41,9 @@ class Trickler:
             for sock in readable:
                 self._read(sock)
             for sock in open_socks:
-                if sock in self.closed_after:
+                # Once answered, a client stops sending: another byte would draw a reset
+                # that can drop the rest of the answer from the receive buffer.
+                if sock in self.closed_after or self.answers[sock]:
                     continue
                 try:
                     sock.send(b"x")
