@@ -38,18 +38,41 @@ def postgres_server():
     return POSTGRES_ADMIN_URL
 
 
-def _fresh_postgres_database(admin_url: str) -> tuple[str, callable]:
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server):
+    """A database migrated once per session: each test's database is a copy of it, which
+    costs a third of creating and migrating one."""
+    name = f"lambda_template_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_db_engine(_database_url(postgres_server, name))
+    migrate(engine)
+    engine.dispose()  # a template must have no connection while it is copied
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _database_url(admin_url: str, name: str) -> str:
+    return admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _fresh_postgres_database(admin_url: str, template: str | None = None
+                             ) -> tuple[str, callable]:
+    """A new database, empty or a copy of ``template``; and the function that drops it."""
     name = f"lambda_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
 
     def drop():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    return url, drop
+    return _database_url(admin_url, name), drop
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -57,15 +80,15 @@ def database_url(request, tmp_path):
     """A fresh, migrated database of each kind the product supports."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'lambda.db'}"
-        drop = None
-    else:
-        url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"))
-    engine = create_db_engine(url)
-    migrate(engine)
-    engine.dispose()
+        engine = create_db_engine(url)
+        migrate(engine)
+        engine.dispose()
+        yield url
+        return
+    url, drop = _fresh_postgres_database(request.getfixturevalue("postgres_server"),
+                                         request.getfixturevalue("postgres_template"))
     yield url
-    if drop:
-        drop()
+    drop()
 
 
 @pytest.fixture
