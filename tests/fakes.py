@@ -22,6 +22,8 @@ from api.domain.errors import IdentityUnavailable, InvalidToken
 from api.domain.model import (
     ACTION_RULES,
     Action,
+    ActionEvent,
+    ActionEventType,
     ActionState,
     Instance,
     InstanceStatus,
@@ -84,6 +86,7 @@ class _ActionRow:
     lease_expires_at: datetime | None = None
     steps: dict[int, tuple[int, Step]] = field(default_factory=dict)  # id -> (attempt, step)
     tasks: list[tuple[int, TaskResult]] = field(default_factory=list)
+    events: list[ActionEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -166,8 +169,11 @@ class InMemoryActionRepository:
             raise KeyError(f"action {action.id} exists")
         if action.instance_id not in self._state.instances:
             raise KeyError(f"no instance {action.instance_id}")
-        stored = dataclasses.replace(action, attempts=0, steps=[], tasks=[])
+        stored = dataclasses.replace(action, attempts=0, last_event=0, steps=[], tasks=[])
         self._state.actions[action.id] = _ActionRow(stored, compute_url, encrypted_token)
+        self._append(action.id, action.created_at, [(STATE, None, {
+            "state": action.state.value, "kind": action.kind.value,
+            "requested_by": action.owner})])
 
     def get(self, action_id: str, instance_id: str | None = None, owner: str | None = None
             ) -> Action | None:
@@ -183,6 +189,11 @@ class InMemoryActionRepository:
             steps=[copy.copy(step) for _, (_, step) in sorted(row.steps.items())],
             tasks=[task for _, task in row.tasks],
         )
+
+    def summary(self, action_id: str, instance_id: str | None = None,
+                owner: str | None = None) -> Action | None:
+        action = self.get(action_id, instance_id, owner)
+        return None if action is None else dataclasses.replace(action, steps=[], tasks=[])
 
     def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
         mine = [row.action for row in self._state.actions.values()
@@ -207,10 +218,14 @@ class InMemoryActionRepository:
         action.attempts += 1
         action.state = ActionState.RUNNING
         action.started_at = action.started_at or now
-        for _attempt, step in row.steps.values():
+        events = []
+        for _step_id, (attempt, step) in sorted(row.steps.items()):
             if step.state is StepState.RUNNING:
                 step.state, step.finished_at = StepState.FAILED, now
                 step.message = f"interrupted; resumed as attempt {action.attempts}"
+                events.append((STEP, attempt, {**_step_ended(step), "interrupted": True}))
+        events.append((STATE, action.attempts, {"state": ActionState.RUNNING.value}))
+        self._append(action_id, now, events)
         return ActionClaim(action_id=action.id, instance_id=action.instance_id,
                            kind=action.kind.value, attempt=action.attempts,
                            compute_url=row.compute_url, encrypted_token=row.encrypted_token)
@@ -222,11 +237,14 @@ class InMemoryActionRepository:
         row.lease_expires_at = now + timedelta(seconds=lease_seconds)
         return True
 
-    def release(self, action_id: str, worker: str) -> None:
+    def release(self, action_id: str, worker: str, now: datetime) -> None:
         row = self._state.actions.get(action_id)
         if row is not None and row.lease_owner == worker and row.action.state in UNFINISHED:
             row.lease_owner = row.lease_expires_at = None
             row.action.attempts -= 1
+            self._append(action_id, now, [(STATE, row.action.attempts + 1, {
+                "state": ActionState.RUNNING.value, "handed_back": True,
+                "message": "handed back unfinished"})])
 
     def finish(self, action_id: str, worker: str | None, state: ActionState,
                error: str | None, now: datetime) -> bool:
@@ -237,6 +255,8 @@ class InMemoryActionRepository:
             return False
         row.action.state, row.action.error, row.action.finished_at = state, error, now
         row.encrypted_token = row.lease_owner = row.lease_expires_at = None
+        self._append(action_id, now, [(STATE, row.action.attempts or None,
+                                       {"state": state.value, "error": error})])
         return True
 
     def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
@@ -254,23 +274,62 @@ class InMemoryActionRepository:
         step_id = next(self._step_ids)
         self._state.actions[action_id].steps[step_id] = (
             attempt, Step(name=name, state=StepState.RUNNING, started_at=now))
+        self._append(action_id, now, [
+            (STEP, attempt, {"name": name.value, "state": StepState.RUNNING.value})])
         return step_id
 
     def add_step(self, action_id: str, attempt: int, name: StepName, state: StepState,
                  now: datetime, message: str | None) -> None:
-        self._state.actions[action_id].steps[next(self._step_ids)] = (
-            attempt, Step(name=name, state=state, started_at=now, finished_at=now,
-                          message=message))
+        step = Step(name=name, state=state, started_at=now, finished_at=now, message=message)
+        self._state.actions[action_id].steps[next(self._step_ids)] = (attempt, step)
+        self._append(action_id, now, [(STEP, attempt, _step_ended(step))])
 
     def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None
                  ) -> None:
-        for row in self._state.actions.values():
+        for action_id, row in self._state.actions.items():
             if step_id in row.steps:
-                step = row.steps[step_id][1]
+                attempt, step = row.steps[step_id]
                 step.state, step.finished_at, step.message = state, now, message
+                self._append(action_id, now, [(STEP, attempt, _step_ended(step))])
 
-    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None:
+    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult],
+                  now: datetime) -> None:
         self._state.actions[action_id].tasks.extend((attempt, r) for r in results)
+        self._append(action_id, now, [
+            (TASK, attempt, {"host": r.host, "task": r.task, "role": r.role, "play": r.play,
+                             "status": r.status, "message": r.message or None,
+                             "duration": r.duration})
+            for r in results])
+
+    def append_event(self, action_id: str, type: ActionEventType, data: dict,
+                     now: datetime, attempt: int | None = None) -> int | None:
+        return self._append(action_id, now, [(type, attempt, data)])
+
+    def events(self, action_id: str, after: int, limit: int) -> list[ActionEvent]:
+        row = self._state.actions.get(action_id)
+        if row is None:
+            return []
+        return [e for e in row.events if e.seq > after][:limit]
+
+    def _append(self, action_id: str, now: datetime, events) -> int | None:
+        row = self._state.actions.get(action_id)
+        if row is None or not events:
+            return None
+        for kind, attempt, data in events:
+            row.action.last_event += 1
+            row.events.append(ActionEvent(seq=row.action.last_event, type=kind, at=now,
+                                          attempt=attempt, data=data))
+        return row.action.last_event
+
+
+def _step_ended(step: Step) -> dict:
+    duration = (None if step.started_at is None
+                else round((step.finished_at - step.started_at).total_seconds(), 3))
+    return {"name": step.name.value, "state": step.state.value, "message": step.message,
+            "duration": duration}
+
+
+STATE, STEP, TASK = ActionEventType.STATE, ActionEventType.STEP, ActionEventType.TASK
 
 
 class InMemoryHostKeyRepository:

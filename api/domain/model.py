@@ -151,6 +151,25 @@ class Step:
     message: str | None = None
 
 
+class ActionEventType(str, enum.Enum):
+    """What an action event tells: the action's state, a step's, or a task's result."""
+
+    STATE = "state"  # data: state (accepted | running | succeeded | failed) and its details
+    STEP = "step"  # data: name, state; once ended, message and duration
+    TASK = "task"  # data: host, task, role, play, status, message, duration
+
+
+@dataclass(frozen=True)
+class ActionEvent:
+    """One numbered event of an action: ``seq`` counts 1, 2, 3... per action, no gaps."""
+
+    seq: int
+    type: ActionEventType
+    at: datetime
+    attempt: int | None
+    data: dict
+
+
 @dataclass
 class Action:
     id: str
@@ -163,5 +182,6 @@ class Action:
     finished_at: datetime | None = None
     error: str | None = None
     attempts: int = 0
+    last_event: int = 0  # the seq of its newest event (0: none)
     steps: list[Step] = field(default_factory=list)
     tasks: list[TaskResult] = field(default_factory=list)

@@ -275,11 +275,12 @@ class Orchestrator:
                           group=claim.action_id, known_hosts=known_hosts)
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
             raise ActionCancelled(f"{playbook} was not started ({cancel.reason})")
+        recorder.start()
         try:
             result = self.deps.runner.run(run, on_task=recorder.add, cancel=cancel)
         finally:
             try:
-                recorder.flush()
+                recorder.close()
             except Exception as exc:  # the database away: the outcome still decides the step
                 log.warning("action %s: cannot store the last task results: %s",
                             claim.action_id, exc)
@@ -333,7 +334,7 @@ class Orchestrator:
     def _hand_back(self, claim: ActionClaim) -> None:
         """Give the lease, and the attempt, back: stopping for a shutdown is no failure."""
         with self.deps.uow_factory() as uow:
-            uow.actions.release(claim.action_id, self.config.worker_id)
+            uow.actions.release(claim.action_id, self.config.worker_id, utcnow())
             uow.commit()
         log.info("action %s: handed back unfinished on shutdown", claim.action_id)
         return None
@@ -453,16 +454,36 @@ class _StepContext:
 
 
 class _TaskRecorder:
-    """Stores the playbook's task results as they come, a few at a time."""
+    """Stores the playbook's task results as they come: a few at a time, at once on a
+    failure, and none kept back longer than ``delay`` seconds, since each is an event that
+    a client of the action's event stream waits for. A thread flushes what a quiet spell
+    (a long task) would otherwise hold back."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, action_id: str, attempt: int,
-                 batch: int = 10):
+                 batch: int = 10, delay: float = 0.5):
         self.uow_factory = uow_factory
         self.action_id = action_id
         self.attempt = attempt
         self.batch = batch
+        self.delay = delay
         self.pending: list[TaskResult] = []
         self.lock = threading.Lock()
+        # One flush at a time, taking what is pending inside it: results are stored (and
+        # numbered) in the order they came, whichever thread flushes.
+        self.flushing = threading.Lock()
+        self.done = threading.Event()
+        self.flusher = threading.Thread(target=self._flush_every_delay, daemon=True,
+                                        name=f"tasks-{action_id[:8]}")
+
+    def start(self) -> None:
+        self.flusher.start()
+
+    def close(self) -> None:
+        """Stop the flusher thread, then store what is left."""
+        self.done.set()
+        if self.flusher.is_alive():
+            self.flusher.join(timeout=5)  # a flush stuck in the database is left to finish
+        self.flush()
 
     def add(self, result: TaskResult) -> None:
         with self.lock:
@@ -472,12 +493,27 @@ class _TaskRecorder:
         self.flush()
 
     def flush(self) -> None:
-        with self.lock:
-            pending, self.pending = self.pending, []
-        if pending:
-            with self.uow_factory() as uow:
-                uow.actions.add_tasks(self.action_id, self.attempt, pending)
-                uow.commit()
+        with self.flushing:
+            with self.lock:
+                pending, self.pending = self.pending, []
+            if not pending:
+                return
+            try:
+                with self.uow_factory() as uow:
+                    uow.actions.add_tasks(self.action_id, self.attempt, pending, utcnow())
+                    uow.commit()
+            except Exception:
+                with self.lock:  # kept, in order, for the next flush
+                    self.pending[:0] = pending
+                raise
+
+    def _flush_every_delay(self) -> None:
+        while not self.done.wait(self.delay):
+            try:
+                self.flush()
+            except Exception as exc:  # the next flush, or the last one, tries again
+                log.warning("action %s: cannot store task results yet: %s", self.action_id,
+                            exc)
 
 
 class _LeaseKeeper:

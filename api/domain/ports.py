@@ -13,6 +13,8 @@ from typing import Protocol
 
 from api.domain.model import (
     Action,
+    ActionEvent,
+    ActionEventType,
     ActionState,
     Instance,
     InstanceStatus,
@@ -183,6 +185,10 @@ class ActionRepository(Protocol):
             ) -> Action | None:
         """The action with its steps and task results; None unless it matches."""
 
+    def summary(self, action_id: str, instance_id: str | None = None,
+                owner: str | None = None) -> Action | None:
+        """The action without its steps and task results; None unless it matches."""
+
     def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
         """The instance's actions, newest first, without their steps and task results."""
 
@@ -192,20 +198,21 @@ class ActionRepository(Protocol):
     def claim(self, action_id: str, worker: str, now: datetime, lease_seconds: float
               ) -> ActionClaim | None:
         """Take the lease of an unfinished action nobody holds or whose lease expired;
-        count an attempt and fail the steps an earlier attempt left running."""
+        count an attempt and fail the steps an earlier attempt left running (each with
+        its event, then the "running" one)."""
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float
               ) -> bool:
         """Extend ``worker``'s lease; False if it no longer holds it."""
 
-    def release(self, action_id: str, worker: str) -> None:
+    def release(self, action_id: str, worker: str, now: datetime) -> None:
         """Give ``worker``'s lease back without finishing the action, and without counting
-        the attempt: a graceful hand-back is not a failed attempt."""
+        the attempt: a graceful hand-back is not a failed attempt. Its event says so."""
 
     def finish(self, action_id: str, worker: str | None, state: ActionState,
                error: str | None, now: datetime) -> bool:
         """End an unfinished action (under ``worker``'s lease unless None), erase its
-        token; False if it had ended or the lease was lost."""
+        token, append its final state event; False if it had ended or the lease was lost."""
 
     def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
                        ) -> list[str]:
@@ -223,7 +230,20 @@ class ActionRepository(Protocol):
     def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None
                  ) -> None: ...
 
-    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None: ...
+    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult],
+                  now: datetime) -> None:
+        """Record task results, with one event each."""
+
+    # Every write above appends the events that tell it, in its own transaction, numbered
+    # 1, 2, 3... per action with no gap: a reader that has seen seq n and reads again
+    # after n misses nothing. Steps: "running" at start, then the ended state.
+
+    def append_event(self, action_id: str, type: ActionEventType, data: dict,
+                     now: datetime, attempt: int | None = None) -> int | None:
+        """Append one event to the action; its seq, or None if there is no such action."""
+
+    def events(self, action_id: str, after: int, limit: int) -> list[ActionEvent]:
+        """The action's events numbered above ``after``, in order, at most ``limit``."""
 
 
 @dataclass(frozen=True)

@@ -358,9 +358,9 @@ def test_a_released_lease_is_claimed_again_at_once_and_its_attempt_given_back(se
     with seeded() as uow:
         uow.actions.add(make_action("a-1", "i-1"), compute_url="c", encrypted_token="t")
         assert uow.actions.claim("a-1", "stopping", utcnow(), 60).attempt == 1
-        uow.actions.release("a-1", "someone else")  # only the holder can give it back
+        uow.actions.release("a-1", "someone else", utcnow())  # only the holder can give it back
         assert uow.actions.claim("a-1", "next", utcnow(), 60) is None
-        uow.actions.release("a-1", "stopping")
+        uow.actions.release("a-1", "stopping", utcnow())
         # A hand-back is no failed attempt: the next claim is attempt 1 again.
         assert uow.actions.claim("a-1", "next", utcnow(), 60).attempt == 1
         uow.commit()

@@ -1,4 +1,9 @@
-"""The action repository: actions, their leases, steps and task results."""
+"""The action repository: actions, their leases, steps, task results and events.
+
+Every write that changes what a client can see of an action appends the event that tells
+it, in the same transaction: nothing can change an action without its event, and no
+event is seen before its change.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
-from api.adapters.db.tables import actions, steps, tasks
+from api.adapters.db.tables import action_events, actions, steps, tasks
 from api.domain.model import (
     Action,
+    ActionEvent,
+    ActionEventType,
     ActionKind,
     ActionState,
     Step,
@@ -20,7 +27,9 @@ from api.domain.ports import ActionClaim
 
 UNFINISHED = (ActionState.ACCEPTED.value, ActionState.RUNNING.value)
 TASK_MESSAGE_LIMIT = 2000  # characters of a task's message kept
-_INSERT_ACTION = insert(actions)  # built once: the accept path's insert (see instances.py)
+_INSERT_ACTION = insert(actions)  # built once: the accept path's inserts (see instances.py)
+_INSERT_EVENT = insert(action_events)
+STATE, STEP, TASK = ActionEventType.STATE, ActionEventType.STEP, ActionEventType.TASK
 
 
 class SqlActionRepository:
@@ -28,6 +37,8 @@ class SqlActionRepository:
         self._conn = conn
 
     def add(self, action: Action, compute_url: str | None, encrypted_token: str | None) -> None:
+        """Insert the action with its first event, "accepted" (seq 1: a new row is nobody
+        else's yet, so it takes no UPDATE to number it)."""
         self._conn.execute(_INSERT_ACTION, {
             "id": action.id,
             "instance_id": action.instance_id,
@@ -38,18 +49,23 @@ class SqlActionRepository:
             "attempts": 0,
             "compute_url": compute_url,
             "encrypted_token": encrypted_token,
+            "last_event": 1,
+        })
+        self._conn.execute(_INSERT_EVENT, {
+            "action_id": action.id, "seq": 1, "at": action.created_at, "type": STATE.value,
+            "attempt": None, "data": {"state": action.state.value, "kind": action.kind.value,
+                                      "requested_by": action.owner},
         })
 
     def get(
         self, action_id: str, instance_id: str | None = None, owner: str | None = None
     ) -> Action | None:
-        """The action with its steps and task results, if it matches the filters given."""
-        query = select(actions).where(actions.c.id == action_id)
-        if instance_id is not None:
-            query = query.where(actions.c.instance_id == instance_id)
-        if owner is not None:
-            query = query.where(actions.c.owner == owner)
-        row = self._conn.execute(query).mappings().first()
+        """The action with its steps and task results, if it matches the filters given.
+
+        In a read-only unit the three reads are of one snapshot (see ``SqlUnitOfWork``):
+        ``last_event`` is the event that the steps and tasks read here have seen last.
+        """
+        row = self._row(action_id, instance_id, owner)
         if row is None:
             return None
         step_rows = self._conn.execute(
@@ -72,6 +88,20 @@ class SqlActionRepository:
                 for t in task_rows
             ],
         )
+
+    def summary(self, action_id: str, instance_id: str | None = None,
+                owner: str | None = None) -> Action | None:
+        """The action without its steps and task results, if it matches the filters."""
+        row = self._row(action_id, instance_id, owner)
+        return None if row is None else _action(row)
+
+    def _row(self, action_id: str, instance_id: str | None, owner: str | None):
+        query = select(actions).where(actions.c.id == action_id)
+        if instance_id is not None:
+            query = query.where(actions.c.instance_id == instance_id)
+        if owner is not None:
+            query = query.where(actions.c.owner == owner)
+        return self._conn.execute(query).mappings().first()
 
     def history(self, instance_id: str, limit: int, offset: int) -> list[Action]:
         """The instance's actions, newest first, without their steps and task results."""
@@ -116,13 +146,21 @@ class SqlActionRepository:
         if result.rowcount != 1:
             return None
         row = self._conn.execute(select(actions).where(actions.c.id == action_id)).mappings().one()
+        attempt = row["attempts"]
         # Steps an earlier attempt left running were cut off (its worker stopped or died).
-        self._conn.execute(
+        message = f"interrupted; resumed as attempt {attempt}"
+        cut_off = self._conn.execute(
             update(steps)
             .where(steps.c.action_id == action_id, steps.c.state == StepState.RUNNING.value)
-            .values(state=StepState.FAILED.value, finished_at=now,
-                    message=f"interrupted; resumed as attempt {row['attempts']}")
-        )
+            .values(state=StepState.FAILED.value, finished_at=now, message=message)
+            .returning(steps.c.id, steps.c.attempt, steps.c.name, steps.c.started_at)
+        ).all()
+        self._append(action_id, now, [
+            *[(STEP, s.attempt, _step_ended(s.name, StepState.FAILED, message, s.started_at,
+                                            now, interrupted=True))
+              for s in sorted(cut_off)],
+            (STATE, attempt, {"state": ActionState.RUNNING.value}),
+        ])
         return ActionClaim(
             action_id=row["id"],
             instance_id=row["instance_id"],
@@ -145,16 +183,24 @@ class SqlActionRepository:
         )
         return result.rowcount == 1
 
-    def release(self, action_id: str, worker: str) -> None:
+    def release(self, action_id: str, worker: str, now: datetime) -> None:
         """Give the lease back without finishing, so another worker resumes at once; the
         attempt the claim counted is given back too (a hand-back is not a failure)."""
-        self._conn.execute(
+        released = self._conn.execute(
             update(actions)
             .where(actions.c.id == action_id, actions.c.lease_owner == worker,
                    actions.c.state.in_(UNFINISHED))
             .values(lease_owner=None, lease_expires_at=None,
                     attempts=actions.c.attempts - 1)  # a holder's claim counted one
-        )
+            .returning(actions.c.attempts)
+        ).first()
+        if released is not None:
+            # The row stays "running" (nothing is undone), so its event says so: the next
+            # claim runs the same attempt number again and says "running" once more.
+            self._append(action_id, now, [(STATE, released.attempts + 1, {
+                "state": ActionState.RUNNING.value, "handed_back": True,
+                "message": "handed back unfinished: its worker is stopping; the next "
+                           "worker resumes it as the same attempt"})])
 
     def finish(
         self,
@@ -168,7 +214,7 @@ class SqlActionRepository:
         query = update(actions).where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED))
         if worker is not None:
             query = query.where(actions.c.lease_owner == worker)
-        result = self._conn.execute(
+        finished = self._conn.execute(
             query.values(
                 state=state.value,
                 error=error,
@@ -177,8 +223,13 @@ class SqlActionRepository:
                 lease_owner=None,
                 lease_expires_at=None,
             )
-        )
-        return result.rowcount == 1
+            .returning(actions.c.attempts)
+        ).first()
+        if finished is None:
+            return False
+        self._append(action_id, now, [(STATE, finished.attempts or None,
+                                       {"state": state.value, "error": error})])
+        return True
 
     def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100) -> list[str]:
         """Unfinished actions nobody holds: orphans of a crash or of a lost dispatch.
@@ -209,6 +260,8 @@ class SqlActionRepository:
             insert(steps).values(action_id=action_id, attempt=attempt, name=name.value,
                                  state=StepState.RUNNING.value, started_at=now)
         )
+        self._append(action_id, now, [
+            (STEP, attempt, {"name": name.value, "state": StepState.RUNNING.value})])
         return result.inserted_primary_key[0]
 
     def add_step(
@@ -226,34 +279,98 @@ class SqlActionRepository:
                                  state=state.value, started_at=now, finished_at=now,
                                  message=message)
         )
+        self._append(action_id, now, [
+            (STEP, attempt, _step_ended(name.value, state, message, now, now))])
 
     def end_step(self, step_id: int, state: StepState, now: datetime, message: str | None) -> None:
-        self._conn.execute(
+        step = self._conn.execute(
             update(steps)
             .where(steps.c.id == step_id)
             .values(state=state.value, finished_at=now, message=message)
-        )
+            .returning(steps.c.action_id, steps.c.attempt, steps.c.name, steps.c.started_at)
+        ).first()
+        if step is not None:
+            self._append(step.action_id, now, [
+                (STEP, step.attempt, _step_ended(step.name, state, message, step.started_at,
+                                                 now))])
 
-    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult]) -> None:
+    def add_tasks(self, action_id: str, attempt: int, results: list[TaskResult],
+                  now: datetime) -> None:
         if not results:
             return
-        self._conn.execute(
-            insert(tasks),
-            [
-                {
-                    "action_id": action_id,
-                    "attempt": attempt,
-                    "host": r.host,
-                    "task": r.task,
-                    "role": r.role,
-                    "play": r.play,
-                    "status": r.status,
-                    "message": (r.message or None) and r.message[:TASK_MESSAGE_LIMIT],
-                    "duration": r.duration,
-                }
-                for r in results
-            ],
+        rows = [
+            {
+                "host": r.host,
+                "task": r.task,
+                "role": r.role,
+                "play": r.play,
+                "status": r.status,
+                "message": (r.message or None) and r.message[:TASK_MESSAGE_LIMIT],
+                "duration": r.duration,
+            }
+            for r in results
+        ]
+        self._conn.execute(insert(tasks),
+                           [{"action_id": action_id, "attempt": attempt, **r} for r in rows])
+        self._append(action_id, now, [(TASK, attempt, r) for r in rows])
+
+    # -- events ------------------------------------------------------------------------
+
+    def append_event(self, action_id: str, type: ActionEventType, data: dict,
+                     now: datetime, attempt: int | None = None) -> int | None:
+        """Append one event to the action; its seq, or None if there is no such action."""
+        return self._append(action_id, now, [(type, attempt, data)])
+
+    def events(self, action_id: str, after: int, limit: int) -> list[ActionEvent]:
+        """The action's events numbered above ``after``, in order, at most ``limit``."""
+        rows = self._conn.execute(
+            select(action_events.c.seq, action_events.c.type, action_events.c.at,
+                   action_events.c.attempt, action_events.c.data)
+            .where(action_events.c.action_id == action_id, action_events.c.seq > after)
+            .order_by(action_events.c.seq)
+            .limit(limit)
         )
+        return [ActionEvent(seq=r.seq, type=ActionEventType(r.type), at=r.at,
+                            attempt=r.attempt, data=r.data) for r in rows]
+
+    def _append(self, action_id: str, now: datetime,
+                events: list[tuple[ActionEventType, int | None, dict]]) -> int | None:
+        """Number ``events`` after the action's last and insert them; the last seq taken.
+
+        The seqs are taken by raising ``actions.last_event`` in this transaction: the
+        UPDATE locks the action's row until the commit (PostgreSQL; SQLite has one writer
+        at a time anyway), so two appenders to one action take turns and commit in seq
+        order. A reader never sees seq n+1 without n, and a client that resumes after
+        seq n misses nothing. (A sequence or MAX(seq)+1 would let a later seq commit
+        first, or two appenders take the same one.)
+        """
+        if not events:
+            return None
+        last = self._conn.execute(
+            update(actions)
+            .where(actions.c.id == action_id)
+            .values(last_event=actions.c.last_event + len(events))
+            .returning(actions.c.last_event)
+        ).scalar_one_or_none()
+        if last is None:
+            return None
+        first = last - len(events) + 1
+        self._conn.execute(_INSERT_EVENT, [
+            {"action_id": action_id, "seq": first + n, "at": now, "type": kind.value,
+             "attempt": attempt, "data": data}
+            for n, (kind, attempt, data) in enumerate(events)])
+        return last
+
+
+def _step_ended(name: str, state: StepState, message: str | None,
+                started_at: datetime | None, finished_at: datetime,
+                interrupted: bool = False) -> dict:
+    duration = (None if started_at is None
+                else round((finished_at - started_at).total_seconds(), 3))
+    data = {"name": name, "state": state.value, "message": message, "duration": duration}
+    if interrupted:  # closed by the next attempt's claim, not by the step's own worker
+        data["interrupted"] = True
+    return data
 
 
 def _action(row, steps: list[Step] | None = None, tasks: list[TaskResult] | None = None
@@ -269,6 +386,7 @@ def _action(row, steps: list[Step] | None = None, tasks: list[TaskResult] | None
         finished_at=row["finished_at"],
         error=row["error"],
         attempts=row["attempts"],
+        last_event=row["last_event"],
         steps=steps or [],
         tasks=tasks or [],
     )

@@ -12,6 +12,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -71,6 +73,9 @@ actions = Table(
     Column("encrypted_token", Text),
     Column("lease_owner", String(128)),
     Column("lease_expires_at", DateTime),
+    # The seq of the action's newest event: an appender takes the next ones by raising it
+    # (see ``SqlActionRepository._append``).
+    Column("last_event", Integer, nullable=False, default=0, server_default=text("0")),
     Index("ix_actions_instance", "instance_id", "created_at"),
     Index("ix_actions_state", "state"),
 )
@@ -103,6 +108,22 @@ tasks = Table(
     Column("message", Text),
     Column("duration", Float),
     Index("ix_action_tasks_action", "action_id", "id"),
+)
+
+# What happened to an action, in order: its states, its steps' starts and ends, its tasks'
+# results. The action resource and its event stream read these rows.
+action_events = Table(
+    "action_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("action_id", String(36), ForeignKey("actions.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("attempt", Integer),
+    Column("data", JSON, nullable=False),
+    # Also the index of the stream's read: an action's events after a seq, in order.
+    UniqueConstraint("action_id", "seq", name="uq_action_events_seq"),
 )
 
 # SSH host keys pinned on first sight, per cloud server: a server keeps its id for life, and

@@ -16,6 +16,12 @@ class SqlUnitOfWork:
 
     On SQLite a unit that may write takes the write lock at its first statement
     (``BEGIN IMMEDIATE``); a ``readonly`` one never queues for it (plain ``BEGIN``).
+
+    A ``readonly`` unit reads one snapshot on either database: SQLite's read transaction
+    is one already; on PostgreSQL it runs at REPEATABLE READ, where READ COMMITTED would
+    give each statement a newer one. So an action read with its steps, tasks and
+    ``last_event`` is of one instant (a client resumes its event stream there), and a
+    read-only transaction at that level never fails to serialise.
     """
 
     instances: SqlInstanceRepository
@@ -31,6 +37,9 @@ class SqlUnitOfWork:
         conn = self._engine.connect()
         if self._readonly and conn.dialect.name == "sqlite":
             conn.execution_options(**{SQLITE_BEGIN: "BEGIN"})
+        elif self._readonly and conn.dialect.name == "postgresql":
+            # No round trip: psycopg puts it in the BEGIN; the pool resets it on return.
+            conn.execution_options(isolation_level="REPEATABLE READ")
         self._conn = conn
         self.instances = SqlInstanceRepository(conn)
         self.actions = SqlActionRepository(conn)
