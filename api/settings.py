@@ -85,6 +85,9 @@ class Settings:
     # complete headers: a client that trickles them, or idles, is cut off then.
     http_header_timeout: float = 10.0
     http_body_timeout: float = 10.0  # seconds a request body may take to arrive, in all
+    events_poll_interval: float = 0.5  # seconds between an event stream's database reads
+    events_keepalive: float = 15.0  # seconds of a quiet event stream before a keep-alive
+    event_streams: int = 100  # event streams open at once per API process; beyond: 503
     state_dir: str = field(default_factory=lambda: str(Path.cwd() / ".lambda"))
     # Fernet keys, comma separated: the first encrypts, every one decrypts (rotation).
     # Else one generated under state_dir, which only a single machine can share.
@@ -232,6 +235,9 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
         raise SettingsError(
             f"LAMBDA_SSH_HOST_KEY_CHECKING must be one of {', '.join(SSH_HOST_KEY_CHECKING)}, "
             f"not {settings.ssh_host_key_checking!r}")
+    if settings.events_poll_interval <= 0 or settings.events_keepalive <= 0:
+        raise SettingsError("LAMBDA_EVENTS_POLL_INTERVAL and LAMBDA_EVENTS_KEEPALIVE must be "
+                            "more than 0 seconds")
     _check_secret_key(settings)
     _check_ansible_env(settings)
     return settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from api.domain.errors import (
 from api.domain.model import (
     ACTION_RULES,
     Action,
+    ActionEvent,
     ActionKind,
     ActionState,
     Instance,
@@ -176,3 +178,53 @@ def get_action(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_
     if action is None:
         raise ActionNotFound(action_id)
     return instance, action
+
+
+EVENTS_PAGE = 100  # events in one read of an action's events: bounds what a stream holds
+_EVENT_ID = re.compile(r"[0-9]{1,18}")  # a seq as a client sends it back
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[ActionEvent]
+    # The action has ended and no event follows this page: a stream that sent it is done.
+    ended: bool
+
+
+def parse_event_id(raw: int | str | None) -> int:
+    """The last event a client has (0: none), as a number or as the text it sent."""
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, int) and raw >= 0:
+        return raw
+    if isinstance(raw, str) and _EVENT_ID.fullmatch(raw.strip()):
+        return int(raw)
+    raise InvalidParameter("The last event id (Last-Event-ID, or after) must be a "
+                           "non-negative integer of at most 18 digits.")
+
+
+def action_events(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_id: str,
+                  action_id: str, after: int | str | None, limit: int = EVENTS_PAGE
+                  ) -> EventPage:
+    """The caller's action's events after ``after``, at most ``limit``, in order.
+
+    404s as ``get_action`` gives them, before a bad ``after`` (400). One read-only unit
+    of two small reads, since a stream calls this every poll: an action is recorded only
+    on its requester's own instance (``record_action``), so finding it by instance and
+    owner is the instance's check too; the instance is read only to tell which 404.
+    The action's row and its events are of one snapshot, so ``ended`` cannot miss an
+    event committed between the two reads.
+    """
+    instance_id = parse_instance_id(raw_instance_id)
+    with uow_factory(readonly=True) as uow:
+        action = uow.actions.summary(action_id, instance_id=instance_id,
+                                     owner=identity.user_id)
+        if action is None:
+            if uow.instances.get(instance_id, owner=identity.user_id) is None:
+                raise InstanceNotFound(instance_id)
+            raise ActionNotFound(action_id)
+        after = parse_event_id(after)
+        events = uow.actions.events(action.id, after, limit)
+    newest = events[-1].seq if events else after
+    return EventPage(events=events,
+                     ended=action.state.finished and newest >= action.last_event)

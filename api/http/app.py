@@ -11,16 +11,25 @@ from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import register_error_handlers
 from api.http.middleware import AuthMiddleware, RequestIdMiddleware
 from api.http.openapi import OpenApiResource
-from api.http.resources import AuthenticateResource, InstanceResource, InstancesResource
+from api.http.resources import (
+    ActionEventsResource,
+    AuthenticateResource,
+    InstanceResource,
+    InstancesResource,
+)
 
 
 def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
-               identity_threads: int = 2, body_timeout: float = 10.0) -> falcon.asgi.App:
+               identity_threads: int = 2, body_timeout: float = 10.0,
+               events_poll_interval: float = 0.5, events_keepalive: float = 15.0,
+               event_streams: int = 100) -> falcon.asgi.App:
     """``domain_threads``: how many domain calls that may wait (database writes, reads of
     a database server) run at once; the
     identity service's checks of uncached tokens get ``identity_threads`` of their own.
     ``body_timeout``: seconds a request body may take to arrive, in all. The pools'
-    threads are started on demand and end with the process."""
+    threads are started on demand and end with the process. An action's event stream
+    reads the database every ``events_poll_interval`` seconds, sends a keep-alive after
+    ``events_keepalive`` quiet ones; at most ``event_streams`` are open at once."""
     calls = BlockingCalls(domain_threads, "http-domain")
     # Reads that never wait run on the loop; writes (they may queue for the database's
     # lock) and reads of a database server run in the pool.
@@ -40,4 +49,8 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
     app.add_route("/api/lambda-instances/{instance_id}/actions", instance, suffix="actions")
     app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}", instance,
                   suffix="action")
+    app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}/events",
+                  ActionEventsResource(uow_factory, reads, poll_interval=events_poll_interval,
+                                       keepalive=events_keepalive,
+                                       max_streams=event_streams))
     return app

@@ -46,6 +46,15 @@ BODY_TIMEOUT = {"errors": [{
     "status": 408, "detail": "The request body did not arrive in time."}]}
 
 
+class StreamsBusy(Exception):
+    """This process already serves as many event streams as it may."""
+
+
+STREAMS_BUSY = {"errors": [{
+    "status": 503,
+    "detail": "Too many event streams are open on this server; try again later."}]}
+
+
 def _fixed(status: int, body: dict):
     async def handler(req, resp, exc, params, **_):
         _respond(resp, status, body)
@@ -77,6 +86,10 @@ def register_error_handlers(app: falcon.asgi.App) -> None:
         _respond(resp, 408, BODY_TIMEOUT)
         resp.set_header("Connection", "close")  # the rest of the body is not read
 
+    async def streams_busy(req, resp, exc, params, **_):
+        _respond(resp, 503, STREAMS_BUSY)
+        resp.set_header("Retry-After", str(DEFAULT_RETRY_AFTER))
+
     async def invalid_parameter(req, resp, exc, params, **_):
         _respond(resp, 400, error_body(400, str(exc)))
 
@@ -92,6 +105,7 @@ def register_error_handlers(app: falcon.asgi.App) -> None:
     app.add_error_handler(Exception, unexpected)
     app.add_error_handler(falcon.HTTPError, http_error)
     app.add_error_handler(BodyTimeout, body_timeout)
+    app.add_error_handler(StreamsBusy, streams_busy)
     app.add_error_handler(errors.InvalidToken, invalid_token)
     app.add_error_handler(errors.IdentityUnavailable, identity_unavailable)
     app.add_error_handler(errors.InstanceNotFound, _fixed(404, INSTANCE_NOT_FOUND))

@@ -15,14 +15,15 @@ import re
 from urllib.parse import parse_qs
 
 import falcon
+from falcon.asgi import SSEvent
 from falcon.media import MultipartFormHandler
 from falcon.media.multipart import MultipartForm
 
 from api.domain import services
-from api.domain.errors import InvalidParameter
+from api.domain.errors import ActionNotFound, InstanceNotFound, InvalidParameter
 from api.http import views
 from api.http.blocking import BlockingCalls, InlineCalls
-from api.http.errors import BodyTimeout
+from api.http.errors import BodyTimeout, StreamsBusy
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,85 @@ class InstanceResource:
                                             req.context.identity, instance_id, action_id)
         resp.media = {"status": {"short_description": "Lambda instance action", "code": 200},
                       "data": views.action_details(action, instance)}
+
+
+class ActionEventsResource:
+    """An action's events as Server-Sent Events, read from the database.
+
+    The stream polls the action's event rows: whichever process runs the action, every
+    API process serves its stream, and one that restarts resumes it. Each poll is one
+    short read (on the loop for SQLite, in the domain's pool otherwise): a stream holds
+    no thread while it waits. A page holds at most ``services.EVENTS_PAGE`` events, and
+    the next is read only once the last is sent: ``send`` waits while the client's socket
+    is full, so a slow reader holds back only its own stream, never the worker (which
+    writes rows, not to sockets), and nothing piles up in memory.
+
+    Falcon notices a client that went away when it next sends to it, so a stream whose
+    client is gone goes on polling until its next event or keep-alive at most.
+    """
+
+    RETRY_MS = 2000  # how long an EventSource waits before it reconnects after a drop
+
+    def __init__(self, uow_factory, reads: BlockingCalls | InlineCalls, *,
+                 poll_interval: float, keepalive: float, max_streams: int):
+        self.uow_factory = uow_factory
+        self.reads = reads
+        self.poll_interval = poll_interval
+        self.keepalive = keepalive
+        self.max_streams = max_streams
+        self.open_streams = 0  # of this process: one event loop, so a plain count
+
+    async def on_get(self, req, resp, instance_id, action_id):
+        if self.open_streams >= self.max_streams:
+            raise StreamsBusy()
+        # An EventSource that reconnects sends the last id it got in the header, and
+        # the URL it first opened, ?after=N included: the header is the newer.
+        after = req.get_header("Last-Event-ID")
+        if after is None:
+            after = req.get_param("after")
+        page = await self.reads(services.action_events, self.uow_factory,
+                                req.context.identity, instance_id, action_id, after)
+        if page.ended and not page.events:
+            # The action ended and the client has it all: 204 tells an EventSource not
+            # to reconnect.
+            resp.status = falcon.HTTP_204
+            return
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("X-Accel-Buffering", "no")  # a proxy passes each event on at once
+        resp.sse = self._stream(req.context, instance_id, action_id, page,
+                                services.parse_event_id(after))
+
+    async def _stream(self, context, instance_id: str, action_id: str,
+                      page: services.EventPage, after: int):
+        self.open_streams += 1
+        loop = asyncio.get_running_loop()
+        try:
+            yield SSEvent(retry=self.RETRY_MS)
+            last_sent = loop.time()
+            while True:
+                for event in page.events:
+                    yield SSEvent(event=event.type.value, event_id=str(event.seq),
+                                  json=views.action_event(event))
+                    after = event.seq
+                    last_sent = loop.time()
+                if page.ended:
+                    return  # the final state event is out: the stream ends with the action
+                if len(page.events) < services.EVENTS_PAGE:  # caught up: wait for more
+                    await asyncio.sleep(self.poll_interval)
+                    if loop.time() - last_sent >= self.keepalive:
+                        yield SSEvent(comment="keep-alive")
+                        last_sent = loop.time()
+                try:
+                    page = await self.reads(services.action_events, self.uow_factory,
+                                            context.identity, instance_id, action_id, after)
+                except (InstanceNotFound, ActionNotFound):
+                    return  # the instance was deleted meanwhile, and its actions with it
+                except Exception as exc:  # the client resumes from its Last-Event-ID
+                    log.warning("request %s: event stream of action %s ends after %d: %s",
+                                context.request_id, action_id, after, exc)
+                    return
+        finally:
+            self.open_streams -= 1
 
 
 async def read_form_body(req, timeout: float) -> bytes | None:

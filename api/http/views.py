@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.domain.clock import isoformat
-from api.domain.model import Action, Instance
+from api.domain.model import Action, ActionEvent, Instance
 
 
 def instance_path(instance_id: str) -> str:
@@ -12,6 +12,10 @@ def instance_path(instance_id: str) -> str:
 
 def action_path(instance_id: str, action_id: str) -> str:
     return f"/api/lambda-instances/{instance_id}/actions/{action_id}"
+
+
+def action_events_path(instance_id: str, action_id: str) -> str:
+    return f"{action_path(instance_id, action_id)}/events"
 
 
 def instance_summary(instance: Instance) -> dict:
@@ -76,6 +80,9 @@ def action_details(action: Action, instance: Instance) -> dict:
         "finished_at": isoformat(action.finished_at),
         "attempts": action.attempts,
         "error": action.error,
+        # The stream of what comes after this read: Last-Event-ID: last_id.
+        "events": {"last_id": action.last_event,
+                   "href": action_events_path(action.instance_id, action.id)},
         "steps": [{"name": s.name.value, "state": s.state.value,
                    "started_at": isoformat(s.started_at),
                    "finished_at": isoformat(s.finished_at),
@@ -87,6 +94,12 @@ def action_details(action: Action, instance: Instance) -> dict:
                        "duration": t.duration, "message": t.message} for t in action.tasks],
         },
     }
+
+
+def action_event(event: ActionEvent) -> dict:
+    """One event as its stream's ``data:`` line carries it."""
+    return {"seq": event.seq, "type": event.type.value, "at": isoformat(event.at),
+            "attempt": event.attempt, **event.data}
 
 
 def _duration(start, end) -> float | None:
