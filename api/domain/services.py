@@ -197,7 +197,7 @@ def parse_event_id(raw: int | str | None) -> int:
         return 0
     if isinstance(raw, int) and raw >= 0:
         return raw
-    if isinstance(raw, str) and _EVENT_ID.fullmatch(raw.strip()):
+    if isinstance(raw, str) and _EVENT_ID.fullmatch(raw):
         return int(raw)
     raise InvalidParameter("The last event id (Last-Event-ID, or after) must be a "
                            "non-negative integer of at most 18 digits.")

@@ -97,6 +97,12 @@ SCHEMAS = {
         "host": _string(), "task": _string(), "role": _nullable(_string()),
         "status": _string(enum=["ok", "changed", "failed", "unreachable", "skipped"]),
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
+    # The JSON of each event's ``data:`` line in an action's event stream.
+    "ActionEvent": _object({
+        "seq": {"type": "integer", "minimum": 1}, "type": _string(enum=["state", "step",
+                                                                          "task"]),
+        "at": _string(format="date-time"), "attempt": _nullable({"type": "integer"}),
+    }),
     "ActionHistoryItem": {"allOf": [_ref("schemas", "ActionSummary"), _object({
         "requested_by": _string(),
         "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
@@ -109,6 +115,8 @@ SCHEMAS = {
         "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
         "attempts": {"type": "integer", "minimum": 0},
         "error": _nullable(_string()),
+        "events": _object({"last_id": {"type": "integer", "minimum": 0},
+                           "href": _string(format="uri-reference")}),
         "steps": {"type": "array", "items": _ref("schemas", "Step")},
         "playbook": _object({
             "hosts": {"type": "object", "additionalProperties": {
@@ -161,6 +169,19 @@ _HISTORY_PAGING = [
      "allowEmptyValue": True,
      "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_INT64, "default": 0}},
 ]
+
+_EVENTS_DESCRIPTION = (
+    "Every event is stored with the action and numbered 1, 2, 3... per action, so a "
+    "client that reconnects with `Last-Event-ID: n` (or `?after=n`) gets exactly the "
+    "events after n; the action resource's `events.last_id` is the last one its own read "
+    "has seen. Types: `state` (`state`: accepted, running, succeeded or failed; with "
+    "`kind` and `requested_by` when accepted, `error` when ended, `handed_back` when a "
+    "stopping worker gave it back), `step` (`name`, `state`; once ended `message` and "
+    "`duration`, and `interrupted` when a later attempt closed it), `task` (`host`, "
+    "`task`, `role`, `play`, `status`: ok, changed, failed, unreachable or skipped, "
+    "`message`, `duration`). Each event's JSON also has `seq`, `type`, `at` and "
+    "`attempt`. Checks, in order: the token (401), the instance and the action (404), "
+    "the last event id (400).")
 
 DOCUMENT = {
     "openapi": "3.0.3",
@@ -266,6 +287,37 @@ DOCUMENT = {
                 "401": _UNAUTHORIZED,
                 "404": _error(404, "The specified action doesn't exist."),
                 "503": _UNAVAILABLE}}},
+        "/api/lambda-instances/{instance_id}/actions/{action_id}/events": {"get": {
+            "operationId": "streamActionEvents",
+            "summary": "The action's events as Server-Sent Events, as they happen",
+            "description": _EVENTS_DESCRIPTION,
+            "parameters": [
+                _INSTANCE_ID, _ACTION_ID,
+                {"name": "Last-Event-ID", "in": "header",
+                 "description": "Send the events after this one (an EventSource sends it "
+                                "when it reconnects); it takes precedence over `after`",
+                 "schema": _string(pattern=r"^[0-9]{0,18}$")},
+                {"name": "after", "in": "query", "allowEmptyValue": True,
+                 "description": "As Last-Event-ID, for clients that cannot set headers",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}}],
+            "responses": {
+                "200": {"description": "The stream: `retry:` first, then one block per "
+                                       "event (`id:` its seq, `event:` its type, `data:` "
+                                       "the ActionEvent schema's JSON) and `: keep-alive` "
+                                       "comments; it ends after the action's final state",
+                        "content": {"text/event-stream": {"schema": _string()}}},
+                "204": {"description": "The action has ended and no event follows the one "
+                                       "given: nothing to stream (an EventSource stops)"},
+                "400": _error(400, "The last event id (Last-Event-ID, or after) must be a "
+                                   "non-negative integer of at most 18 digits."),
+                "401": _UNAUTHORIZED,
+                "404": _error(404, "The specified action doesn't exist."),
+                "503": {**_error(503, "Too many event streams are open on this server; "
+                                      "try again later. (Or the identity service is "
+                                      "unavailable, as on every route.)"),
+                        "headers": {"Retry-After": {
+                            "required": True, "description": "Seconds",
+                            "schema": {"type": "integer", "minimum": 0}}}}}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi",
             "summary": "This document", "security": [],
