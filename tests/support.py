@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from api.adapters.proctree import find_processes_with_cmdline
@@ -82,3 +83,24 @@ def join_calls(threads: list[threading.Thread], timeout: float = 30.0) -> None:
     for thread in threads:
         thread.join(timeout=timeout)
         assert not thread.is_alive(), "a call hung"
+
+
+def sse_events(response) -> Iterator[dict]:
+    """The events of a Server-Sent Events response (``requests``, ``stream=True``) as the
+    server sends them, until it ends the response; each one's JSON ``data:``, checked
+    against its ``id:`` (the seq) and ``event:`` (the type). Comments and ``retry:`` are
+    read and passed over. A generator: stop iterating to stop reading."""
+    buffer = b""
+    for chunk in response.iter_content(chunk_size=None):
+        buffer += chunk
+        while b"\n\n" in buffer:
+            raw, buffer = buffer.split(b"\n\n", 1)
+            fields = {}
+            for line in raw.decode().split("\n"):
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+            if "data" in fields:
+                event = json.loads(fields["data"])
+                assert (fields["id"], fields["event"]) == (str(event["seq"]), event["type"])
+                yield event
+    assert buffer == b"", f"the stream ended inside an event: {buffer!r}"

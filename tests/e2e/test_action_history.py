@@ -1,20 +1,90 @@
-"""An instance's action history through the real server: newest first, in pages, the
-caller's instances only."""
+"""An instance's actions through the real server: a start's event stream, read whole by
+one client and in two parts by another that drops its connection mid-action and resumes
+with Last-Event-ID; then the instance's history, newest first, in pages. The caller's
+instances only. (One scenario: an action of the demo costs tens of seconds.)"""
 
 from __future__ import annotations
 
-from lambda_testbed.demo_data import DEMO_USER_ID, OTHER_INSTANCE_ID
-from tests.e2e.conftest import DEMO_INSTANCE_ID
+import requests
+
+from lambda_testbed.demo_data import DEMO_USER_ID, OTHER_INSTANCE_ID, OTHER_TOKEN, demo_seed
+from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
+from tests.support import join_calls, sse_events, start_calls
+
+NOT_FOUND = {"errors": [{"status": 404,
+                         "detail": "The specified lambda instance doesn't exist."}]}
+READ_TIMEOUT = 40  # seconds without a byte: well past the 15 s keep-alive
 
 
-def test_the_history_lists_an_instances_actions_newest_first_in_pages(product):
+def open_stream(product, url: str, **headers) -> requests.Response:
+    return product.session.get(f"{product.base}{url}", stream=True,
+                               timeout=(5, READ_TIMEOUT),
+                               headers={"Authorization": f"Token {DEMO_TOKEN}", **headers})
+
+
+def read_until_a_task_then_drop(product, url: str) -> list[dict]:
+    seen = []
+    with open_stream(product, url) as resp:
+        for event in sse_events(resp):
+            seen.append(event)
+            if event["type"] == "task":
+                break  # and close the connection, mid-action
+    return seen
+
+
+def check_the_event_stream(product, location: str) -> None:
+    """Read the running action's stream to its end, while a second client drops and
+    resumes; the events tell the whole action, numbered 1..n."""
+    url = f"{location}/events"
+    dropper, dropped = start_calls(lambda _: read_until_a_task_then_drop(product, url), [0])
+    with open_stream(product, url) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["Content-Type"] == "text/event-stream"
+        whole = list(sse_events(resp))  # returns once the server ends the stream
+    join_calls(dropper)
+
+    n = len(whole)
+    assert [e["seq"] for e in whole] == list(range(1, n + 1))
+    states = [e["state"] for e in whole if e["type"] == "state"]
+    assert states == ["accepted", "running", "succeeded"], whole[-1]["error"]
+    steps = [(e["name"], e["state"]) for e in whole if e["type"] == "step"]
+    assert steps == [("power_on", "running"), ("power_on", "succeeded"),
+                     ("wait_ssh", "skipped"),
+                     ("playbook", "running"), ("playbook", "succeeded")], steps
+    tasks = [e for e in whole if e["type"] == "task"]
+    assert {t["host"] for t in tasks} == {
+        h["name"] for h in demo_seed()["instances"][0]["hosts"]}
+    assert {t["status"] for t in tasks} <= {"ok", "changed", "skipped"}
+    playbook = [e["seq"] for e in whole if e["type"] == "step" and e["name"] == "playbook"]
+    assert all(playbook[0] < t["seq"] < playbook[1] for t in tasks)
+
+    # The dropped client resumes after its last event and gets exactly the rest.
+    [first] = dropped
+    assert isinstance(first, list), first  # not the exception it raised
+    assert 0 < len(first) < n and first == whole[:len(first)]
+    with open_stream(product, url, **{"Last-Event-ID": str(first[-1]["seq"])}) as resp:
+        rest = list(sse_events(resp))
+    assert first + rest == whole
+
+    # The resource's last_id is the stream's end: nothing after it, and a 204 says so.
+    action = product.call("GET", location).json()["data"]
+    assert action["state"] == "succeeded"
+    assert action["events"] == {"last_id": n, "href": url}
+    assert product.call("GET", url, headers={"Last-Event-ID": str(n)}).status_code == 204
+    # Another user gets the action resource's 404.
+    for path in (url, location):
+        other = product.call("GET", path, token=OTHER_TOKEN)
+        assert (other.status_code, other.json()) == (404, NOT_FOUND)
+
+
+def test_a_start_streamed_then_the_history_newest_first_in_pages(product):
     base = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/actions/"
     assert product.call("GET", base).json()["data"] == []
 
     started = product.call("POST", f"/api/lambda-instances/{DEMO_INSTANCE_ID}/",
                            data={"action": "start"})
     assert started.status_code == 202
-    assert product.wait_action(started.headers["Location"])["state"] == "succeeded"
+    check_the_event_stream(product, started.headers["Location"])
     stopped = product.call("POST", f"/api/lambda-instances/{DEMO_INSTANCE_ID}/",
                            data={"action": "stop"})
     assert stopped.status_code == 202

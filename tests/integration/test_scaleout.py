@@ -33,6 +33,7 @@ from api.seed import seed_database
 from api.worker.reaper import WORKER_MARK_ENV, worker_mark
 from lambda_testbed.emulator import Emulator
 from tests.conftest import _fresh_postgres_database
+from tests.support import join_calls, sse_events, start_calls
 
 pytestmark = [pytest.mark.postgres, pytest.mark.celery, pytest.mark.slow]
 
@@ -258,6 +259,15 @@ class Cluster:
         assert resp.status_code == 202, resp.text
         return resp.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
 
+    @staticmethod
+    def events(base: str, instance: str, action_id: str) -> list[dict]:
+        """The action's event stream from ``base``, read until the server ends it."""
+        with requests.get(f"{base}/api/lambda-instances/{instance}/actions/{action_id}/events",
+                          headers={"Authorization": f"Token {TOKEN}"}, stream=True,
+                          timeout=(5, 40)) as resp:
+            assert resp.status_code == 200, resp.text
+            return list(sse_events(resp))
+
     # -- the database --------------------------------------------------------------------
 
     def action(self, action_id: str):
@@ -366,6 +376,10 @@ def test_worker_killed_mid_playbook_resumes_once(rabbitmq, make_cluster):
     workers = [cluster.start_worker(), cluster.start_worker()]
     api = cluster.start_api(LAMBDA_HTTP_WORKERS="1")
     action_id = cluster.accept(api, instance_id(1), "start")
+    # Followed from the API process, which runs no action: it reads the rows the workers
+    # write, across the kill and the second attempt, to the end.
+    reader, streamed = start_calls(lambda _: cluster.events(api, instance_id(1), action_id),
+                                   [0])
 
     wait_for(lambda: any(r[0] == "begin" and r[2] == action_id for r in cluster.runs()), 30,
              "the playbook to begin")
@@ -396,6 +410,19 @@ def test_worker_killed_mid_playbook_resumes_once(rabbitmq, make_cluster):
     assert len(markers) == 2 and len(ended) == 1 and ended < markers, runs
     assert proctree.find_processes_with_env(WORKER_MARK_ENV, mark) == []
     assert cluster.row(action_id)["encrypted_token"] is None
+
+    join_calls(reader)
+    [events] = streamed
+    assert isinstance(events, list), events  # not the exception the reader raised
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [(e["state"], e["attempt"]) for e in events if e["type"] == "state"] == [
+        ("accepted", None), ("running", 1), ("running", 2), ("succeeded", 2)]
+    [interrupted] = [e for e in events if e.get("interrupted")]
+    assert (interrupted["name"], interrupted["attempt"]) == ("playbook", 1)
+    assert events.index(interrupted) < next(
+        i for i, e in enumerate(events) if e["type"] == "state" and e["attempt"] == 2)
+    hosts = {h["name"] for h in cluster.seed["instances"][0]["hosts"]}
+    assert {e["host"] for e in events if e["type"] == "task" and e["attempt"] == 2} == hosts
 
 
 # --- graceful shutdown: the running action is handed back, not waited for ----------------------
