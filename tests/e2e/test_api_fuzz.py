@@ -37,7 +37,8 @@ pytestmark = pytest.mark.slow
 OPERATIONS = {"GET /api/authenticate/", "GET /api/lambda-instances/",
               "GET /api/lambda-instances/{instance_id}/",
               "POST /api/lambda-instances/{instance_id}/",
-              "GET /api/lambda-instances/{instance_id}/actions/{action_id}"}
+              "GET /api/lambda-instances/{instance_id}/actions/{action_id}",
+              "GET /api/lambda-instances/{instance_id}/actions/{action_id}/events"}
 AUTH = {"Authorization": f"Token {DEMO_TOKEN}"}
 SEED = 20240601
 MAX_EXAMPLES = 50  # per operation and mode: about 500 requests, under a minute

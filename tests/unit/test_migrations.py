@@ -110,6 +110,36 @@ def test_upgrade_from_0003_renames_the_token_column_and_keeps_the_steps(empty_da
     engine.dispose()
 
 
+def test_upgrade_from_0005_numbers_no_events_for_earlier_actions_and_keeps_the_steps(
+        empty_database):
+    """0006: actions recorded before it have no events (last_event 0), and keep their
+    steps (no table rebuilt); the downgrade drops the events and the column."""
+    from api.adapters.db import UnitOfWorkFactory
+
+    engine = create_db_engine(empty_database)
+    _alembic(engine, empty_database, "upgrade", "0005")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
+            "updated_at) VALUES ('i1', 'u', 'n', 'STARTED', '[]', '2026-01-01', '2026-01-01')"))
+        conn.execute(text(
+            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts) "
+            "VALUES ('a1', 'i1', 'u', 'start', 'succeeded', '2026-01-01', 1)"))
+        conn.execute(text(
+            "INSERT INTO action_steps (action_id, attempt, name, state) "
+            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+    migrate(engine)
+    factory = UnitOfWorkFactory(engine)
+    with factory(readonly=True) as uow:
+        action = uow.actions.get("a1")
+        assert (action.last_event, len(action.steps)) == (0, 1)
+        assert uow.actions.events("a1", 0, 10) == []
+    _alembic(engine, empty_database, "downgrade", "0005")
+    assert "action_events" not in inspect(engine).get_table_names()
+    assert "last_event" not in {c["name"] for c in inspect(engine).get_columns("actions")}
+    engine.dispose()
+
+
 def test_migrations_build_exactly_the_declared_tables(empty_database):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext

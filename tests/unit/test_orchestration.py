@@ -442,3 +442,43 @@ def test_renewals_that_fail_stop_the_action_before_its_lease_lapses(uow_factory)
     cut_off.cut.set()
     thread.join(timeout=10)
     assert outcome == [None] and runner.reasons == [LEASE_LOST]
+
+
+class SlowTaskRunner(FakeRunner):
+    """Reports one task's result, then runs a long task: it ends once told to."""
+
+    def __init__(self):
+        super().__init__()
+        self.go_on = threading.Event()
+
+    def run(self, run, on_task=None, cancel=None):
+        result = TaskResult("m", "Ensure the NameNode is running", "changed")
+        on_task(result)
+        self.go_on.wait(timeout=30)
+        return PlaybookResult("successful", 0, [result])
+
+
+def test_a_task_result_is_stored_while_the_playbook_still_runs(uow_factory):
+    """Each result is an event a client of the stream waits for: it is not held back
+    until a batch fills or the playbook ends."""
+    from tests.support import wait_until
+
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    runner = SlowTaskRunner()
+    outcome = []
+    orchestrator = make(uow_factory, FakeCompute(), runner)
+    thread = threading.Thread(target=lambda: outcome.append(orchestrator.run(action_id)))
+    thread.start()
+    try:
+        stored = wait_until(lambda: load(uow_factory, action_id)[0].tasks, timeout=10)
+        with uow_factory(readonly=True) as uow:
+            events = uow.actions.events(action_id, 0, 100)
+    finally:
+        runner.go_on.set()
+        thread.join(timeout=10)
+    assert [t.task for t in stored] == ["Ensure the NameNode is running"]
+    assert events[-1].data["task"] == "Ensure the NameNode is running"
+    assert outcome == [ActionState.SUCCEEDED]
+    assert [t.task for t in load(uow_factory, action_id)[0].tasks] == [
+        "Ensure the NameNode is running"]  # stored once, not again at the end
