@@ -305,7 +305,11 @@ DOCUMENT = {
                                        "event (`id:` its seq, `event:` its type, `data:` "
                                        "the ActionEvent schema's JSON) and `: keep-alive` "
                                        "comments; it ends after the action's final state",
-                        "content": {"text/event-stream": {"schema": _string()}}},
+                        # One event (schemathesis and OpenAPI 3.2's itemSchema read it so).
+                        "content": {"text/event-stream": {"schema": _object({
+                            "event": _string(enum=["state", "step", "task"]),
+                            "id": _string(pattern=r"^[1-9][0-9]*$"),
+                            "data": _string(description="The ActionEvent schema's JSON")})}}},
                 "204": {"description": "The action has ended and no event follows the one "
                                        "given: nothing to stream (an EventSource stops)"},
                 "400": _error(400, "The last event id (Last-Event-ID, or after) must be a "

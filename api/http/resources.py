@@ -158,11 +158,12 @@ class ActionEventsResource:
             raise StreamsBusy()
         # An EventSource that reconnects sends the last id it got in the header, and
         # the URL it first opened, ?after=N included: the header is the newer.
-        after = req.get_header("Last-Event-ID")
-        if after is None:
-            after = req.get_param("after")
+        header, query = req.get_header("Last-Event-ID"), req.get_param("after")
+        after = query if header is None else header
         page = await self.reads(services.action_events, self.uow_factory,
                                 req.context.identity, instance_id, action_id, after)
+        if header is not None and query is not None:
+            services.parse_event_id(query)  # unused, but given: it must be valid too (400)
         if page.ended and not page.events:
             # The action ended and the client has it all: 204 tells an EventSource not
             # to reconnect.
