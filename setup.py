@@ -77,6 +77,7 @@ setup(
         "redis>=5",
         "psutil>=5.9",
         "cachetools>=5.3",
+        "prometheus_client>=0.20",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",

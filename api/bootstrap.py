@@ -23,8 +23,11 @@ from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.host_keys import HostKeyPinning
 from api.adapters.inventory import render_inventory
+from api.adapters.metrics import PrometheusMetrics
 from api.adapters.ssh import SshWaiter
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
+from api.domain.ports import NO_METRICS, Metrics
+from api.logs import configure_logging
 from api.settings import Settings, require_shared_secret
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,7 @@ class Container:
     uow_factory: UnitOfWorkFactory
     token_cipher: TokenCipher
     orchestrator: Orchestrator
+    metrics: PrometheusMetrics
     dispatcher: object | None = None  # set by start_dispatcher: LocalDispatcher | Celery's
 
     def close(self) -> None:
@@ -52,7 +56,8 @@ def worker_id() -> str:
 
 
 def build_orchestrator(settings: Settings, uow_factory, token_cipher,
-                       runner=None, compute_factory=None) -> Orchestrator:
+                       runner=None, compute_factory=None,
+                       metrics: Metrics = NO_METRICS) -> Orchestrator:
     over_ssh = settings.ansible_connection != "local"
     deps = OrchestratorDeps(
         uow_factory=uow_factory,
@@ -63,6 +68,7 @@ def build_orchestrator(settings: Settings, uow_factory, token_cipher,
         wait_for_ssh=SshWaiter(port=settings.ssh_port) if over_ssh else None,
         check_host_keys=(HostKeyPinning(uow_factory, port=settings.ssh_port)
                          if over_ssh and settings.ssh_host_key_checking == "pinned" else None),
+        metrics=metrics,
     )
     config = OrchestratorConfig(
         worker_id=worker_id(), power_timeout=settings.power_timeout,
@@ -78,17 +84,19 @@ def bootstrap(settings: Settings, *, run_migrations: bool = True, runner=None,
 
     Refuses (``SettingsError``) a scaled-out process without ``LAMBDA_SECRET_KEY``."""
     require_shared_secret(settings)
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     engine = create_db_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
     uow_factory = UnitOfWorkFactory(engine)
     token_cipher = TokenCipher.from_settings(settings)
+    # A registry of this container's own: under the server, the values go to the shared
+    # multiprocess directory anyway (api.adapters.metrics).
+    metrics = PrometheusMetrics()
     orchestrator = build_orchestrator(settings, uow_factory, token_cipher, runner=runner,
-                                      compute_factory=compute_factory)
+                                      compute_factory=compute_factory, metrics=metrics)
     return Container(settings=settings, uow_factory=uow_factory, token_cipher=token_cipher,
-                     orchestrator=orchestrator)
+                     orchestrator=orchestrator, metrics=metrics)
 
 
 def start_dispatcher(container: Container):
@@ -98,12 +106,13 @@ def start_dispatcher(container: Container):
     if settings.dispatcher == "celery":
         from api.worker.celery_dispatch import CeleryDispatcher
 
-        container.dispatcher = CeleryDispatcher(settings)
+        container.dispatcher = CeleryDispatcher(settings, metrics=container.metrics)
     else:
         from api.worker.local import LocalDispatcher
 
         container.dispatcher = LocalDispatcher(container.orchestrator, container.uow_factory,
-                                               size=settings.pool_size).start()
+                                               size=settings.pool_size,
+                                               metrics=container.metrics).start()
     return container.dispatcher
 
 
@@ -116,7 +125,8 @@ def create_http_app(container: Container, identity=None):
     if container.dispatcher is None:
         start_dispatcher(container)
     settings = container.settings
-    return create_app(identity=identity or identity_from_settings(settings),
+    metrics = container.metrics
+    return create_app(identity=identity or identity_from_settings(settings, metrics=metrics),
                       uow_factory=container.uow_factory, dispatcher=container.dispatcher,
                       token_cipher=container.token_cipher,
                       domain_threads=settings.http_threads,
@@ -124,4 +134,6 @@ def create_http_app(container: Container, identity=None):
                       body_timeout=settings.http_body_timeout,
                       events_poll_interval=settings.events_poll_interval,
                       events_keepalive=settings.events_keepalive,
-                      event_streams=settings.event_streams)
+                      event_streams=settings.event_streams, metrics=metrics,
+                      exposition=metrics.exposition,
+                      metrics_allow=settings.metrics_allow_networks)

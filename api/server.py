@@ -12,6 +12,13 @@ hold no thread, and the timeouts cut them off:
 - ``http_body_timeout``: a request body's whole arrival, bounded by the app itself (408).
 
 The domain's blocking calls run in a bounded pool of threads per worker (``http_threads``).
+
+Metrics: the parent gives the workers a private directory to share their metrics through
+(``PROMETHEUS_MULTIPROC_DIR``, see ``api.adapters.metrics``) before any of them imports
+prometheus_client, which reads it once, at import. A ``mkdtemp`` (mode 0700, a random
+name: never a fixed name in /tmp that another user could create first), fresh at every
+start and removed at exit; a worker's live gauges are dropped when it dies. Logging is
+configured here for the parent, and again by each worker's container (``api.logs``).
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -29,6 +38,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.logging import Logger
 
+from api.logs import ACCESS_LOGGER, configure_logging
 from api.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,7 +134,18 @@ def _draining(receive, send, tasks: set):
 
 class AccessLogger(Logger):
     """hypercorn's logger with just the access line's fields (its default builds one
-    from every header and environment variable, for every request)."""
+    from every header and environment variable, for every request). No header but the
+    referer and the user agent reaches the line: never the Authorization header.
+
+    The line is logged after the response, outside the app's context, so it carries the
+    request id it read from the response's header (a field of its own in JSON)."""
+
+    async def access(self, request, response, request_time) -> None:
+        if self.access_logger is not None:
+            atoms = self.atoms(request, response, request_time)
+            request_id = atoms["request_id"]
+            self.access_logger.info(self.access_log_format, atoms, extra={
+                "request_id": request_id if request_id != "-" else None})
 
     def atoms(self, request, response, request_time):
         out = dict(response.get("headers") or ()) if response else {}
@@ -154,7 +175,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config.keep_alive_timeout = settings.http_header_timeout
     config.h11_max_incomplete_size = MAX_HEADER_BYTES
     config.graceful_timeout = GRACEFUL_TIMEOUT
-    config.accesslog = "-"
+    config.accesslog = logging.getLogger(ACCESS_LOGGER)  # as api.logs configured it
     config.errorlog = logging.getLogger("hypercorn.error")  # the app's log format
     config.access_log_format = ACCESS_LOG_FORMAT
     config.logger_class = AccessLogger
@@ -164,12 +185,41 @@ def hypercorn_config(settings: Settings) -> Config:
 
 def serve(settings: Settings, build: Builder = build_product) -> None:
     """Migrate once in the parent, then fork the workers; each builds its own app."""
-    from api.adapters.db.engine import create_db_engine, migrate
+    metrics_dir = share_metrics()  # first: before anything imports prometheus_client
+    configure_logging(settings)
+    try:
+        from api.adapters.db.engine import create_db_engine, migrate
 
-    engine = create_db_engine(settings.database_url)
-    migrate(engine)
-    engine.dispose()
-    sys.exit(run_workers(settings, build))
+        engine = create_db_engine(settings.database_url)
+        migrate(engine)
+        engine.dispose()
+        status = run_workers(settings, build)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(status)
+
+
+def share_metrics() -> str:
+    """Make the private directory the workers share their metrics through, and name it
+    in the environment they inherit (replacing any inherited name: another process's
+    directory is not ours to add to)."""
+    if "prometheus_client" in sys.modules:
+        # It chose its storage at import, without the directory: the workers' values
+        # would stay each in its own process, and every scrape would show one worker.
+        raise RuntimeError("prometheus_client was imported before the server set up its "
+                           "metrics directory")
+    path = tempfile.mkdtemp(prefix="lambda-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
+
+
+def _worker_gone(pid: int) -> None:
+    from api.adapters.metrics import process_gone
+
+    try:
+        process_gone(pid)
+    except OSError as exc:
+        log.warning("worker %s: cannot drop its live metrics: %s", pid, exc)
 
 
 def run_workers(settings: Settings, build: Builder) -> int:
@@ -200,7 +250,10 @@ def run_workers(settings: Settings, build: Builder) -> int:
         except ChildProcessError:
             break
         born = started.pop(pid, None)
-        if born is None or stopping:
+        if born is None:
+            continue
+        _worker_gone(pid)
+        if stopping:
             continue
         code = os.waitstatus_to_exitcode(wait_status)
         if time.monotonic() - born < BOOT_SECONDS:

@@ -13,6 +13,7 @@ import dataclasses
 import os
 import re
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,8 @@ ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
 # pinned: each VM's SSH host key is pinned on first sight and checked on every run after;
 # off: no check at all (the lab and the demo, whose hosts are throwaway).
 SSH_HOST_KEY_CHECKING = ("pinned", "off")
+LOG_FORMATS = ("text", "json")
+_BIND = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):([1-9][0-9]{0,4})$")
 
 
 class SettingsError(ValueError):
@@ -125,6 +128,11 @@ class Settings:
     # rest is withheld from them: see ``api.adapters.ansible``), comma separated.
     ansible_env: str | None = None
     log_level: str = "INFO"
+    log_format: str = "text"  # text | json (one object per line)
+    # Who may read the API's /metrics: CIDRs, comma separated; empty: nobody.
+    metrics_allow: str | None = "127.0.0.1/32,::1/128"
+    # Where a Celery worker serves its metrics (HOST:PORT); empty: it serves none.
+    worker_metrics_bind: str | None = "127.0.0.1:9465"
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -144,6 +152,18 @@ class Settings:
         is not a local SQLite file."""
         backend = self.database_url.split(":", 1)[0].split("+", 1)[0].lower()
         return self.dispatcher == "celery" or backend != "sqlite"
+
+    @property
+    def metrics_allow_networks(self) -> list[IPv4Network | IPv6Network]:
+        """``metrics_allow`` parsed (``SettingsError`` on a malformed one)."""
+        networks = []
+        for item in _comma_separated(self.metrics_allow):
+            try:
+                networks.append(ip_network(item, strict=False))
+            except ValueError as exc:
+                raise SettingsError(f"LAMBDA_METRICS_ALLOW: {item!r} is not an address or "
+                                    "a network (CIDR)") from exc
+        return networks
 
     @property
     def ansible_env_names(self) -> list[str]:
@@ -238,6 +258,13 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
     if settings.events_poll_interval <= 0 or settings.events_keepalive <= 0:
         raise SettingsError("LAMBDA_EVENTS_POLL_INTERVAL and LAMBDA_EVENTS_KEEPALIVE must be "
                             "more than 0 seconds")
+    if settings.log_format not in LOG_FORMATS:
+        raise SettingsError(f"LAMBDA_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, "
+                            f"not {settings.log_format!r}")
+    _ = settings.metrics_allow_networks  # raises SettingsError if one is malformed
+    if settings.worker_metrics_bind and not _BIND.match(settings.worker_metrics_bind):
+        raise SettingsError("LAMBDA_WORKER_METRICS_BIND must be HOST:PORT (or empty: off), "
+                            f"not {settings.worker_metrics_bind!r}")
     _check_secret_key(settings)
     _check_ansible_env(settings)
     return settings

@@ -3,6 +3,7 @@ working directory."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -26,6 +27,21 @@ def _postgres_reachable() -> str | None:
         return None
     except Exception as exc:  # any failure means "not here"
         return str(exc).splitlines()[0]
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was():
+    """A test that builds a container configures the process's logging (api.logs), as a
+    process of the service does once: put it back for the next test."""
+    loggers = [logging.getLogger(), logging.getLogger("hypercorn.access")]
+    saved = [(logger, logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, level, propagate in saved:
+        for handler in [h for h in logger.handlers if getattr(h, "_lambda_logging", False)]:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+    logging.captureWarnings(False)
 
 
 @pytest.fixture(scope="session")

@@ -393,3 +393,40 @@ class InMemoryUnitOfWorkFactory:
 
     def __call__(self, readonly: bool = False) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self.database, readonly=readonly)
+
+
+class RecordingMetrics:
+    """The metrics port as a list of the calls it got: (method name, *arguments), the
+    seconds left out (no test may assert a duration)."""
+
+    def __init__(self):
+        self.calls: list[tuple] = []
+        self._lock = threading.Lock()
+
+    def _record(self, *call) -> None:
+        with self._lock:
+            self.calls.append(call)
+
+    def action_started(self, kind: str) -> None:
+        self._record("action_started", kind)
+
+    def action_ended(self, kind: str, outcome: str | None, seconds: float) -> None:
+        assert seconds >= 0
+        self._record("action_ended", kind, outcome)
+
+    def step_finished(self, step: str, state: str, seconds: float) -> None:
+        assert seconds >= 0
+        self._record("step_finished", step, state)
+
+    def actions_resumed(self, count: int) -> None:
+        self._record("actions_resumed", count)
+
+    def dispatch_failed(self) -> None:
+        self._record("dispatch_failed")
+
+    def identity_cache_lookup(self, hit: bool) -> None:
+        self._record("identity_cache_lookup", hit)
+
+    def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
+        assert seconds >= 0
+        self._record("request_served", method, route, status)

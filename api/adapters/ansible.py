@@ -50,6 +50,7 @@ from ansible_runner.interface import init_runner
 
 from api.adapters import proctree
 from api.adapters.ssh import host_key_args
+from api.domain.log_context import carry
 from api.domain.model import TaskResult
 from api.domain.ports import PlaybookResult, PlaybookRun
 from api.settings import SSH_HOST_KEY_CHECKING
@@ -587,7 +588,8 @@ class AnsibleRunner:
         log.info("run %s: playbook %s starting (marker %s)", name, run.playbook, marker)
         started = time.monotonic()
         deadline = started + timeout if timeout else None
-        thread = threading.Thread(target=target, name=f"ansible-{name}", daemon=True)
+        # The run's callbacks log from this thread: with the caller's request or action id.
+        thread = threading.Thread(target=carry(target), name=f"ansible-{name}", daemon=True)
         thread.start()
         while thread.is_alive():
             thread.join(POLL_SECONDS)

@@ -26,7 +26,7 @@ from cachetools import TTLCache
 
 from api.adapters.http_client import JsonHttpClient, JsonResponse, TransportError
 from api.domain.errors import IdentityUnavailable, InvalidToken
-from api.domain.ports import Identity
+from api.domain.ports import NO_METRICS, Identity, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ class AstakosIdentity:
         outage_seconds: float = 5.0,
         backoff: float = 0.2,
         http: JsonHttpClient | None = None,
+        metrics: Metrics = NO_METRICS,
     ):
         self.tokens_url = auth_url.rstrip("/") + "/tokens"
         self.cache_ttl = cache_ttl
@@ -145,6 +146,7 @@ class AstakosIdentity:
         self.outage_failures = outage_failures  # 0: never refuse before asking
         self.outage_seconds = outage_seconds
         self._clock = clock
+        self._metrics = metrics  # cache hits and misses
         # POST /tokens only reads (validates a token): repeating it is safe.
         self._http = http or JsonHttpClient(
             timeout=timeout, retries=retries, backoff=backoff, retry_methods=("POST",),
@@ -172,18 +174,20 @@ class AstakosIdentity:
         service; ``InvalidToken`` for a malformed or known-invalid token; None if unknown."""
         if not _well_formed(token):
             raise InvalidToken("malformed token")
-        key = token_key(token)
-        with self._lock:
-            return self._lookup(key)
+        return self._cache_answer(token_key(token))
 
     def authenticate(self, token: str) -> Identity:
         if not _well_formed(token):
             raise InvalidToken("malformed token")
         key = token_key(token)
+        identity = self._cache_answer(key)  # the caller may not have asked the cache first
+        if identity is not None:
+            return identity
         with self._lock:
-            identity = self._lookup(key)
+            identity = self._lookup(key)  # an answer that came in meanwhile
             if identity is not None:
                 return identity
+            self._metrics.identity_cache_lookup(hit=False)
             flight = self._flights.get(key)
             leader = flight is None
             if leader:
@@ -230,6 +234,19 @@ class AstakosIdentity:
         with self._lock:
             cache.expire()
             return len(cache)
+
+    def _cache_answer(self, key: str) -> Identity | None:
+        """``_lookup``, counting an answer (a valid or a known invalid token) as a hit; a
+        token the cache does not know is counted once, as a miss, when it is sent on."""
+        try:
+            with self._lock:
+                identity = self._lookup(key)
+        except InvalidToken:
+            self._metrics.identity_cache_lookup(hit=True)
+            raise
+        if identity is not None:
+            self._metrics.identity_cache_lookup(hit=True)
+        return identity
 
     def _lookup(self, key: str) -> Identity | None:
         """(Under the lock.) A valid token's identity, InvalidToken for a known invalid
@@ -357,7 +374,7 @@ class AstakosIdentity:
         return identity
 
 
-def identity_from_settings(settings) -> AstakosIdentity:
+def identity_from_settings(settings, metrics: Metrics = NO_METRICS) -> AstakosIdentity:
     """The identity adapter the settings describe (``auth_url`` must be set)."""
     if not settings.auth_url:
         raise ValueError("no identity URL: set LAMBDA_AUTH_URL or a cloud in ~/.kamakirc")
@@ -373,4 +390,5 @@ def identity_from_settings(settings) -> AstakosIdentity:
         slot_wait=settings.identity_slot_wait,
         outage_failures=settings.identity_outage_failures,
         outage_seconds=settings.identity_outage_seconds,
+        metrics=metrics,
     )

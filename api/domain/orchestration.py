@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from api.domain.clock import utcnow
 from api.domain.errors import ActionCancelled, ComputeError, DomainError, PlaybookFailed
+from api.domain.log_context import about_action, carry
 from api.domain.model import (
     ACTION_RULES,
     ActionKind,
@@ -39,9 +40,11 @@ from api.domain.model import (
 )
 from api.domain.names import host_aliases
 from api.domain.ports import (
+    NO_METRICS,
     ActionClaim,
     ComputeFactory,
     HostKeyCheck,
+    Metrics,
     PlaybookRun,
     PlaybookRunnerPort,
     UnitOfWorkFactory,
@@ -114,6 +117,7 @@ class OrchestratorDeps:
     # Checks the hosts' SSH host keys against their pins (instance id, hosts); None when
     # host key checking is off.
     check_host_keys: Callable[[str, list[Host]], HostKeyCheck] | None = None
+    metrics: Metrics = NO_METRICS
 
 
 class Orchestrator:
@@ -129,8 +133,14 @@ class Orchestrator:
 
     def run(self, action_id: str, cancel: Cancellation | None = None) -> ActionState | None:
         """Run the action if this worker can claim it; return its final state, or None when
-        another worker holds it, it already ended, or it was handed back on shutdown."""
-        cancel = cancel or Cancellation()
+        another worker holds it, it already ended, or it was handed back on shutdown.
+
+        Every log line of the run, in this thread and the threads it starts, names the
+        action (``api.domain.log_context``)."""
+        with about_action(action_id):
+            return self._run(action_id, cancel or Cancellation())
+
+    def _run(self, action_id: str, cancel: Cancellation) -> ActionState | None:
         claimed_at = time.monotonic()  # no later than the clock reading the lease counts from
         with self.deps.uow_factory() as uow:
             claim = uow.actions.claim(action_id, self.config.worker_id, utcnow(),
@@ -142,12 +152,18 @@ class Orchestrator:
             return None
         log.info("action %s: %s, attempt %d, on worker %s", action_id, claim.kind,
                  claim.attempt, self.config.worker_id)
+        metrics = self.deps.metrics
+        metrics.action_started(claim.kind)
+        state = None
         keeper = _LeaseKeeper(self, action_id, cancel, claimed_at)
         keeper.start()
         try:
-            return self._run_claimed(claim, cancel)
+            state = self._run_claimed(claim, cancel)
+            return state
         finally:
             keeper.stop()
+            metrics.action_ended(claim.kind, state.value if state is not None else None,
+                                 time.monotonic() - claimed_at)
 
     def _run_claimed(self, claim: ActionClaim, cancel: Cancellation) -> ActionState | None:
         kind = ActionKind(claim.kind)
@@ -231,7 +247,8 @@ class Orchestrator:
             return
         with ThreadPoolExecutor(max_workers=min(len(hosts), 32),
                                 thread_name_prefix="power") as pool:
-            futures = [(h, pool.submit(ensure, h.server_id, self.config.power_timeout, cancel))
+            futures = [(h, pool.submit(carry(ensure), h.server_id, self.config.power_timeout,
+                                       cancel))
                        for h in hosts]
         if cancel.is_set():
             raise ActionCancelled(f"stopped waiting for the VMs to become {target} "
@@ -251,7 +268,7 @@ class Orchestrator:
             return {}
         with ThreadPoolExecutor(max_workers=min(len(hosts), 32),
                                 thread_name_prefix="status") as pool:
-            servers = list(pool.map(lambda h: compute.get_server(h.server_id), hosts))
+            servers = list(pool.map(carry(lambda h: compute.get_server(h.server_id)), hosts))
         return {h.server_id: s.status for h, s in zip(hosts, servers, strict=True)}
 
     def _check_host_keys(self, instance: Instance, hosts, step: _StepContext | None
@@ -309,6 +326,7 @@ class Orchestrator:
             uow.actions.add_step(claim.action_id, claim.attempt, name, StepState.SKIPPED,
                                  utcnow(), message)
             uow.commit()
+        self.deps.metrics.step_finished(name.value, StepState.SKIPPED.value, 0.0)
 
     def _finish(self, claim: ActionClaim, kind: ActionKind, error: str | None
                 ) -> ActionState | None:
@@ -436,6 +454,7 @@ class _StepContext:
             self.step_id = uow.actions.start_step(self.claim.action_id, self.claim.attempt,
                                                   self.name, utcnow())
             uow.commit()
+        self.started = time.monotonic()
         return self
 
     def __exit__(self, exc_type, exc, _tb) -> bool:
@@ -448,6 +467,8 @@ class _StepContext:
             with self.orchestrator.deps.uow_factory() as uow:
                 uow.actions.end_step(self.step_id, self.state, utcnow(), self.message)
                 uow.commit()
+        self.orchestrator.deps.metrics.step_finished(self.name.value, self.state.value,
+                                                     time.monotonic() - self.started)
         if exc is not None and not isinstance(exc, StepFailed):
             raise StepFailed(self.name, self.message) from exc
         return False
@@ -540,8 +561,9 @@ class _LeaseKeeper:
         self.done = threading.Event()
         name = action_id[:8]
         self.threads = [
-            threading.Thread(target=self._renew, name=f"lease-{name}", daemon=True),
-            threading.Thread(target=self._watch, name=f"lease-watch-{name}", daemon=True),
+            threading.Thread(target=carry(self._renew), name=f"lease-{name}", daemon=True),
+            threading.Thread(target=carry(self._watch), name=f"lease-watch-{name}",
+                             daemon=True),
         ]
 
     def start(self) -> None:

@@ -308,3 +308,66 @@ class UnitOfWorkFactory(Protocol):
     reads_never_wait: bool
 
     def __call__(self, readonly: bool = False) -> UnitOfWork: ...
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+class Metrics(Protocol):
+    """What the service counts and times, in plain values; an adapter exports them.
+
+    Kinds, outcomes, steps and states are the plain values of the domain's enums
+    (``start``, ``succeeded``, ``playbook``...): a new value needs no change here. Every
+    call is cheap and never raises (it runs on request and action paths)."""
+
+    def action_started(self, kind: str) -> None:
+        """This process began an attempt at an action (one more in flight)."""
+
+    def action_ended(self, kind: str, outcome: str | None, seconds: float) -> None:
+        """The attempt ended after ``seconds`` (one fewer in flight). ``outcome`` is the
+        action's final state, or None when the attempt left it unfinished (handed back
+        on shutdown, lease lost)."""
+
+    def step_finished(self, step: str, state: str, seconds: float) -> None:
+        """A step of an action ended in ``state`` after ``seconds``."""
+
+    def actions_resumed(self, count: int) -> None:
+        """The sweeper resumed ``count`` actions nobody held."""
+
+    def dispatch_failed(self) -> None:
+        """An accepted action could not be handed to a worker (the sweeper will)."""
+
+    def identity_cache_lookup(self, hit: bool) -> None:
+        """A token's check was answered by the cache (valid or known invalid), or not."""
+
+    def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
+        """An HTTP request was answered; ``route`` is its route's template, never the
+        path (the label set stays bounded whatever paths clients send)."""
+
+
+class NoMetrics:
+    """``Metrics`` that keeps nothing: the default wherever none is wired."""
+
+    def action_started(self, kind: str) -> None:
+        pass
+
+    def action_ended(self, kind: str, outcome: str | None, seconds: float) -> None:
+        pass
+
+    def step_finished(self, step: str, state: str, seconds: float) -> None:
+        pass
+
+    def actions_resumed(self, count: int) -> None:
+        pass
+
+    def dispatch_failed(self) -> None:
+        pass
+
+    def identity_cache_lookup(self, hit: bool) -> None:
+        pass
+
+    def request_served(self, method: str, route: str, status: int, seconds: float) -> None:
+        pass
+
+
+NO_METRICS = NoMetrics()

@@ -5,11 +5,16 @@ Nothing is built at import time; ``api.bootstrap.create_http_app`` hands it the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from ipaddress import IPv4Network, IPv6Network
+
 import falcon.asgi
 
+from api.domain.ports import NO_METRICS, Metrics
 from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import register_error_handlers
-from api.http.middleware import AuthMiddleware, RequestIdMiddleware
+from api.http.metrics import AddressAllowList, MetricsResource
+from api.http.middleware import AuthMiddleware, RequestIdMiddleware, RequestMetricsMiddleware
 from api.http.openapi import OpenApiResource
 from api.http.resources import (
     ActionEventsResource,
@@ -22,27 +27,41 @@ from api.http.resources import (
 def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
                identity_threads: int = 2, body_timeout: float = 10.0,
                events_poll_interval: float = 0.5, events_keepalive: float = 15.0,
-               event_streams: int = 100) -> falcon.asgi.App:
+               event_streams: int = 100, metrics: Metrics = NO_METRICS,
+               exposition: Callable[[], tuple[str, bytes]] | None = None,
+               metrics_allow: Iterable[IPv4Network | IPv6Network] = ()
+               ) -> falcon.asgi.App:
     """``domain_threads``: how many domain calls that may wait (database writes, reads of
     a database server) run at once; the
     identity service's checks of uncached tokens get ``identity_threads`` of their own.
     ``body_timeout``: seconds a request body may take to arrive, in all. The pools'
     threads are started on demand and end with the process. An action's event stream
     reads the database every ``events_poll_interval`` seconds, sends a keep-alive after
-    ``events_keepalive`` quiet ones; at most ``event_streams`` are open at once."""
+    ``events_keepalive`` quiet ones; at most ``event_streams`` are open at once.
+
+    ``metrics`` counts the requests; ``exposition`` (content type, body), if given, is
+    served at ``/metrics`` to the addresses in ``metrics_allow``."""
     calls = BlockingCalls(domain_threads, "http-domain")
     # Reads that never wait run on the loop; writes (they may queue for the database's
     # lock) and reads of a database server run in the pool.
     reads = InlineCalls() if uow_factory.reads_never_wait else calls
     identity_calls = BlockingCalls(identity_threads, "http-identity")
     openapi = OpenApiResource()
+    public = [openapi]
+    scrape = None
+    if exposition is not None:
+        scrape = MetricsResource(exposition, AddressAllowList(metrics_allow))
+        public.append(scrape)
     app = falcon.asgi.App(middleware=[
-        RequestIdMiddleware(), AuthMiddleware(identity, [openapi], identity_calls)])
+        RequestMetricsMiddleware(metrics), RequestIdMiddleware(),
+        AuthMiddleware(identity, public, identity_calls)])
     app.req_options.strip_url_path_trailing_slash = True
     register_error_handlers(app)
     instance = InstanceResource(uow_factory, dispatcher, token_cipher, reads, calls,
-                                body_timeout)
+                                body_timeout, metrics)
     app.add_route("/api/openapi.json", openapi)
+    if scrape is not None:
+        app.add_route("/metrics", scrape)
     app.add_route("/api/authenticate", AuthenticateResource())
     app.add_route("/api/lambda-instances", InstancesResource(uow_factory, reads))
     app.add_route("/api/lambda-instances/{instance_id}", instance)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 
@@ -19,7 +20,11 @@ class BlockingCalls:
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix=name)
 
     async def __call__(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        # In the caller's context, as asyncio.to_thread does: the thread's log lines carry
+        # the request's id (api.domain.log_context).
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, context.run, fn, *args)
 
 
 class InlineCalls:

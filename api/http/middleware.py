@@ -1,13 +1,17 @@
-"""Request ids and token authentication."""
+"""Request metrics, request ids and token authentication."""
 
 from __future__ import annotations
 
 import logging
 import os
 import re
+import time
 
+import falcon
+
+from api.domain import log_context
 from api.domain.errors import InvalidToken
-from api.domain.ports import IdentityPort
+from api.domain.ports import IdentityPort, Metrics
 from api.http.blocking import BlockingCalls
 
 log = logging.getLogger(__name__)
@@ -17,13 +21,45 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _AUTHORIZATION = re.compile(r"^\s*token\s+([A-Za-z0-9._~+/=-]{1,512})\s*$", re.IGNORECASE)
 
 
+# The label of a request that reached no route: one label, whatever its path.
+UNMATCHED_ROUTE = "unmatched"
+_METHODS = frozenset(falcon.COMBINED_METHODS)
+
+
+class RequestMetricsMiddleware:
+    """Counts and times every answer of the app by method, route template and status.
+
+    The route is the template the router matched (``/api/lambda-instances/{instance_id}``),
+    never the path, and a method outside HTTP's known ones is ``OTHER``: no request can
+    add a label value. First in the chain, so the time covers the other middleware."""
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+
+    async def process_request(self, req, resp):
+        req.context.started = time.monotonic()
+
+    async def process_response(self, req, resp, resource, req_succeeded):
+        started = getattr(req.context, "started", None)
+        if started is None:
+            return
+        self.metrics.request_served(
+            req.method if req.method in _METHODS else "OTHER",
+            req.uri_template or UNMATCHED_ROUTE, resp.status_code,
+            time.monotonic() - started)
+
+
 class RequestIdMiddleware:
-    """Echoes the caller's X-Request-Id (or makes one) so log lines can be joined up."""
+    """Echoes the caller's X-Request-Id (or makes one) so log lines can be joined up: the
+    app's lines, through the context (``api.domain.log_context``), and the access line,
+    through the response header."""
 
     async def process_request(self, req, resp):
         given = req.get_header("X-Request-Id")
         req.context.request_id = given if given and _REQUEST_ID.match(given) else (
             os.urandom(8).hex())
+        # The request's own task: the value goes no further than this request.
+        log_context.request_id.set(req.context.request_id)
 
     async def process_response(self, req, resp, resource, req_succeeded):
         resp.set_header("X-Request-Id", getattr(req.context, "request_id", ""))

@@ -21,6 +21,7 @@ from falcon.media.multipart import MultipartForm
 
 from api.domain import services
 from api.domain.errors import ActionNotFound, InstanceNotFound, InvalidParameter
+from api.domain.ports import NO_METRICS, Metrics
 from api.http import views
 from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import BodyTimeout, StreamsBusy
@@ -62,13 +63,14 @@ class InstancesResource:
 class InstanceResource:
     def __init__(self, uow_factory, dispatcher, token_cipher,
                  reads: BlockingCalls | InlineCalls, writes: BlockingCalls,
-                 body_timeout: float):
+                 body_timeout: float, metrics: Metrics = NO_METRICS):
         self.uow_factory = uow_factory
         self.dispatcher = dispatcher
         self.token_cipher = token_cipher
         self.reads = reads
         self.writes = writes
         self.body_timeout = body_timeout
+        self.metrics = metrics
 
     async def on_get(self, req, resp, instance_id):
         view = req.get_param("filter")
@@ -106,6 +108,7 @@ class InstanceResource:
         except Exception:  # the row is committed; the sweeper dispatches it later
             log.exception("request %s: dispatch of action %s failed; left to the sweeper",
                           context.request_id, action.id)
+            self.metrics.dispatch_failed()
         return action
 
     async def on_get_actions(self, req, resp, instance_id):

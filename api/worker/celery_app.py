@@ -125,7 +125,9 @@ def create_celery_app(settings: Settings, queue: str | None = None,
         worker_enable_remote_control=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
-        worker_hijack_root_logger=True,
+        # api.logs configures the worker's logging (run_worker answers Celery's
+        # setup_logging signal), in the format every process of the service writes.
+        worker_hijack_root_logger=False,
     )
 
     # Not shared: a shared task is added to every app of the process, and a second app's
@@ -159,15 +161,17 @@ def build_worker_runtime(container, app: Celery, queue: str) -> ActionRuntime:
         # sweeps was most likely never sent.
         accepted_grace=max(3 * interval, 2.0),
         resend_after=max(settings.lease_seconds, 4 * interval),
-        before_sweep=lambda: reap_orphans(mark), resumed_means="sent it again")
+        before_sweep=lambda: reap_orphans(mark), resumed_means="sent it again",
+        metrics=container.metrics)
 
 
 def run_worker(container, concurrency: int = 4) -> int:
     """Run a Celery worker in this process until it is stopped; returns its exit code.
 
-    ``container`` is what ``api.bootstrap`` built: the settings, the unit-of-work factory
-    and the orchestrator."""
+    ``container`` is what ``api.bootstrap`` built: the settings, the unit-of-work factory,
+    the orchestrator and the metrics, served on ``worker_metrics_bind`` unless empty."""
     from api.adapters.db.engine import migrate
+    from api.logs import configure_logging
 
     settings = container.settings
     if settings.dispatcher != "celery":
@@ -188,20 +192,31 @@ def run_worker(container, concurrency: int = 4) -> int:
         # Runs in a signal handler: do the work in a thread, never block here.
         threading.Thread(target=runtime.shutdown, name="hand-back", daemon=True).start()
 
+    def on_setup_logging(**_kwargs) -> None:
+        # A receiver of this signal stops Celery from configuring logging itself.
+        configure_logging(settings)
+
+    signals.setup_logging.connect(on_setup_logging, weak=False)
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutting_down.connect(on_shutting_down, weak=False)
     # A node name of its own: several workers may share a host.
     worker = app.Worker(hostname=f"lambda-{os.getpid()}@{socket.gethostname()}", pool="threads",
                         concurrency=concurrency, queues=[queue],
                         loglevel=settings.log_level, without_gossip=True,
-                        without_mingle=True, without_heartbeat=True, optimization="fair")
+                        without_mingle=True, without_heartbeat=True, optimization="fair",
+                        # Its banner is printed, not logged: not in a JSON log.
+                        quiet=settings.log_format == "json")
     log.info("worker %s: queue %s on %s, %d threads, sweeping every %.1fs",
              container.orchestrator.config.worker_id, queue, _redact(settings.broker_url),
              concurrency, runtime.sweep_interval)
+    stop_metrics = (container.metrics.serve(settings.worker_metrics_bind)
+                    if settings.worker_metrics_bind else None)
     try:
         worker.start()
     finally:
         runtime.close()
+        if stop_metrics is not None:
+            stop_metrics()
     return worker.exitcode or 0
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 
+from api.domain.ports import NO_METRICS, Metrics
 from api.settings import Settings
 from api.worker.celery_app import TASK_NAME, create_celery_app, queue_name
 
@@ -34,9 +35,10 @@ RETRY_AFTER = 1.0
 
 class CeleryDispatcher:
     def __init__(self, settings: Settings, queue: str | None = None,
-                 retry_after: float = RETRY_AFTER):
+                 retry_after: float = RETRY_AFTER, metrics: Metrics = NO_METRICS):
         self.queue = queue or queue_name(settings)
         self.retry_after = retry_after
+        self.metrics = metrics
         self.app = create_celery_app(settings, self.queue)
         self._down_until = 0.0
 
@@ -45,6 +47,7 @@ class CeleryDispatcher:
         if time.monotonic() < self._down_until:
             log.warning("action %s: the broker was unreachable moments ago; a worker's "
                         "sweeper will dispatch it", action_id)
+            self.metrics.dispatch_failed()
             return False
         try:
             self.app.send_task(TASK_NAME, args=[action_id], queue=self.queue)
@@ -52,6 +55,7 @@ class CeleryDispatcher:
             self._down_until = time.monotonic() + self.retry_after
             log.warning("action %s: publish to the broker failed (%s: %s); a worker's "
                         "sweeper will dispatch it", action_id, type(exc).__name__, exc)
+            self.metrics.dispatch_failed()
             return False
         log.debug("action %s: published to queue %s", action_id, self.queue)
         return True

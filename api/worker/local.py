@@ -12,6 +12,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from api.domain.orchestration import Orchestrator
+from api.domain.ports import NO_METRICS, Metrics
 from api.worker.runtime import ActionRuntime
 
 log = logging.getLogger(__name__)
@@ -19,14 +20,15 @@ log = logging.getLogger(__name__)
 
 class LocalDispatcher:
     def __init__(self, orchestrator: Orchestrator, uow_factory, *, size: int = 4,
-                 sweep_interval: float = 5.0, accepted_grace: float = 2.0):
+                 sweep_interval: float = 5.0, accepted_grace: float = 2.0,
+                 metrics: Metrics = NO_METRICS):
         self.size = size
         self._pool: ThreadPoolExecutor | None = None
         # No hand-back: a stopped action's lease is released, and the next process's first
         # sweep resumes it.
         self.runtime = ActionRuntime(orchestrator, uow_factory, resume=self.dispatch,
                                      capacity=size, sweep_interval=sweep_interval,
-                                     accepted_grace=accepted_grace)
+                                     accepted_grace=accepted_grace, metrics=metrics)
 
     def start(self) -> LocalDispatcher:
         self._pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="action")

@@ -21,7 +21,9 @@ import time
 from collections.abc import Callable
 
 from api.domain.clock import utcnow
+from api.domain.log_context import about_action
 from api.domain.orchestration import SHUTDOWN, Cancellation, Orchestrator, reconcile_stranded
+from api.domain.ports import NO_METRICS, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class ActionRuntime:
     ``capacity`` bounds how many actions the sweeper starts at once (a pool's size), and
     ``resend_after`` keeps it from resuming one action again within that many seconds
     (a broker message is in flight meanwhile). ``before_sweep`` runs first on every pass.
+    ``metrics`` counts the actions the sweeper resumes.
     """
 
     def __init__(self, orchestrator: Orchestrator | None, uow_factory, *,
@@ -42,7 +45,7 @@ class ActionRuntime:
                  capacity: int | None = None, sweep_interval: float = 5.0,
                  accepted_grace: float = 2.0, resend_after: float = 0.0,
                  before_sweep: Callable[[], object] | None = None,
-                 resumed_means: str = "dispatched it"):
+                 resumed_means: str = "dispatched it", metrics: Metrics = NO_METRICS):
         self.orchestrator = orchestrator
         self.uow_factory = uow_factory
         self.resume = resume
@@ -53,6 +56,7 @@ class ActionRuntime:
         self.resend_after = resend_after
         self.before_sweep = before_sweep
         self.resumed_means = resumed_means  # for the log: what resume did
+        self.metrics = metrics
         self._inflight: dict[str, Cancellation] = {}
         self._resumed: dict[str, float] = {}  # action id -> when the sweeper last resumed it
         self._lock = threading.Lock()
@@ -75,6 +79,10 @@ class ActionRuntime:
 
     def run_reserved(self, action_id: str, cancel: Cancellation) -> None:
         """Run a reserved action in this thread until it ends, fails or is cancelled."""
+        with about_action(action_id):
+            self._run_reserved(action_id, cancel)
+
+    def _run_reserved(self, action_id: str, cancel: Cancellation) -> None:
         try:
             if not self._stopping.is_set():
                 self.orchestrator.run(action_id, cancel)
@@ -142,7 +150,9 @@ class ActionRuntime:
             resumed.append(action_id)
             if self.resend_after > 0:
                 self._resumed[action_id] = now
-            log.info("sweeper: action %s was orphaned; %s", action_id, self.resumed_means)
+            with about_action(action_id):
+                log.info("sweeper: action %s was orphaned; %s", action_id, self.resumed_means)
+        self.metrics.actions_resumed(len(resumed))
         for action_id, when in list(self._resumed.items()):
             if now - when > 4 * self.resend_after:
                 del self._resumed[action_id]

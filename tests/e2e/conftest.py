@@ -102,8 +102,9 @@ class Service:
 
 
 @pytest.fixture
-def product(tmp_path):
-    """Emulator + seeded database + stand-ins + the server; everything gone afterwards."""
+def product(tmp_path, request):
+    """Emulator + seeded database + stand-ins + the server; everything gone afterwards.
+    Settings of a test's own: parametrize ``product`` indirectly with a dict of them."""
     from lambda_testbed import standins
 
     state = tmp_path / "state"
@@ -134,6 +135,7 @@ def product(tmp_path):
         "LAMBDA_POLL_INTERVAL": "0.2",
         "LAMBDA_LEASE_SECONDS": "6",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        **getattr(request, "param", {}),
     })
     env.pop("LAMBDA_CONFIG", None)
     subprocess.run([sys.executable, "-m", "api.cli", "seed", str(seed_file)], env=env,

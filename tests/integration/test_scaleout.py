@@ -23,6 +23,7 @@ import pytest
 import requests
 from cryptography.fernet import Fernet
 from kombu import Connection
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from api.adapters import proctree
@@ -87,6 +88,14 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} of a Prometheus exposition."""
+    resp = requests.get(url, timeout=10)
+    assert resp.status_code == 200, resp.text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(resp.text) for s in family.samples}
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
@@ -203,7 +212,10 @@ class Cluster:
 
     def start_worker(self, concurrency: int = 2, **env) -> subprocess.Popen:
         name = f"worker-{len(self.procs)}"
-        proc = self._spawn(["worker", "--concurrency", str(concurrency)], name, env)
+        metrics = f"127.0.0.1:{free_port()}"  # each worker serves its metrics on its own
+        proc = self._spawn(["worker", "--concurrency", str(concurrency)], name,
+                           {"LAMBDA_WORKER_METRICS_BIND": metrics, **env})
+        proc.metrics_url = f"http://{metrics}/metrics"
         wait_for(lambda: self._ready(proc, " ready."), 60, f"{name} to be ready")
         return proc
 
@@ -476,5 +488,15 @@ def test_redis_restart_mid_run_loses_no_action(make_cluster, tmp_path, postgres_
         assert all(cluster.instance(k).status.name == "STARTED" for k in (1, 2, 3))
         assert worker.poll() is None
         assert "sent it again" in worker.log_path.read_text()
+        # The worker's own metrics endpoint counts what it ran and resumed; the API's
+        # counts the publish the broker refused.
+        started = ("lambda_actions_total", (("kind", "start"), ("outcome", "succeeded")))
+        metrics = wait_for(lambda: (m := scrape(worker.metrics_url)).get(started) == 3 and m,
+                           10, "the worker to count its actions")
+        assert metrics[("lambda_sweeper_resumed_total", ())] >= 1
+        assert metrics[("lambda_actions_in_flight", (("kind", "start"),))] == 0
+        assert metrics[("lambda_step_duration_seconds_count",
+                        (("state", "succeeded"), ("step", "playbook")))] == 3
+        assert scrape(f"{api}/metrics")[("lambda_dispatch_failures_total", ())] >= 1
     finally:
         redis.stop()

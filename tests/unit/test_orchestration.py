@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from api.domain import services
+from api.domain import log_context, services
 from api.domain.errors import ActionCancelled, ComputeError
 from api.domain.model import ActionState, InstanceStatus, StepName, StepState, TaskResult
 from api.domain.orchestration import (
@@ -22,8 +22,8 @@ from api.domain.orchestration import (
     OrchestratorConfig,
     OrchestratorDeps,
 )
-from api.domain.ports import PlaybookResult, Server
-from tests.fakes import InMemoryUnitOfWorkFactory
+from api.domain.ports import NO_METRICS, PlaybookResult, Server
+from tests.fakes import InMemoryUnitOfWorkFactory, RecordingMetrics
 from tests.unit.test_services import ALICE, INSTANCE_ID, add_instance
 
 
@@ -74,10 +74,11 @@ class FakeRunner:
         return PlaybookResult("successful", 0, tasks)
 
 
-def make(uow_factory, compute, runner, ssh=None, worker="w1", **config):
+def make(uow_factory, compute, runner, ssh=None, worker="w1", metrics=NO_METRICS, **config):
     deps = OrchestratorDeps(uow_factory=uow_factory, compute_factory=lambda url, tok: compute,
                             runner=runner, render_inventory=lambda i: f"[master]\n{i.id}\n",
-                            decrypt_token=lambda c: c.removeprefix("enc:"), wait_for_ssh=ssh)
+                            decrypt_token=lambda c: c.removeprefix("enc:"), wait_for_ssh=ssh,
+                            metrics=metrics)
     return Orchestrator(deps, OrchestratorConfig(worker_id=worker, **config))
 
 
@@ -203,6 +204,49 @@ def test_shutdown_hands_the_action_back(uow_factory):
     with uow_factory() as uow:  # lease released: another worker may resume at once
         from api.domain.clock import utcnow
         assert uow.actions.claim(action_id, "next", utcnow(), 30) is not None
+
+
+def test_a_run_is_counted_and_its_threads_log_its_action_id(uow_factory):
+    add_instance(uow_factory)
+    seen = []
+
+    class Compute(FakeCompute):
+        def ensure_active(self, server_id, timeout, cancel=None):
+            seen.append(log_context.action_id.get())  # in a thread of the power pool
+            return super().ensure_active(server_id, timeout, cancel)
+
+    metrics = RecordingMetrics()
+    action_id = accept(uow_factory)
+    assert make(uow_factory, Compute(), FakeRunner(), metrics=metrics).run(action_id) \
+        is ActionState.SUCCEEDED
+    assert seen == [action_id, action_id]
+    assert log_context.action_id.get() is None  # the caller's context is as it was
+    assert metrics.calls == [
+        ("action_started", "start"), ("step_finished", "power_on", "succeeded"),
+        ("step_finished", "wait_ssh", "skipped"), ("step_finished", "playbook", "succeeded"),
+        ("action_ended", "start", "succeeded")]
+
+
+def test_a_failed_run_and_a_handed_back_one_are_counted_apart(uow_factory):
+    add_instance(uow_factory)
+    metrics = RecordingMetrics()
+    make(uow_factory, FakeCompute(), FakeRunner("Ensure the DataNode is running"),
+         metrics=metrics).run(accept(uow_factory))
+    assert metrics.calls[-2:] == [("step_finished", "playbook", "failed"),
+                                  ("action_ended", "start", "failed")]
+
+    cancel = Cancellation()  # a stop of the FAILED instance, handed back on shutdown
+
+    class CancellingRunner(FakeRunner):
+        def run(self, run, on_task=None, cancel=None):
+            cancel.cancel("shutdown")
+            return PlaybookResult("cancelled", None, [])
+
+    metrics.calls.clear()
+    assert make(uow_factory, FakeCompute("ACTIVE"), CancellingRunner(), metrics=metrics
+                ).run(accept(uow_factory, "stop"), cancel) is None
+    assert metrics.calls[0] == ("action_started", "stop")
+    assert metrics.calls[-1] == ("action_ended", "stop", None)
 
 
 @pytest.mark.parametrize("cipher", [None])

@@ -1,6 +1,6 @@
 """The ports are whole: every method the domain and the workers call on a repository is on
-its Protocol, and each adapter and its in-memory fake (SQL, Astakos) have each Protocol
-method with the same parameters."""
+its Protocol, and each adapter and its in-memory fake (SQL, Astakos, metrics) have each
+Protocol method with the same parameters."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.adapters.db.host_keys import SqlHostKeyRepository
 from api.adapters.db.instances import SqlInstanceRepository
 from api.adapters.db.unit_of_work import SqlUnitOfWork, UnitOfWorkFactory
 from api.adapters.identity import AstakosIdentity
+from api.adapters.metrics import PrometheusMetrics
 from api.domain import ports
 from tests.fakes import (
     FakeIdentity,
@@ -23,6 +24,7 @@ from tests.fakes import (
     InMemoryInstanceRepository,
     InMemoryUnitOfWork,
     InMemoryUnitOfWorkFactory,
+    RecordingMetrics,
 )
 
 API = Path(__file__).resolve().parents[2] / "api"
@@ -33,6 +35,7 @@ IMPLEMENTATIONS = [
     (ports.HostKeyRepository, [SqlHostKeyRepository, InMemoryHostKeyRepository]),
     (ports.UnitOfWork, [SqlUnitOfWork, InMemoryUnitOfWork]),
     (ports.UnitOfWorkFactory, [UnitOfWorkFactory, InMemoryUnitOfWorkFactory]),
+    (ports.Metrics, [PrometheusMetrics, ports.NoMetrics, RecordingMetrics]),
 ]
 DB_ADAPTER = API / "adapters" / "db"
 

@@ -57,10 +57,22 @@ def test_yaml_file_then_environment(tmp_path, monkeypatch):
     ({"LAMBDA_ANSIBLE_STRATEGY": "free"}, "auto, mitogen_linear, linear"),
     ({"LAMBDA_BROKER_CONFIRM": "maybe"}, "not true or false"),
     ({"LAMBDA_CONFIG": "/nonexistent/lambda.yml"}, "cannot read"),
+    ({"LAMBDA_LOG_FORMAT": "xml"}, "LAMBDA_LOG_FORMAT must be one of text, json"),
+    ({"LAMBDA_METRICS_ALLOW": "127.0.0.1/32,10.0.0.0/33"}, "'10.0.0.0/33' is not an"),
+    ({"LAMBDA_WORKER_METRICS_BIND": "9465"}, "must be HOST:PORT"),
 ])
 def test_bad_settings_are_clear_errors(env, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(env)
+
+
+def test_metrics_settings_default_to_loopback_and_empty_turns_them_off():
+    settings = load_settings({})
+    assert [str(n) for n in settings.metrics_allow_networks] == ["127.0.0.1/32", "::1/128"]
+    assert settings.worker_metrics_bind == "127.0.0.1:9465"
+    off = load_settings({"LAMBDA_METRICS_ALLOW": "", "LAMBDA_WORKER_METRICS_BIND": ""})
+    assert off.metrics_allow_networks == [] and off.worker_metrics_bind is None
+    assert load_settings({"LAMBDA_WORKER_METRICS_BIND": "[::1]:9465"}).worker_metrics_bind
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path):
