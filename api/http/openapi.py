@@ -327,6 +327,18 @@ DOCUMENT = {
             "summary": "This document", "security": [],
             "responses": {"200": _json({"type": "object", "required": ["openapi", "paths"]},
                                        "OpenAPI 3")}}},
+        "/metrics": {"get": {
+            "operationId": "metrics",
+            "summary": "The service's metrics, in Prometheus' text format",
+            "description": "No token: answered only to the addresses in "
+                           "LAMBDA_METRICS_ALLOW (loopback by default), others get a 403. "
+                           "Sums every worker process of the server.",
+            "security": [],
+            "responses": {
+                "200": {"description": "Prometheus' text exposition format",
+                        "content": {"text/plain": {"schema": _string()}}},
+                "403": _error(403, "Metrics are served only to the addresses the service "
+                                   "allows.")}}},
     },
 }
 
