@@ -153,6 +153,7 @@ def curl_examples(base: str) -> str:
         f"  curl -X POST {auth} -d action=start '{base}/api/lambda-instances/"
         f"{OTHER_INSTANCE_ID}/'   # someone else's: 404",
         f"  curl {base}/api/openapi.json",
+        f"  curl {base}/metrics                       # metrics (from this machine only)",
     ])
 
 
