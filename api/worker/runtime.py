@@ -100,10 +100,11 @@ class ActionRuntime:
         """Reserve and run in this thread (a Celery task's body)."""
         cancel = self.reserve(action_id)
         if cancel is None:
-            if self._stopping.is_set():
-                self._hand_back(action_id, "this process is shutting down")
-            else:
-                log.info("action %s: already running here; duplicate ignored", action_id)
+            with about_action(action_id):
+                if self._stopping.is_set():
+                    self._hand_back(action_id, "this process is shutting down")
+                else:
+                    log.info("action %s: already running here; duplicate ignored", action_id)
             return
         self.run_reserved(action_id, cancel)
 

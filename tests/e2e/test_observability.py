@@ -6,7 +6,9 @@ request or its action, and none holds a credential."""
 from __future__ import annotations
 
 import json
+import stat
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,3 +129,9 @@ def test_metrics_of_both_workers_and_json_logs_without_credentials(product):
     text = product.log_path.read_text()
     assert DEMO_TOKEN not in text and "gAAAAA" not in text
     assert product.env["LAMBDA_SECRET_KEY"] not in text
+
+    # The workers shared their metrics through a private directory, gone with the server.
+    (shared,) = Path(product.env["TMPDIR"]).glob("lambda-metrics-*")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o700
+    product.stop()
+    assert not shared.exists()
