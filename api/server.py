@@ -38,6 +38,7 @@ from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config
 from hypercorn.logging import Logger
 
+from api.http import STOPPING
 from api.logs import ACCESS_LOGGER, configure_logging
 from api.settings import Settings
 
@@ -78,11 +79,18 @@ class LifespanApp:
         self.app = None
         self.close: Callable[[], None] | None = None
         self.drains: set[asyncio.Task] = set()  # the loop keeps only weak references
+        # Set when the worker begins its graceful shutdown. Requests see it in their
+        # scope's lifespan state (``STOPPING``): an event stream, which would otherwise
+        # hold the shutdown for its whole grace time, ends at once and its client resumes
+        # from its Last-Event-ID on another worker.
+        self.stopping = asyncio.Event()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and _has_body(scope):
             await self.app(scope, receive, _draining(receive, send, self.drains))
         elif scope["type"] == "lifespan":
+            # The lifespan state is copied into every request's scope.
+            scope.setdefault("state", {})[STOPPING] = self.stopping
             await self.lifespan(receive, send)
         else:
             await self.app(scope, receive, send)
@@ -277,14 +285,22 @@ def _fork_worker(settings: Settings, build: Builder, config: Config) -> int:
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-        # hypercorn's serve() turns SIGTERM and SIGINT into a graceful shutdown.
-        asyncio.run(hypercorn_serve(LifespanApp(settings, build), config))
+        asyncio.run(_serve_worker(LifespanApp(settings, build), config))
         code = 0
     except BaseException:
         log.exception("worker %s failed", os.getpid())
     finally:
         logging.shutdown()
         os._exit(code)
+
+
+async def _serve_worker(app: LifespanApp, config: Config) -> None:
+    """hypercorn's serve, its graceful shutdown started by SIGTERM or SIGINT through the
+    app's ``stopping`` event, which open event streams also wait on."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, app.stopping.set)
+    await hypercorn_serve(app, config, shutdown_trigger=app.stopping.wait)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -22,7 +22,7 @@ from falcon.media.multipart import MultipartForm
 from api.domain import services
 from api.domain.errors import ActionNotFound, InstanceNotFound, InvalidParameter
 from api.domain.ports import NO_METRICS, Metrics
-from api.http import views
+from api.http import STOPPING, views
 from api.http.blocking import BlockingCalls, InlineCalls
 from api.http.errors import BodyTimeout, StreamsBusy
 
@@ -174,11 +174,13 @@ class ActionEventsResource:
             return
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("X-Accel-Buffering", "no")  # a proxy passes each event on at once
+        stopping = req.scope.get("state", {}).get(STOPPING)
         resp.sse = self._stream(req.context, instance_id, action_id, page,
-                                services.parse_event_id(after))
+                                services.parse_event_id(after), stopping)
 
     async def _stream(self, context, instance_id: str, action_id: str,
-                      page: services.EventPage, after: int):
+                      page: services.EventPage, after: int,
+                      stopping: asyncio.Event | None):
         self.open_streams += 1
         loop = asyncio.get_running_loop()
         try:
@@ -193,7 +195,8 @@ class ActionEventsResource:
                 if page.ended:
                     return  # the final state event is out: the stream ends with the action
                 if len(page.events) < services.EVENTS_PAGE:  # caught up: wait for more
-                    await asyncio.sleep(self.poll_interval)
+                    if await _stopped_within(stopping, self.poll_interval):
+                        return  # the client resumes from its Last-Event-ID elsewhere
                     if loop.time() - last_sent >= self.keepalive:
                         yield SSEvent(comment="keep-alive")
                         last_sent = loop.time()
@@ -208,6 +211,19 @@ class ActionEventsResource:
                     return
         finally:
             self.open_streams -= 1
+
+
+async def _stopped_within(stopping: asyncio.Event | None, seconds: float) -> bool:
+    """Wait ``seconds``, or less if the server begins to stop; True if it did."""
+    if stopping is None:  # an app not under the product's server (tests in-process)
+        await asyncio.sleep(seconds)
+        return False
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 async def read_form_body(req, timeout: float) -> bytes | None:

@@ -6,8 +6,8 @@ import signal
 
 import pytest
 
-from tests.e2e.conftest import DEMO_INSTANCE_ID
-from tests.support import port_open, wait_until
+from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
+from tests.support import join_calls, port_open, sse_events, start_calls, wait_until
 
 URL = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
 MASTER_IP = "127.42.1.1"
@@ -60,10 +60,31 @@ def test_start_then_stop_through_the_action_resource(product):
         assert not port_open(MASTER_IP, port), name
 
 
+def read_stream(product, location: str, after: int | None = None) -> list[dict]:
+    headers = {"Authorization": f"Token {DEMO_TOKEN}"}
+    if after is not None:
+        headers["Last-Event-ID"] = str(after)
+    with product.session.get(f"{product.base}{location}/events", stream=True,
+                             timeout=(5, 40), headers=headers) as resp:
+        assert resp.status_code == 200
+        return list(sse_events(resp))
+
+
 def test_a_server_restart_mid_action_resumes_it(product):
     location = start_and_wait_for_the_playbook(product)
+    streams, streamed = start_calls(lambda _: read_stream(product, location), [0])
+    wait_until(lambda: product.call("GET", location).json()["data"]["events"]["last_id"] > 0)
     product.stop(signal.SIGTERM)  # gracefully, in the middle of the playbook
+    join_calls(streams)
+    # The open stream did not hold the shutdown back: it ended as a whole response (cut
+    # off at the end of the grace time, it would raise here), before the action's end.
+    [before] = streamed
+    assert not isinstance(before, Exception), before
+    assert before and before[-1].get("state") != "succeeded"
     product.start()
+    after = read_stream(product, location, after=before[-1]["seq"])  # resumed, to the end
+    assert [e["seq"] for e in before + after] == list(range(1, len(before + after) + 1))
+    assert after[-1]["type"] == "state" and after[-1]["state"] == "succeeded", after[-1]["error"]
     action = product.wait_action(location, timeout=180)
     assert action["state"] == "succeeded", action["error"]
     # Resumed: the handed-back playbook, then the one that ran to its end. A hand-back is
