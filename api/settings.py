@@ -98,6 +98,8 @@ class Settings:
     pool_size: int = 4  # concurrent actions per process (local dispatcher)
     lease_seconds: float = 30.0  # how long a worker's claim on an action lasts unrenewed
     max_attempts: int = 3  # runs of one action before it is failed for good
+    # Seconds between a worker's reads of a running action's row for a cancel request.
+    cancel_poll_interval: float = 1.0
     identity_cache_ttl: float = 60.0
     identity_cache_size: int = 10_000  # valid tokens cached per process
     identity_negative_ttl: float = 5.0  # how long an invalid token is remembered

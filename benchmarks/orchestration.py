@@ -357,7 +357,7 @@ class OrchestrationBench:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             data = self.session.get(f"{self.base}{location}", timeout=30).json()["data"]
-            if data["state"] in ("succeeded", "failed"):
+            if data["state"] in ("succeeded", "failed", "cancelled"):
                 return data
             time.sleep(0.2)
         raise RuntimeError(f"{action} of {instance} did not end within {timeout}s")

@@ -35,7 +35,7 @@ from api.domain.model import (
 from api.domain.names import validate_instance
 from api.domain.ports import ActionClaim, HostKey, Identity, PinnedHostKey
 
-UNFINISHED = (ActionState.ACCEPTED, ActionState.RUNNING)
+UNFINISHED = tuple(state for state in ActionState if not state.finished)
 
 
 class FakeIdentity:
@@ -228,7 +228,8 @@ class InMemoryActionRepository:
         self._append(action_id, now, events)
         return ActionClaim(action_id=action.id, instance_id=action.instance_id,
                            kind=action.kind.value, attempt=action.attempts,
-                           compute_url=row.compute_url, encrypted_token=row.encrypted_token)
+                           compute_url=row.compute_url, encrypted_token=row.encrypted_token,
+                           cancel_requested_by=action.cancel_requested_by)
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
         row = self._state.actions.get(action_id)
@@ -258,6 +259,27 @@ class InMemoryActionRepository:
         self._append(action_id, now, [(STATE, row.action.attempts or None,
                                        {"state": state.value, "error": error})])
         return True
+
+    def request_cancel(self, action_id: str, by: str, now: datetime) -> bool:
+        row = self._state.actions.get(action_id)
+        if row is None or row.action.state not in UNFINISHED:
+            return False
+        if row.action.cancel_requested_at is None:
+            row.action.cancel_requested_by, row.action.cancel_requested_at = by, now
+            self._append(action_id, now, [(STATE, row.action.attempts or None, {
+                "state": row.action.state.value, "cancel_requested_by": by})])
+        return True
+
+    def cancel_requested(self, action_id: str) -> str | None:
+        row = self._state.actions.get(action_id)
+        return None if row is None else row.action.cancel_requested_by
+
+    def finish_unclaimed(self, action_id: str, state: ActionState, error: str | None,
+                         now: datetime) -> bool:
+        row = self._state.actions.get(action_id)
+        if row is None or row.lease_owner is not None:
+            return False
+        return self.finish(action_id, None, state, error, now)
 
     def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
                        ) -> list[str]:

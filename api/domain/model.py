@@ -43,10 +43,11 @@ class ActionState(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # stopped on its owner's request (see ``cancelled_message``)
 
     @property
     def finished(self) -> bool:
-        return self in (ActionState.SUCCEEDED, ActionState.FAILED)
+        return self in (ActionState.SUCCEEDED, ActionState.FAILED, ActionState.CANCELLED)
 
 
 class StepName(str, enum.Enum):
@@ -61,6 +62,8 @@ class StepState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    # Cut off by a cancel: what it did may be half done, but nothing in it went wrong.
+    CANCELLED = "cancelled"
 
 
 class HostRole(str, enum.Enum):
@@ -154,7 +157,7 @@ class Step:
 class ActionEventType(str, enum.Enum):
     """What an action event tells: the action's state, a step's, or a task's result."""
 
-    STATE = "state"  # data: state (accepted | running | succeeded | failed) and its details
+    STATE = "state"  # data: state (accepted | running | succeeded | failed | cancelled), details
     STEP = "step"  # data: name, state; once ended, message and duration
     TASK = "task"  # data: host, task, role, play, status, message, duration
 
@@ -183,5 +186,77 @@ class Action:
     error: str | None = None
     attempts: int = 0
     last_event: int = 0  # the seq of its newest event (0: none)
+    # Who asked to cancel the action, and when (the first request; None if nobody has).
+    cancel_requested_by: str | None = None
+    cancel_requested_at: datetime | None = None
     steps: list[Step] = field(default_factory=list)
     tasks: list[TaskResult] = field(default_factory=list)
+
+
+# The steps of each kind of action, in the order they run.
+STEP_ORDER: dict[ActionKind, tuple[StepName, ...]] = {
+    ActionKind.START: (StepName.POWER_ON, StepName.WAIT_SSH, StepName.PLAYBOOK),
+    ActionKind.STOP: (StepName.PLAYBOOK, StepName.POWER_OFF),
+}
+
+# What is known of an instance whose action was cancelled during a step (False) or right
+# after it ended (True): what its failure_message says besides who cancelled, and when.
+CANCEL_KNOWN: dict[tuple[ActionKind, StepName, bool], str] = {
+    (ActionKind.START, StepName.POWER_ON, False):
+        "some VMs may be on and others still off; no service was touched",
+    (ActionKind.START, StepName.POWER_ON, True): "the VMs are on; no service was touched",
+    (ActionKind.START, StepName.WAIT_SSH, False): "the VMs are on; no service was touched",
+    (ActionKind.START, StepName.WAIT_SSH, True): "the VMs are on; no service was touched",
+    (ActionKind.START, StepName.PLAYBOOK, False):
+        "the VMs are on; services may be partly started",
+    (ActionKind.START, StepName.PLAYBOOK, True): "the VMs are on and the services started",
+    (ActionKind.STOP, StepName.PLAYBOOK, False):
+        "services may be partly stopped; no VM was shut down",
+    (ActionKind.STOP, StepName.PLAYBOOK, True):
+        "the services are stopped; no VM was shut down",
+    (ActionKind.STOP, StepName.POWER_OFF, False):
+        "the services are stopped; some VMs may be off and others still on",
+    (ActionKind.STOP, StepName.POWER_OFF, True): "the services are stopped and the VMs off",
+}
+
+
+def cancelled_message(kind: ActionKind, by: str | None, step: StepName | None,
+                      ended: bool = False, detail: str | None = None) -> str:
+    """The error of a cancelled action, and its instance's failure_message.
+
+    The rule: a cancelled action always leaves its instance FAILED (the status before the
+    request is not recorded, and STOPPED, STARTED and FAILED each allow one of start and
+    stop only, FAILED both), and the message says what is known: who cancelled, the step
+    it was cut at (``ended``: right after that step ended; None: before any step began)
+    and so which VMs and services may be half way. Starting or stopping it converges from
+    there, as the actions are idempotent.
+    """
+    who = f"{kind.value} cancelled by {by or 'its owner'}"
+    if step is None:
+        return f"{who} before any step began: nothing was changed"
+    known = CANCEL_KNOWN.get((kind, step, ended), "the instance may be partly changed")
+    if ended:
+        where = f"after step {step.value}"
+    else:
+        where = f"during step {step.value}" + (f" ({detail})" if detail else "")
+    return f"{who} {where}: {known}; start or stop it to converge"
+
+
+def cancel_point(kind: ActionKind, step: StepName, began: bool
+                 ) -> tuple[StepName | None, bool]:
+    """(step, ended) for ``cancelled_message`` of a cancel seen at ``step``: during it if it
+    ``began``, else right after the step before it (None: the first step, nothing began)."""
+    if began:
+        return step, False
+    order = STEP_ORDER[kind]
+    index = order.index(step) if step in order else 0
+    return (order[index - 1], True) if index > 0 else (None, False)
+
+
+def last_step_point(steps: list[Step]) -> tuple[StepName | None, bool]:
+    """(step, ended) for ``cancelled_message`` from the steps earlier attempts recorded (an
+    action cancelled before a worker resumed it): the last one, and whether it ended well."""
+    if not steps:
+        return None, False
+    last = steps[-1]
+    return last.name, last.state in (StepState.SUCCEEDED, StepState.SKIPPED)

@@ -13,6 +13,14 @@ cancel within a fraction of a second, gives the play its kill grace (``KILL_GRAC
 ``api.adapters.ansible``) to stop on SIGTERM, then SIGKILLs it. It also absorbs the skew
 of the workers' clocks: the renewing worker's clock writes the lease's expiry, and the
 claiming worker's clock reads it.
+
+A cancel requested by the action's owner (``services.cancel_action`` writes it on the row)
+is seen by a thread beside the lease's, which reads the row every
+``cancel_poll_interval``: it cancels the action ("cancel requested"), the step in progress
+kills what it runs and ends ``cancelled``, no further step starts, and the action ends
+``cancelled`` with its instance FAILED and a message saying who cancelled, at which step,
+and what that leaves half way (``model.cancelled_message``). An action claimed with the
+request already on its row (its worker died) ends so at once, running nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from api.domain.model import (
     StepName,
     StepState,
     TaskResult,
+    cancel_point,
+    cancelled_message,
+    last_step_point,
 )
 from api.domain.names import host_aliases
 from api.domain.ports import (
@@ -54,6 +65,7 @@ log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"  # the process is stopping: hand the action back unfinished
 LEASE_LOST = "lease lost"  # another worker may own the action now: stop, write nothing
+CANCELLED = "cancel requested"  # its owner asked: stop, end it cancelled
 # The least time between cancelling on a lost lease and the lease's expiry: the runner's
 # kill (its poll, its SIGTERM grace, SIGKILL) with room to spare.
 MIN_LEASE_SAFETY = 3.0
@@ -75,10 +87,13 @@ class Cancellation(threading.Event):
 
 
 class StepFailed(Exception):
-    def __init__(self, step: StepName, message: str):
+    """A step that failed (``began``), or one that was not begun because of a cancel."""
+
+    def __init__(self, step: StepName, message: str, began: bool = True):
         super().__init__(message)
         self.step = step
         self.message = message
+        self.began = began
 
 
 @dataclass
@@ -92,6 +107,7 @@ class OrchestratorConfig:
     # None: a quarter of the lease, at least MIN_LEASE_SAFETY, at most half the lease.
     lease_safety: float | None = None
     max_attempts: int = 3
+    cancel_poll_interval: float = 1.0  # seconds between reads of a running action's row
     extravars: dict = field(default_factory=dict)
 
     @property
@@ -167,6 +183,12 @@ class Orchestrator:
 
     def _run_claimed(self, claim: ActionClaim, cancel: Cancellation) -> ActionState | None:
         kind = ActionKind(claim.kind)
+        if claim.cancel_requested_by is not None:  # asked while no worker held it
+            with self.deps.uow_factory(readonly=True) as uow:
+                earlier = uow.actions.get(claim.action_id).steps
+            return self._finish(claim, kind, cancelled_message(
+                kind, claim.cancel_requested_by, *last_step_point(earlier)),
+                ActionState.CANCELLED)
         if claim.attempt > self.config.max_attempts:
             return self._finish(claim, kind, f"{kind.value} was interrupted "
                                 f"{claim.attempt - 1} times (worker restarts or crashes); "
@@ -196,7 +218,10 @@ class Orchestrator:
                 return None
             if cancel.reason == SHUTDOWN:
                 return self._hand_back(claim)
+            if cancel.reason == CANCELLED:
+                return self._finish_cancelled(claim, kind, exc)
             return self._finish(claim, kind, failure_message(claim.action_id, kind, exc))
+        # A cancel seen after the last step ended finds nothing left to stop.
         return self._finish(claim, kind, None)
 
     # -- the two flows -------------------------------------------------------------------
@@ -251,8 +276,8 @@ class Orchestrator:
                                        cancel))
                        for h in hosts]
         if cancel.is_set():
-            raise ActionCancelled(f"stopped waiting for the VMs to become {target} "
-                                  f"({cancel.reason})")
+            raise ActionCancelled(f"stopped waiting for the VMs to become {target}"
+                                  f"{_because(cancel)}")
         errors = []
         aliases = host_aliases(h.name for h in hosts)
         for (host, future), alias in zip(futures, aliases, strict=True):
@@ -291,7 +316,7 @@ class Orchestrator:
                           limit=limit, timeout=self.config.playbook_timeout,
                           group=claim.action_id, known_hosts=known_hosts)
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
-            raise ActionCancelled(f"{playbook} was not started ({cancel.reason})")
+            raise ActionCancelled(f"{playbook} was not started{_because(cancel)}")
         recorder.start()
         try:
             result = self.deps.runner.run(run, on_task=recorder.add, cancel=cancel)
@@ -308,7 +333,9 @@ class Orchestrator:
                 f"{playbook} did not finish within {self.config.playbook_timeout:.0f}s and "
                 f"was killed{_where(result.failure)}")
         if result.status == "cancelled":
-            raise ActionCancelled(f"{playbook} was cancelled ({cancel.reason or 'unknown'})")
+            cut = result.failure
+            at = f" at task '{cut.task}' on host {cut.host}" if cut and cut.host != "-" else ""
+            raise ActionCancelled(f"{playbook} was killed{at}{_because(cancel)}")
         failure = result.failure
         if failure is None:
             raise PlaybookFailed(f"{playbook} failed with rc {result.rc}")
@@ -328,10 +355,12 @@ class Orchestrator:
             uow.commit()
         self.deps.metrics.step_finished(name.value, StepState.SKIPPED.value, 0.0)
 
-    def _finish(self, claim: ActionClaim, kind: ActionKind, error: str | None
-                ) -> ActionState | None:
+    def _finish(self, claim: ActionClaim, kind: ActionKind, error: str | None,
+                state: ActionState | None = None) -> ActionState | None:
+        """End the action (FAILED with ``error``, else SUCCEEDED, unless ``state`` says) and
+        move its instance: to the action's target on success, else to FAILED."""
         rule = ACTION_RULES[kind]
-        state = ActionState.FAILED if error else ActionState.SUCCEEDED
+        state = state or (ActionState.FAILED if error else ActionState.SUCCEEDED)
         with self.deps.uow_factory() as uow:
             if not uow.actions.finish(claim.action_id, self.config.worker_id, state, error,
                                       utcnow()):
@@ -343,11 +372,30 @@ class Orchestrator:
                 failure_message=error)
             uow.commit()
         if error:
-            log.warning("action %s: failed: %s", claim.action_id, error)
+            log.warning("action %s: %s: %s", claim.action_id, state.value, error)
         else:
             log.info("action %s: succeeded, instance %s is %s", claim.action_id,
                      claim.instance_id, rule.target.name)
         return state
+
+    def _finish_cancelled(self, claim: ActionClaim, kind: ActionKind, exc: BaseException
+                          ) -> ActionState | None:
+        """End an action its owner cancelled: the message names who, the step it was cut
+        at and what that leaves half way."""
+        step, ended, detail = None, False, None
+        if isinstance(exc, StepFailed):  # else cut before a step (no other code cancels)
+            step, ended = cancel_point(kind, exc.step, exc.began)
+            detail = exc.message if exc.began else None
+        with self.deps.uow_factory(readonly=True) as uow:
+            by = uow.actions.cancel_requested(claim.action_id)
+            if step is None:  # nothing began in this attempt; an earlier one may have
+                step, ended = last_step_point(uow.actions.get(claim.action_id).steps)
+        return self._finish(claim, kind, cancelled_message(kind, by, step, ended, detail),
+                            ActionState.CANCELLED)
+
+    def cancel_requested(self, action_id: str) -> str | None:
+        with self.deps.uow_factory(readonly=True) as uow:
+            return uow.actions.cancel_requested(action_id)
 
     def _hand_back(self, claim: ActionClaim) -> None:
         """Give the lease, and the attempt, back: stopping for a shutdown is no failure."""
@@ -367,6 +415,12 @@ class Orchestrator:
 
 def _where(task: TaskResult | None) -> str:
     return f" (last task '{task.task}' on host {task.host})" if task else ""
+
+
+def _because(cancel: Cancellation) -> str:
+    """Why a step stopped, for its message: a cancel of the owner's says so by the step's
+    state (``cancelled``) and the action's error; the others in words."""
+    return "" if cancel.reason == CANCELLED else f" ({cancel.reason or 'cancelled'})"
 
 
 # --- instances nothing would move on -----------------------------------------------------
@@ -448,8 +502,8 @@ class _StepContext:
         self.message = message
 
     def __enter__(self) -> _StepContext:
-        if self.cancel.is_set():
-            raise StepFailed(self.name, f"cancelled ({self.cancel.reason})")
+        if self.cancel.is_set():  # no further step starts
+            raise StepFailed(self.name, f"not begun{_because(self.cancel)}", began=False)
         with self.orchestrator.deps.uow_factory() as uow:
             self.step_id = uow.actions.start_step(self.claim.action_id, self.claim.attempt,
                                                   self.name, utcnow())
@@ -459,7 +513,9 @@ class _StepContext:
 
     def __exit__(self, exc_type, exc, _tb) -> bool:
         if exc is not None:
-            self.state = StepState.FAILED
+            # Cut off by its owner's cancel: half done, but nothing in it went wrong.
+            self.state = (StepState.CANCELLED if self.cancel.reason == CANCELLED
+                          else StepState.FAILED)
             self.message = what_was_seen(self.claim.action_id, exc)
         # With the lease lost the action may be another worker's: its row is not ours to
         # write (the next claim closes this step as interrupted).
@@ -538,13 +594,15 @@ class _TaskRecorder:
 
 
 class _LeaseKeeper:
-    """Renews the lease while the action runs; stops the action before the lease lapses.
+    """Renews the lease while the action runs; stops the action before the lease lapses,
+    or when its owner asks.
 
-    Two threads, so that a renewal stuck on a database that does not answer cannot hold
-    back the deadline: the renewer renews every ``renew_interval``, and the watchdog
-    cancels the action ("lease lost") once ``stop_before_expiry`` seconds are left of the
-    lease the last successful renewal wrote. A renewal that finds the lease taken (another
-    worker claimed the action) cancels at once.
+    Three threads, so that a read or a renewal stuck on a database that does not answer
+    cannot hold back the deadline: the renewer renews every ``renew_interval``, and the
+    watchdog cancels the action ("lease lost") once ``stop_before_expiry`` seconds are left
+    of the lease the last successful renewal wrote. A renewal that finds the lease taken
+    (another worker claimed the action) cancels at once. The third reads the row every
+    ``cancel_poll_interval`` and cancels ("cancel requested") once its owner has asked.
     """
 
     def __init__(self, orchestrator: Orchestrator, action_id: str, cancel: Cancellation,
@@ -556,6 +614,7 @@ class _LeaseKeeper:
         self.lease = config.lease_seconds
         self.early = config.stop_before_expiry
         self.interval = config.renew_interval
+        self.cancel_poll = max(config.cancel_poll_interval, 0.05)
         self.deadline = claimed_at + self.lease - self.early  # time.monotonic() seconds
         self.lock = threading.Lock()
         self.done = threading.Event()
@@ -563,6 +622,8 @@ class _LeaseKeeper:
         self.threads = [
             threading.Thread(target=carry(self._renew), name=f"lease-{name}", daemon=True),
             threading.Thread(target=carry(self._watch), name=f"lease-watch-{name}",
+                             daemon=True),
+            threading.Thread(target=carry(self._poll_cancel), name=f"cancel-poll-{name}",
                              daemon=True),
         ]
 
@@ -610,3 +671,17 @@ class _LeaseKeeper:
                 return
         self._lost(f"no lease renewal succeeded in time ({self.early:.1f}s of the lease "
                    "left)")
+
+    def _poll_cancel(self) -> None:
+        while not self.done.wait(self.cancel_poll):
+            if self.cancel.is_set():
+                return  # stopping already (a shutdown, a lost lease)
+            try:
+                by = self.orchestrator.cancel_requested(self.action_id)
+            except Exception as exc:  # the database away: the lease's threads see to it
+                log.debug("action %s: cannot read a cancel request: %s", self.action_id, exc)
+                continue
+            if by is not None:
+                log.info("action %s: cancel requested by %s; stopping it", self.action_id, by)
+                self.cancel.cancel(CANCELLED)
+                return

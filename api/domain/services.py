@@ -23,6 +23,8 @@ from api.domain.model import (
     ActionState,
     Instance,
     InstanceStatus,
+    cancelled_message,
+    last_step_point,
 )
 from api.domain.ports import Identity, UnitOfWorkFactory
 
@@ -228,3 +230,52 @@ def action_events(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instan
     newest = events[-1].seq if events else after
     return EventPage(events=events,
                      ended=action.state.finished and newest >= action.last_event)
+
+
+def ended_detail(state: ActionState) -> str:
+    return f"The action has already ended ({state.value})."
+
+
+def cancel_action(uow_factory: UnitOfWorkFactory, identity: Identity, raw_instance_id: str,
+                  action_id: str) -> Action:
+    """Ask to cancel the caller's action; return the action as it then stands.
+
+    The request is written on the action's row, which every process reads, in one
+    conditional UPDATE on an unfinished action (the first request's author and time stay).
+    Then:
+
+    - no worker holds the action (accepted and not claimed yet, or handed back on a
+      shutdown): it is ended here, in the same transaction, ``cancelled``, and its instance
+      set FAILED (the rule in ``model.cancelled_message``). A worker's claim is a
+      conditional UPDATE on the same row, so exactly one of the two wins.
+    - a worker holds it: the worker polls the row every ``LAMBDA_CANCEL_POLL_INTERVAL``,
+      kills what runs (the playbook's whole process tree, the power waits), starts no
+      further step and ends the action ``cancelled`` itself.
+    - its lease expired (its worker died or stalled): left to the sweeper, whose claim
+      sees the request and ends the action without running a step. An expired lease does
+      not prove its worker stopped (a stalled one renews and goes on), and a claimed
+      action's end is written by whoever holds its lease, never beside it.
+
+    An action that ends by itself before its worker sees the request ends as it would
+    have. 404 as the action resource (``InstanceNotFound``, ``ActionNotFound``); once the
+    action has ended, ``ActionConflict`` (409).
+    """
+    instance = get_instance(uow_factory, identity, raw_instance_id)
+    now = utcnow()
+    with uow_factory() as uow:
+        action = uow.actions.get(action_id, instance_id=instance.id, owner=identity.user_id)
+        if action is None:
+            raise ActionNotFound(action_id)
+        if action.state.finished or not uow.actions.request_cancel(
+                action.id, identity.user_id, now):
+            current = uow.actions.get(action.id)  # it may have ended since we read it
+            raise ActionConflict(ended_detail(current.state))
+        by = action.cancel_requested_by or identity.user_id
+        message = cancelled_message(action.kind, by, *last_step_point(action.steps))
+        if uow.actions.finish_unclaimed(action.id, ActionState.CANCELLED, message, now):
+            uow.instances.compare_and_set_status(
+                instance.id, {ACTION_RULES[action.kind].transitional}, InstanceStatus.FAILED,
+                failure_message=message)
+        action = uow.actions.get(action.id)
+        uow.commit()
+    return action

@@ -72,4 +72,6 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
                   ActionEventsResource(uow_factory, reads, poll_interval=events_poll_interval,
                                        keepalive=events_keepalive,
                                        max_streams=event_streams))
+    app.add_route("/api/lambda-instances/{instance_id}/actions/{action_id}/cancel", instance,
+                  suffix="cancel")
     return app

@@ -51,6 +51,7 @@ _ACTION_ID = {"name": "action_id", "in": "path", "required": True,
 _UNAUTHORIZED = _ref("responses", "Unauthorized")
 _UNAVAILABLE = _ref("responses", "IdentityUnavailable")
 _NOT_FOUND = _error(404, "The specified lambda instance doesn't exist.")
+_ACTION_STATES = ["accepted", "running", "succeeded", "failed", "cancelled"]
 _STATUS_MESSAGES = ["STARTED", "STOPPED", "PENDING", "STARTING", "STOPPING", "DESTROYING",
                     "DESTROYED", "SCALING_UP", "SCALING_DOWN", "FAILED"]
 
@@ -86,11 +87,15 @@ SCHEMAS = {
     "ActionRequest": _object({"action": _string(enum=["start", "stop"])}),
     "ActionSummary": _object({
         "id": _string(format="uuid"), "action": _string(enum=["start", "stop"]),
-        "state": _string(enum=["accepted", "running", "succeeded", "failed"]),
+        "state": _string(enum=_ACTION_STATES),
         "href": _string(format="uri-reference")}),
+    # Who asked to cancel the action and when; null while nobody has.
+    "ActionCancel": {"allOf": [_ref("schemas", "ActionSummary"), _object({
+        "cancel_requested_by": _nullable(_string()),
+        "cancel_requested_at": _DATE_TIME})]},
     "Step": _object({
         "name": _string(enum=["power_on", "wait_ssh", "playbook", "power_off"]),
-        "state": _string(enum=["running", "succeeded", "failed", "skipped"]),
+        "state": _string(enum=["running", "succeeded", "failed", "skipped", "cancelled"]),
         "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
     "TaskResult": _object({
@@ -103,13 +108,13 @@ SCHEMAS = {
                                                                           "task"]),
         "at": _string(format="date-time"), "attempt": _nullable({"type": "integer"}),
     }),
-    "ActionHistoryItem": {"allOf": [_ref("schemas", "ActionSummary"), _object({
+    "ActionHistoryItem": {"allOf": [_ref("schemas", "ActionCancel"), _object({
         "requested_by": _string(),
         "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
         "attempts": {"type": "integer", "minimum": 0},
         "error": _nullable(_string()),
     })]},
-    "Action": {"allOf": [_ref("schemas", "ActionSummary"), _object({
+    "Action": {"allOf": [_ref("schemas", "ActionCancel"), _object({
         "instance": _object({"id": _string(format="uuid"),
                              "status": _ref("schemas", "Status")}),
         "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
@@ -129,6 +134,11 @@ _ACCEPTED = _object({
     "status": _object({"code": {"type": "integer", "enum": [202]},
                        "short-description": _string(enum=["Your request has been accepted"])}),
     "data": _object({"action": _ref("schemas", "ActionSummary")}),
+}, required=["status"])
+
+_CANCEL_ACCEPTED = _object({
+    "status": _ACCEPTED["properties"]["status"],
+    "data": _object({"action": _ref("schemas", "ActionCancel")}),
 }, required=["status"])
 
 _PAGINATION = _object({
@@ -174,9 +184,10 @@ _EVENTS_DESCRIPTION = (
     "Every event is stored with the action and numbered 1, 2, 3... per action, so a "
     "client that reconnects with `Last-Event-ID: n` (or `?after=n`) gets exactly the "
     "events after n; the action resource's `events.last_id` is the last one its own read "
-    "has seen. Types: `state` (`state`: accepted, running, succeeded or failed; with "
-    "`kind` and `requested_by` when accepted, `error` when ended, `handed_back` when a "
-    "stopping worker gave it back), `step` (`name`, `state`; once ended `message` and "
+    "has seen. Types: `state` (`state`: accepted, running, succeeded, failed or "
+    "cancelled; with `kind` and `requested_by` when accepted, `error` when ended, "
+    "`handed_back` when a stopping worker gave it back, `cancel_requested_by` when its "
+    "owner asked to cancel it), `step` (`name`, `state`; once ended `message` and "
     "`duration`, and `interrupted` when a later attempt closed it), `task` (`host`, "
     "`task`, `role`, `play`, `status`: ok, changed, failed, unreachable or skipped, "
     "`message`, `duration`). Each event's JSON also has `seq`, `type`, `at` and "
@@ -322,6 +333,26 @@ DOCUMENT = {
                         "headers": {"Retry-After": {
                             "required": True, "description": "Seconds",
                             "schema": {"type": "integer", "minimum": 0}}}}}}},
+        "/api/lambda-instances/{instance_id}/actions/{action_id}/cancel": {"post": {
+            "operationId": "cancelAction",
+            "summary": "Cancel an action that has not ended",
+            "description": "202 once the request is recorded. An action no worker has "
+                           "taken yet ends `cancelled` at once; a running one is stopped "
+                           "by its worker within about a second (its playbook's processes "
+                           "killed, no further step started) and ends `cancelled`. Either "
+                           "way the instance ends FAILED, its failure_message saying who "
+                           "cancelled, at which step, and what may be half way; start and "
+                           "stop are both allowed from there. No request body is read.",
+            "parameters": [_INSTANCE_ID, _ACTION_ID],
+            "responses": {
+                "202": {**_json(_CANCEL_ACCEPTED, "The cancel is recorded; the Location "
+                                                  "header names the action"),
+                        "headers": {"Location": {"required": True, "schema": _string(
+                            format="uri-reference")}}},
+                "401": _UNAUTHORIZED,
+                "404": _error(404, "The specified action doesn't exist."),
+                "409": _error(409, "The action has already ended (succeeded)."),
+                "503": _UNAVAILABLE}}},
         "/api/openapi.json": {"get": {
             "operationId": "openapi",
             "summary": "This document", "security": [],

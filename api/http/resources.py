@@ -129,6 +129,16 @@ class InstanceResource:
         resp.media = {"status": {"short_description": "Lambda instance action", "code": 200},
                       "data": views.action_details(action, instance)}
 
+    async def on_post_cancel(self, req, resp, instance_id, action_id):
+        """Ask to cancel the action: 202 once the request is on its row (the action may
+        already be ``cancelled``, or its worker stops it within moments); 409 once it has
+        ended. The body, if any, is not read."""
+        action = await self.writes(services.cancel_action, self.uow_factory,
+                                   req.context.identity, instance_id, action_id)
+        resp.status = falcon.HTTP_202
+        resp.location = views.action_path(action.instance_id, action.id)
+        resp.media = {"status": ACCEPTED, "data": {"action": views.action_cancel(action)}}
+
 
 class ActionEventsResource:
     """An action's events as Server-Sent Events, read from the database.

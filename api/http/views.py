@@ -53,10 +53,19 @@ def action_summary(action: Action) -> dict:
             "href": action_path(action.instance_id, action.id)}
 
 
+def action_cancel(action: Action) -> dict:
+    """An action as a cancel request leaves it: its state, and who asked to cancel it, when."""
+    return {
+        **action_summary(action),
+        "cancel_requested_by": action.cancel_requested_by,
+        "cancel_requested_at": isoformat(action.cancel_requested_at),
+    }
+
+
 def action_history_item(action: Action) -> dict:
     """One action of an instance's history: what was asked, by whom, when, and how it ended."""
     return {
-        **action_summary(action),
+        **action_cancel(action),
         "requested_by": action.owner,
         "created_at": isoformat(action.created_at),
         "started_at": isoformat(action.started_at),
@@ -73,7 +82,7 @@ def action_details(action: Action, instance: Instance) -> dict:
                                               "unreachable": 0, "skipped": 0})
         counts[task.status] = counts.get(task.status, 0) + 1
     return {
-        **action_summary(action),
+        **action_cancel(action),
         "instance": {"id": instance.id, "status": instance.status.as_dict()},
         "created_at": isoformat(action.created_at),
         "started_at": isoformat(action.started_at),

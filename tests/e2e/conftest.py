@@ -95,7 +95,7 @@ class Service:
         data = None
         while time.monotonic() < deadline:
             data = self.call("GET", location).json()["data"]
-            if data["state"] in ("succeeded", "failed"):
+            if data["state"] in ("succeeded", "failed", "cancelled"):
                 return data
             time.sleep(0.5)
         raise AssertionError(f"action never ended: {data}")

@@ -121,7 +121,7 @@ class Demo:
         while time.monotonic() < deadline:
             data = self.session.get(f"{self.base}{location}", headers=headers,
                                     timeout=10).json()["data"]
-            if data["state"] in ("succeeded", "failed"):
+            if data["state"] in ("succeeded", "failed", "cancelled"):
                 return data
             time.sleep(0.5)
         raise AssertionError(f"the action never ended: {data}")

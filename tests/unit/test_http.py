@@ -242,7 +242,8 @@ def test_openapi_is_public_and_lists_every_route(client):
     assert set(resp.json["paths"]) >= {
         "/api/authenticate/", "/api/lambda-instances/",
         "/api/lambda-instances/{instance_id}/",
-        "/api/lambda-instances/{instance_id}/actions/{action_id}"}
+        "/api/lambda-instances/{instance_id}/actions/{action_id}",
+        "/api/lambda-instances/{instance_id}/actions/{action_id}/cancel"}
 
 
 def test_token_is_stored_encrypted_only(client, uow_factory, cipher):
@@ -341,3 +342,26 @@ def test_deeply_nested_json_is_no_action(client, body):
     resp = client.simulate_post(URL, body=body,
                                 headers={**AUTH, "Content-Type": "application/json"})
     assert resp.status_code == 400 and resp.json == BAD_ACTION
+
+
+def test_cancel_is_202_then_409_and_404_unless_the_callers_action(client):
+    location = client.simulate_post(URL, **form("start")).headers["Location"]
+    resp = client.simulate_post(f"{location}/cancel", headers=AUTH)
+    assert resp.status_code == 202 and resp.headers["Location"] == location
+    assert resp.json["status"] == ACCEPTED
+    action = resp.json["data"]["action"]
+    # Not claimed yet (this app's dispatcher only records): ended at once.
+    assert (action["state"], action["cancel_requested_by"]) == ("cancelled", "alice-uuid")
+    again = client.simulate_post(f"{location}/cancel", headers=AUTH)
+    assert (again.status_code, again.json) == (409, {"errors": [{
+        "status": 409, "detail": "The action has already ended (cancelled)."}]})
+    bob = client.simulate_post(f"{location}/cancel",
+                               headers={"Authorization": f"Token {BOB_TOKEN}"})
+    assert (bob.status_code, bob.json) == (404, NOT_FOUND)
+    unknown = client.simulate_post(f"{URL}actions/nope/cancel", headers=AUTH)
+    assert unknown.json == {"errors": [{"status": 404,
+                                        "detail": "The specified action doesn't exist."}]}
+    [item] = client.simulate_get(f"{URL}actions/", headers=AUTH).json["data"]
+    assert item["state"] == "cancelled" and item["cancel_requested_at"] is not None
+    details = client.simulate_get(URL, headers=AUTH).json["data"][0]["status"]
+    assert details["message"] == "FAILED" and "nothing was changed" in details["failure_message"]

@@ -15,6 +15,7 @@ from api.domain import log_context, services
 from api.domain.errors import ActionCancelled, ComputeError
 from api.domain.model import ActionState, InstanceStatus, StepName, StepState, TaskResult
 from api.domain.orchestration import (
+    CANCELLED,
     INTERNAL_ERROR,
     LEASE_LOST,
     Cancellation,
@@ -406,6 +407,84 @@ def test_a_cancel_keeps_its_first_reason_unless_the_lease_is_lost():
     cancel.cancel(LEASE_LOST)
     cancel.cancel("shutdown")
     assert cancel.reason == LEASE_LOST
+
+
+# --- the owner's cancel -----------------------------------------------------------------------
+
+KEEP_GOING = "; start or stop it to converge"
+
+
+@pytest.mark.parametrize(("where", "steps", "error"), [
+    ("playbook", [(StepName.POWER_ON, StepState.SUCCEEDED),
+                  (StepName.WAIT_SSH, StepState.SKIPPED),
+                  (StepName.PLAYBOOK, StepState.CANCELLED)],
+     "start cancelled by alice-uuid during step playbook (lambda-start.yml was killed): "
+     "the VMs are on; services may be partly started"),
+    ("power", [(StepName.POWER_ON, StepState.CANCELLED)],
+     "start cancelled by alice-uuid during step power_on (stopped waiting for the VMs to "
+     "become ACTIVE): some VMs may be on and others still off; no service was touched"),
+])
+def test_the_owners_cancel_stops_the_step_and_ends_the_action_cancelled(
+        uow_factory, where, steps, error):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    compute = WaitingCompute() if where == "power" else FakeCompute()
+    runner, outcome = HangingRunner(), []
+    orchestrator = make(uow_factory, compute, runner, cancel_poll_interval=0.05)
+    thread = threading.Thread(target=lambda: outcome.append(orchestrator.run(action_id)))
+    thread.start()
+    if where == "power":
+        compute.waiting.wait(timeout=10)  # both VMs are being waited for
+    else:
+        assert runner.started.wait(timeout=10)
+    held = services.cancel_action(uow_factory, ALICE, INSTANCE_ID, action_id)
+    assert held.state is ActionState.RUNNING  # the worker holding it ends it
+    thread.join(timeout=10)
+    assert not thread.is_alive() and outcome == [ActionState.CANCELLED]
+    action, instance = load(uow_factory, action_id)
+    assert action.error == error + KEEP_GOING
+    assert action.cancel_requested_by == "alice-uuid"
+    assert [(s.name, s.state) for s in action.steps] == steps
+    assert instance.status is InstanceStatus.FAILED
+    assert instance.failure_message == action.error
+    assert runner.reasons == ([CANCELLED] if where == "playbook" else [])
+
+
+def test_a_cancel_between_steps_starts_no_further_step(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+
+    def ssh_then_cancel(hosts, timeout, cancel):  # the owner asks while SSH is awaited
+        services.cancel_action(uow_factory, ALICE, INSTANCE_ID, action_id)
+        assert cancel.wait(timeout=10)
+
+    runner = FakeRunner()
+    state = make(uow_factory, FakeCompute(), runner, ssh=ssh_then_cancel,
+                 cancel_poll_interval=0.05).run(action_id)
+    action, _ = load(uow_factory, action_id)
+    assert state is ActionState.CANCELLED and runner.runs == []
+    assert [s.name for s in action.steps] == [StepName.POWER_ON, StepName.WAIT_SSH]
+    assert action.error == ("start cancelled by alice-uuid after step wait_ssh: the VMs are "
+                            "on; no service was touched" + KEEP_GOING)
+
+
+def test_a_resumed_action_with_a_cancel_on_its_row_ends_at_claim_running_nothing(uow_factory):
+    from api.domain.clock import utcnow
+
+    add_instance(uow_factory, status=InstanceStatus.STARTED)
+    action_id = accept(uow_factory, "stop")
+    with uow_factory() as uow:  # attempt 1 begins its playbook, then its worker dies
+        claim = uow.actions.claim(action_id, "dead", utcnow(), 0)
+        uow.actions.start_step(action_id, claim.attempt, StepName.PLAYBOOK, utcnow())
+        uow.commit()
+    services.cancel_action(uow_factory, ALICE, INSTANCE_ID, action_id)
+    compute, runner = FakeCompute("ACTIVE"), FakeRunner()
+    assert make(uow_factory, compute, runner).run(action_id) is ActionState.CANCELLED
+    action, instance = load(uow_factory, action_id)
+    assert compute.calls == [] and runner.runs == []
+    assert action.error == ("stop cancelled by alice-uuid during step playbook: services may "
+                            "be partly stopped; no VM was shut down" + KEEP_GOING)
+    assert instance.status is InstanceStatus.FAILED
 
 
 # --- the lease ----------------------------------------------------------------------------

@@ -9,8 +9,17 @@ import uuid
 import pytest
 
 from api.domain import services
-from api.domain.errors import ActionConflict, InstanceNotFound, InvalidAction
-from api.domain.model import ActionKind, ActionState, Host, HostRole, Instance, InstanceStatus
+from api.domain.clock import utcnow
+from api.domain.errors import ActionConflict, ActionNotFound, InstanceNotFound, InvalidAction
+from api.domain.model import (
+    ActionKind,
+    ActionState,
+    Host,
+    HostRole,
+    Instance,
+    InstanceStatus,
+    StepName,
+)
 from api.domain.ports import Identity
 from tests.fakes import InMemoryUnitOfWorkFactory
 
@@ -149,3 +158,75 @@ def test_list_pages_and_rejects_negative_limit(uow_factory):
     assert total == 5 and [i.id[-1] for i in page] == ["1", "2"]
     with pytest.raises(Exception, match="negative"):
         services.list_instances(uow_factory, ALICE, -1, 0)
+
+
+# --- cancel ---------------------------------------------------------------------------------
+
+
+def cancel(uow_factory, action_id, identity=ALICE, instance_id=INSTANCE_ID):
+    return services.cancel_action(uow_factory, identity, instance_id, action_id)
+
+
+def test_cancel_ends_an_unclaimed_action_at_once_and_then_is_a_409(uow_factory):
+    add_instance(uow_factory)
+    action_id = request(uow_factory).action.id
+    cancelled = cancel(uow_factory, action_id)
+    assert cancelled.state is ActionState.CANCELLED and cancelled.finished_at is not None
+    assert cancelled.cancel_requested_by == "alice-uuid"
+    assert cancelled.error == "start cancelled by alice-uuid before any step began: " \
+                              "nothing was changed"
+    with uow_factory() as uow:
+        instance = uow.instances.get(INSTANCE_ID)
+        # The worker the dispatch reaches finds it ended: nothing runs.
+        assert uow.actions.claim(action_id, "w1", utcnow(), 30) is None
+    assert instance.status is InstanceStatus.FAILED
+    assert instance.failure_message == cancelled.error
+    with pytest.raises(ActionConflict) as info:
+        cancel(uow_factory, action_id)
+    assert info.value.detail == "The action has already ended (cancelled)."
+    assert request(uow_factory).action.kind is ActionKind.START  # FAILED allows a start
+
+
+def test_cancel_of_a_held_action_is_left_to_its_worker_until_it_is_handed_back(uow_factory):
+    add_instance(uow_factory)
+    action_id = request(uow_factory).action.id
+    with uow_factory() as uow:  # a worker holds it; its lease has already lapsed
+        assert uow.actions.claim(action_id, "w1", utcnow(), 0) is not None
+        uow.commit()
+    first = cancel(uow_factory, action_id)
+    assert first.state is ActionState.RUNNING and first.cancel_requested_by == "alice-uuid"
+    # An expired lease is no proof its worker stopped: the next claim sees the request.
+    with uow_factory() as uow:
+        claim = uow.actions.claim(action_id, "w2", utcnow(), 60)
+        assert claim.cancel_requested_by == "alice-uuid"
+        assert uow.actions.cancel_requested(action_id) == "alice-uuid"
+        uow.actions.start_step(action_id, claim.attempt, StepName.PLAYBOOK, utcnow())
+        uow.commit()
+    again = cancel(uow_factory, action_id)
+    assert again.state is ActionState.RUNNING  # w2 holds it: w2 ends it
+    assert again.cancel_requested_at == first.cancel_requested_at  # the first request stays
+    with uow_factory() as uow:  # handed back on a shutdown: nobody holds it now
+        uow.actions.release(action_id, "w2", utcnow())
+        uow.commit()
+    ended = cancel(uow_factory, action_id)
+    assert ended.state is ActionState.CANCELLED
+    assert ended.error.startswith("start cancelled by alice-uuid during step playbook: the "
+                                  "VMs are on; services may be partly started")
+
+
+def test_cancel_is_404_unless_the_callers_action_and_409_once_ended(memory):
+    other = "00000000-0000-0000-0000-0000000000aa"
+    add_instance(memory)
+    add_instance(memory, instance_id=other)
+    action_id = request(memory).action.id
+    with pytest.raises(InstanceNotFound):
+        cancel(memory, action_id, identity=BOB)
+    for instance_id, wrong in ((other, action_id), (INSTANCE_ID, "nope")):
+        with pytest.raises(ActionNotFound):
+            cancel(memory, wrong, instance_id=instance_id)
+    with memory() as uow:
+        uow.actions.finish(action_id, None, ActionState.SUCCEEDED, None, utcnow())
+        uow.commit()
+    with pytest.raises(ActionConflict) as info:
+        cancel(memory, action_id)
+    assert info.value.detail == "The action has already ended (succeeded)."

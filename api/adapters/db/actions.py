@@ -25,7 +25,8 @@ from api.domain.model import (
 )
 from api.domain.ports import ActionClaim
 
-UNFINISHED = (ActionState.ACCEPTED.value, ActionState.RUNNING.value)
+# accepted, running; every other state (succeeded, failed, cancelled) is final.
+UNFINISHED = tuple(state.value for state in ActionState if not state.finished)
 TASK_MESSAGE_LIMIT = 2000  # characters of a task's message kept
 _INSERT_ACTION = insert(actions)  # built once: the accept path's inserts (see instances.py)
 _INSERT_EVENT = insert(action_events)
@@ -168,6 +169,7 @@ class SqlActionRepository:
             attempt=row["attempts"],
             compute_url=row["compute_url"],
             encrypted_token=row["encrypted_token"],
+            cancel_requested_by=row["cancel_requested_by"],
         )
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
@@ -223,6 +225,51 @@ class SqlActionRepository:
                 lease_owner=None,
                 lease_expires_at=None,
             )
+            .returning(actions.c.attempts)
+        ).first()
+        if finished is None:
+            return False
+        self._append(action_id, now, [(STATE, finished.attempts or None,
+                                       {"state": state.value, "error": error})])
+        return True
+
+    # -- cancel --------------------------------------------------------------------------
+
+    def request_cancel(self, action_id: str, by: str, now: datetime) -> bool:
+        """Record the request on the unfinished action, with its event; a first request's
+        author and time stay (a repeated one changes nothing). False if it has ended."""
+        first = self._conn.execute(
+            update(actions)
+            .where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED),
+                   actions.c.cancel_requested_at.is_(None))
+            .values(cancel_requested_by=by, cancel_requested_at=now)
+            .returning(actions.c.state, actions.c.attempts)
+        ).first()
+        if first is not None:
+            self._append(action_id, now, [(STATE, first.attempts or None, {
+                "state": first.state, "cancel_requested_by": by})])
+            return True
+        state = self._conn.execute(
+            select(actions.c.state).where(actions.c.id == action_id)).scalar()
+        return state in UNFINISHED
+
+    def cancel_requested(self, action_id: str) -> str | None:
+        """Who asked to cancel the action (None: nobody); the worker's poll, by primary key."""
+        return self._conn.execute(
+            select(actions.c.cancel_requested_by).where(actions.c.id == action_id)
+        ).scalar()
+
+    def finish_unclaimed(self, action_id: str, state: ActionState, error: str | None,
+                         now: datetime) -> bool:
+        """End the action if it is unfinished and no worker holds it (never claimed, or
+        handed back), with its final state event: one conditional UPDATE, so a worker's
+        claim and this never both win."""
+        finished = self._conn.execute(
+            update(actions)
+            .where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED),
+                   actions.c.lease_owner.is_(None))
+            .values(state=state.value, error=error, finished_at=now, encrypted_token=None,
+                    lease_expires_at=None)
             .returning(actions.c.attempts)
         ).first()
         if finished is None:
@@ -387,6 +434,8 @@ def _action(row, steps: list[Step] | None = None, tasks: list[TaskResult] | None
         error=row["error"],
         attempts=row["attempts"],
         last_event=row["last_event"],
+        cancel_requested_by=row["cancel_requested_by"],
+        cancel_requested_at=row["cancel_requested_at"],
         steps=steps or [],
         tasks=tasks or [],
     )

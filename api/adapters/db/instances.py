@@ -125,7 +125,7 @@ class SqlInstanceRepository:
         transitional = [rule.transitional.name for rule in ACTION_RULES.values()]
         live_action = exists().where(
             actions.c.instance_id == instances.c.id,
-            actions.c.state.in_([ActionState.ACCEPTED.value, ActionState.RUNNING.value]),
+            actions.c.state.in_([s.value for s in ActionState if not s.finished]),
         )
         rows = self._conn.execute(
             select(instances.c.id, instances.c.status)

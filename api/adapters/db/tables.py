@@ -76,6 +76,10 @@ actions = Table(
     # The seq of the action's newest event: an appender takes the next ones by raising it
     # (see ``SqlActionRepository._append``).
     Column("last_event", Integer, nullable=False, default=0, server_default=text("0")),
+    # Who asked to cancel the action, and when: the worker holding it polls these
+    # (migration 0007).
+    Column("cancel_requested_by", String(64)),
+    Column("cancel_requested_at", DateTime),
     Index("ix_actions_instance", "instance_id", "created_at"),
     Index("ix_actions_state", "state"),
 )
