@@ -3,6 +3,9 @@
 Real Hadoop and Kafka cannot be had on this kind of machine, so the roles are exercised
 against small distributions that honour the real command lines, config files, ports and pid
 files. ``install(dest)`` lays them out and returns the homes as the roles' variables.
+
+For tests: while the file named by ``LAMBDA_STANDIN_HOLD`` (in the daemons' environment)
+exists, every daemon waits before coming up, so a play can be caught in the middle.
 """
 
 from __future__ import annotations

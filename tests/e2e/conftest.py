@@ -104,7 +104,8 @@ class Service:
 @pytest.fixture
 def product(tmp_path, request):
     """Emulator + seeded database + stand-ins + the server; everything gone afterwards.
-    Settings of a test's own: parametrize ``product`` indirectly with a dict of them."""
+    Settings of a test's own: parametrize ``product`` indirectly with a dict of them;
+    ``{state}`` in a value is the state directory."""
     from lambda_testbed import standins
 
     state = tmp_path / "state"
@@ -135,7 +136,8 @@ def product(tmp_path, request):
         "LAMBDA_POLL_INTERVAL": "0.2",
         "LAMBDA_LEASE_SECONDS": "6",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
-        **getattr(request, "param", {}),
+        **{name: value.format(state=state)
+           for name, value in getattr(request, "param", {}).items()},
     })
     env.pop("LAMBDA_CONFIG", None)
     subprocess.run([sys.executable, "-m", "api.cli", "seed", str(seed_file)], env=env,

@@ -81,6 +81,21 @@ def stop_pid(pid: int, timeout: float) -> bool:
 
 # --- daemonizing ---------------------------------------------------------------------------
 
+# A test's hold on daemon starts: while the file this names exists, a daemon waits, up to
+# HOLD_MAX seconds, before it comes up, and the play waits for its port meanwhile. A play
+# is held in the middle, to be cut there, with no sleep in the roles.
+HOLD_ENV = "LAMBDA_STANDIN_HOLD"
+HOLD_MAX = 300.0
+
+
+def hold_start() -> None:
+    path = os.environ.get(HOLD_ENV)
+    if not path:
+        return
+    deadline = time.monotonic() + HOLD_MAX
+    while os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
 
 class Notifier:
     """Tells the launcher (still waiting on a pipe) whether the daemon came up."""
@@ -135,6 +150,7 @@ def spawn(run, *, pidfile: Path | None, outfile: Path, wait: float = 10.0) -> in
             if pidfile is not None:
                 pidfile.parent.mkdir(parents=True, exist_ok=True)
                 pidfile.write_text(f"{os.getpid()}\n")
+            hold_start()
             run(notifier)
         except StartError as exc:
             log.error("%s", exc)
