@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from api.adapters import proctree
+from api.adapters.ansible import RUN_GROUP_ENV
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
 from api.adapters.db.tables import actions, steps
@@ -280,6 +281,12 @@ class Cluster:
             assert resp.status_code == 200, resp.text
             return list(sse_events(resp))
 
+    @staticmethod
+    def cancel(base: str, instance: str, action_id: str) -> requests.Response:
+        return requests.post(
+            f"{base}/api/lambda-instances/{instance}/actions/{action_id}/cancel",
+            headers={"Authorization": f"Token {TOKEN}"}, timeout=30)
+
     # -- the database --------------------------------------------------------------------
 
     def action(self, action_id: str):
@@ -456,6 +463,40 @@ def test_worker_sigterm_hands_the_action_back(rabbitmq, make_cluster):
     assert action.state.value == "succeeded", action.error
     assert action.attempts == 1  # a hand-back gives its attempt back
     assert "handed back" in first.log_path.read_text()
+
+
+# --- cancel: by the API when no worker holds the action, else by the worker that does ----------
+
+
+def test_cancel_ends_a_queued_action_at_once_and_stops_one_on_a_worker(rabbitmq, make_cluster):
+    cluster = make_cluster(rabbitmq, instances=2, delay=60)
+    api = cluster.start_api(LAMBDA_HTTP_WORKERS="1")
+    # No worker yet: nobody holds the action, so the API ends it itself.
+    queued = cluster.accept(api, instance_id(1), "start")
+    resp = cluster.cancel(api, instance_id(1), queued)
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["data"]["action"]["state"] == "cancelled"
+    assert cluster.instance(1).status.name == "FAILED"
+
+    cluster.start_worker()
+    running = cluster.accept(api, instance_id(2), "start")
+    wait_for(lambda: any(r[0] == "begin" and r[2] == running for r in cluster.runs()), 30,
+             "the playbook to begin")
+    assert proctree.find_processes_with_env(RUN_GROUP_ENV, running), "no playbook processes"
+    resp = cluster.cancel(api, instance_id(2), running)
+    assert resp.status_code == 202, resp.text
+    action = cluster.wait_finished(running, 45)  # its playbook would take 60 s
+    assert action.state.value == "cancelled", action.error
+    assert action.cancel_requested_by == USER
+    assert action.error.startswith(f"start cancelled by {USER} during step playbook")
+    assert [s.state.value for s in action.steps][-1] == "cancelled"
+    assert cluster.instance(2).status.name == "FAILED"
+    assert cluster.instance(2).failure_message == action.error
+    # The play was cut (it never ended) and nothing of it is left on this host.
+    assert not [r for r in cluster.runs() if r[0] == "end"]
+    assert proctree.find_processes_with_env(RUN_GROUP_ENV, running) == []
+    assert cluster.row(running)["encrypted_token"] is None
+    assert cluster.action(queued).attempts == 0  # its message, when taken, ran nothing
 
 
 # --- (e): a broker restart loses queued messages; nothing is lost for good ---------------------
