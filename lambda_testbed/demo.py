@@ -149,6 +149,7 @@ def curl_examples(base: str) -> str:
         f"  curl {auth} '{url}'                      # details (?filter=status|info)",
         f"  curl {auth} '{base}/api/lambda-instances/'   # your instances",
         "  curl -i ... (the 202 has a Location header: GET it to follow the action)",
+        f"  curl -X POST {auth} '{base}<Location>/cancel'   # cancel it while it runs",
         f"  curl -X POST {auth} -d action=stop '{url}'",
         f"  curl -X POST {auth} -d action=start '{base}/api/lambda-instances/"
         f"{OTHER_INSTANCE_ID}/'   # someone else's: 404",
