@@ -38,7 +38,8 @@ OPERATIONS = {"GET /api/authenticate/", "GET /api/lambda-instances/",
               "GET /api/lambda-instances/{instance_id}/",
               "POST /api/lambda-instances/{instance_id}/",
               "GET /api/lambda-instances/{instance_id}/actions/{action_id}",
-              "GET /api/lambda-instances/{instance_id}/actions/{action_id}/events"}
+              "GET /api/lambda-instances/{instance_id}/actions/{action_id}/events",
+              "POST /api/lambda-instances/{instance_id}/actions/{action_id}/cancel"}
 AUTH = {"Authorization": f"Token {DEMO_TOKEN}"}
 SEED = 20240601
 MAX_EXAMPLES = 50  # per operation and mode: about 500 requests, under a minute
