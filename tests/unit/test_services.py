@@ -179,6 +179,10 @@ def test_cancel_ends_an_unclaimed_action_at_once_and_then_is_a_409(uow_factory):
         instance = uow.instances.get(INSTANCE_ID)
         # The worker the dispatch reaches finds it ended: nothing runs.
         assert uow.actions.claim(action_id, "w1", utcnow(), 30) is None
+        events = [e.data for e in uow.actions.events(action_id, 0, 10)]
+    assert [(e["state"], e.get("cancel_requested_by")) for e in events] == [
+        ("accepted", None), ("accepted", "alice-uuid"), ("cancelled", None)]
+    assert events[-1]["error"] == cancelled.error
     assert instance.status is InstanceStatus.FAILED
     assert instance.failure_message == cancelled.error
     with pytest.raises(ActionConflict) as info:
