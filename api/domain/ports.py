@@ -216,8 +216,8 @@ class ActionRepository(Protocol):
         token, append its final state event; False if it had ended or the lease was lost."""
 
     def request_cancel(self, action_id: str, by: str, now: datetime) -> bool:
-        """Record that ``by`` asked to cancel the unfinished action (a first request's
-        author and time stay); False if the action has ended."""
+        """Record that ``by`` asked to cancel the unfinished action, with a state event (a
+        first request's author and time stay); False if the action has ended."""
 
     def cancel_requested(self, action_id: str) -> str | None:
         """Who asked to cancel the action; None if nobody has."""
@@ -225,7 +225,8 @@ class ActionRepository(Protocol):
     def finish_unclaimed(self, action_id: str, state: ActionState, error: str | None,
                          now: datetime) -> bool:
         """End an unfinished action no worker holds (never claimed, or handed back), erase
-        its token; False if it had ended or a worker holds it."""
+        its token, append its final state event; False if it had ended or a worker holds
+        it."""
 
     def find_resumable(self, now: datetime, accepted_grace: float, limit: int = 100
                        ) -> list[str]:
