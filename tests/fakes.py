@@ -149,6 +149,12 @@ class InMemoryInstanceRepository:
             instance, status=new, failure_message=failure_message, updated_at=utcnow())
         return True
 
+    def set_left_out_hosts(self, instance_id: str, host_names: Collection[str]) -> None:
+        instance = self._state.instances.get(instance_id)
+        if instance is not None:
+            self._state.instances[instance_id] = dataclasses.replace(
+                instance, left_out_hosts=tuple(host_names))
+
     def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
         transitional = {rule.transitional for rule in ACTION_RULES.values()}
         live = {row.action.instance_id for row in self._state.actions.values()
@@ -229,7 +235,8 @@ class InMemoryActionRepository:
         return ActionClaim(action_id=action.id, instance_id=action.instance_id,
                            kind=action.kind.value, attempt=action.attempts,
                            compute_url=row.compute_url, encrypted_token=row.encrypted_token,
-                           cancel_requested_by=action.cancel_requested_by)
+                           cancel_requested_by=action.cancel_requested_by,
+                           excluded_hosts=action.excluded_hosts)
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
         row = self._state.actions.get(action_id)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from api.adapters.http_client import JsonHttpClient, JsonResponse, TransportError
 from api.domain.errors import ActionCancelled, ComputeError, ComputeTimeout, ComputeUnavailable
-from api.domain.ports import Server
+from api.domain.ports import PowerOutcome, Server
 
 log = logging.getLogger(__name__)
 
@@ -169,28 +169,30 @@ class CycladesCompute:
     # --- converging ------------------------------------------------------------------------
 
     def ensure_active(self, server_id: str, timeout: float,
-                      cancel: threading.Event | None = None) -> Server:
+                      cancel: threading.Event | None = None) -> PowerOutcome:
         return self._ensure(str(server_id), "ACTIVE", "STOPPED", "START", timeout, cancel)
 
     def ensure_stopped(self, server_id: str, timeout: float,
-                       cancel: threading.Event | None = None) -> Server:
+                       cancel: threading.Event | None = None) -> PowerOutcome:
         return self._ensure(str(server_id), "STOPPED", "ACTIVE", "STOP", timeout, cancel)
 
     def _ensure(
         self, server_id: str, target: str, actionable_from: str, action: str, timeout: float,
         cancel: threading.Event | None,
-    ) -> Server:
+    ) -> PowerOutcome:
         deadline = self._clock() + timeout
         seen: Server | None = None  # the last answer, for the timeout's message
         failing: ComputeUnavailable | None = None  # the cloud's current bad spell
         failures = 0
+        already = True  # until a read shows the server away from the target
         while True:
             self._check_cancel(cancel, server_id, target)
             try:
                 server, task_state = self._server_document(server_id)
                 seen, failing, failures = server, None, 0
                 if server.status == target and task_state != _AWAY[target]:
-                    return server
+                    return PowerOutcome(server, already)
+                already = False
                 if server.status in _FAILED_STATUSES:
                     raise ComputeError(
                         f"server {server_id} ({server.name}) is {server.status}; "

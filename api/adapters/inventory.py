@@ -3,6 +3,12 @@
 Groups ``master`` and ``slaves`` (children of ``lambda``), one line per host with its
 address and identity, and the instance's variables in ``[lambda:vars]``.
 
+The hosts the instance lists in ``left_out_hosts`` are not written (a start that leaves
+out a broken slave renders the instance so), so no service's configuration names them.
+Each host keeps its number in the whole instance (``lambda_node_id``: the master 1, the
+slaves 2, 3, ... in order) whoever is left out: a Kafka broker's id is stored in its data
+and must not change from one start to the next.
+
 Ansible evaluates an INI inventory's values as templates and splits its lines on ``=`` and
 whitespace, and no INI value can be marked unsafe; so only values that hold none of that are
 written: host aliases (``host_aliases``), canonical IPs, checked server and instance ids and
@@ -39,6 +45,7 @@ class _Row:
     inventory_name: str
     ip: str
     server_id: str
+    node_id: int
 
 
 def _value(name: str, value: str) -> str:
@@ -71,13 +78,23 @@ def render_inventory(
         # Local hosts run modules with this very interpreter; VMs with the system Python 3.
         python_interpreter = sys.executable if connection == "local" else "/usr/bin/python3"
     rows: dict[HostRole, list[_Row]] = {HostRole.MASTER: [], HostRole.SLAVE: []}
+    left_out: list[str] = []
     aliases = names.host_aliases(h.name for h in instance.hosts)
+    slaves = 0
     for host, alias in zip(instance.hosts, aliases, strict=True):
+        if host.role is HostRole.SLAVE:
+            slaves += 1
+        if host.name in instance.left_out_hosts:
+            left_out.append(alias)
+            continue
         rows[host.role].append(_Row(
             alias,
             _checked(names.ip_address, host.ip, f"host {alias} ip"),
             _checked(names.identifier, host.server_id, f"host {alias} server_id"),
+            1 if host.role is HostRole.MASTER else slaves + 1,
         ))
+    if not rows[HostRole.MASTER]:
+        raise InventoryError(f"instance {instance.id} leaves its master out")
     # Services in start order, whatever order the instance lists them in.
     listed = set(_checked(names.services, instance.services, "services"))
     services = [s for s in SERVICES if s in listed]
@@ -94,6 +111,7 @@ def render_inventory(
         instance_name=names.one_line(instance.name),
         masters=rows[HostRole.MASTER],
         slaves=rows[HostRole.SLAVE],
+        left_out=left_out,
         services=services,
         connection=_value("ansible_connection", connection),
         user=_value("ssh_user", settings.ssh_user),

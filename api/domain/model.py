@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -83,6 +84,14 @@ class ActionRule:
     already: InstanceStatus
     transitional: InstanceStatus
     target: InstanceStatus
+    # Also allowed from ``already`` while the instance has hosts left out: a start that
+    # left a broken slave out is followed by a start that brings it back.
+    brings_back_left_out: bool = False
+
+    def allows(self, instance: Instance) -> bool:
+        return instance.status in self.allowed_from or (
+            self.brings_back_left_out and instance.status is self.already
+            and bool(instance.left_out_hosts))
 
 
 ACTION_RULES: dict[ActionKind, ActionRule] = {
@@ -91,6 +100,7 @@ ACTION_RULES: dict[ActionKind, ActionRule] = {
         already=InstanceStatus.STARTED,
         transitional=InstanceStatus.STARTING,
         target=InstanceStatus.STARTED,
+        brings_back_left_out=True,
     ),
     ActionKind.STOP: ActionRule(
         allowed_from=frozenset({InstanceStatus.STARTED, InstanceStatus.FAILED}),
@@ -122,6 +132,9 @@ class Instance:
     failure_message: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # Names of the slaves the last successful start left out (none once a start without
+    # them, or a stop, succeeds): their VMs are not powered on and no service names them.
+    left_out_hosts: tuple[str, ...] = ()
 
     @property
     def master(self) -> Host | None:
@@ -130,6 +143,10 @@ class Instance:
     @property
     def slaves(self) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if h.role is HostRole.SLAVE)
+
+    def hosts_except(self, names: Collection[str]) -> tuple[Host, ...]:
+        """The hosts, in order, but those named in ``names``."""
+        return tuple(h for h in self.hosts if h.name not in names)
 
 
 @dataclass(frozen=True)
@@ -189,6 +206,8 @@ class Action:
     # Who asked to cancel the action, and when (the first request; None if nobody has).
     cancel_requested_by: str | None = None
     cancel_requested_at: datetime | None = None
+    # A start's slaves to leave out, by host name, as the request named them.
+    excluded_hosts: tuple[str, ...] = ()
     steps: list[Step] = field(default_factory=list)
     tasks: list[TaskResult] = field(default_factory=list)
 

@@ -129,7 +129,7 @@ def validate_instance(instance: Instance) -> Instance:
         name=instance_name(instance.name), status=instance.status,
         services=services(instance.services), hosts=hosts,
         failure_message=instance.failure_message, created_at=instance.created_at,
-        updated_at=instance.updated_at)
+        updated_at=instance.updated_at, left_out_hosts=instance.left_out_hosts)
 
 
 def host_aliases(host_names: Iterable[str]) -> tuple[str, ...]:

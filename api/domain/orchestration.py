@@ -25,6 +25,7 @@ request already on its row (its worker died) ends so at once, running nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -58,6 +59,7 @@ from api.domain.ports import (
     Metrics,
     PlaybookRun,
     PlaybookRunnerPort,
+    PowerOutcome,
     UnitOfWorkFactory,
 )
 
@@ -227,20 +229,39 @@ class Orchestrator:
     # -- the two flows -------------------------------------------------------------------
 
     def _start(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
-        with self._step(claim, StepName.POWER_ON, cancel):
-            self._power_all(claim, instance.hosts, compute.ensure_active, "ACTIVE", cancel)
+        """Power on, reach and start the hosts but those the action leaves out. A host
+        already ACTIVE is not powered on, and the roles leave a running daemon as it is, so
+        a start after a failed one goes on from what already holds; the steps say which."""
+        left_out = claim.excluded_hosts
+        hosts = instance.hosts_except(left_out)
+        aliases = _aliases(instance)
+        with self._step(claim, StepName.POWER_ON, cancel) as step:
+            done = self._power_all(claim, hosts, aliases, compute.ensure_active, "ACTIVE",
+                                   cancel)
+            step.message = power_summary(done, "ACTIVE", "powered on")
+            if left_out:
+                step.message += "; left out: " + ", ".join(
+                    aliases[h] for h in instance.hosts if h.name in left_out)
         known_hosts = None
         if self.deps.wait_for_ssh is None:
             self._skip_step(claim, StepName.WAIT_SSH, "hosts are local (ansible_connection=local)")
         else:
             with self._step(claim, StepName.WAIT_SSH, cancel) as step:
-                self.deps.wait_for_ssh(list(instance.hosts), self.config.ssh_timeout, cancel)
-                known_hosts = self._check_host_keys(instance, instance.hosts, step)
+                self.deps.wait_for_ssh(list(hosts), self.config.ssh_timeout, cancel)
+                known_hosts = self._check_host_keys(instance, hosts, step)
+        # The instance as it will run: the inventory, and so every service's configuration,
+        # names none of the hosts left out.
+        running = dataclasses.replace(instance, left_out_hosts=tuple(left_out))
         with self._step(claim, StepName.PLAYBOOK, cancel) as step:
-            step.message = self._playbook(claim, instance, "lambda-start.yml", None, cancel,
+            step.message = self._playbook(claim, running, "lambda-start.yml", None, cancel,
                                           known_hosts)
 
     def _stop(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
+        """Stop every host that is on, those an earlier start left out included. A host
+        left out whose VM is not on (in ERROR, say: why it was left out) is left alone."""
+        left_out = instance.left_out_hosts
+        instance = dataclasses.replace(instance, left_out_hosts=())
+        aliases = _aliases(instance)
         with self._step(claim, StepName.PLAYBOOK, cancel) as step:
             statuses = self._statuses(instance.hosts, compute)
             running = [h for h in instance.hosts if statuses[h.server_id] == "ACTIVE"]
@@ -250,26 +271,31 @@ class Orchestrator:
                 limit = None
                 if len(running) < len(instance.hosts):
                     # The inventory's own aliases: a host's name may not be one.
-                    aliases = host_aliases(h.name for h in instance.hosts)
-                    limit = ",".join(a for h, a in zip(instance.hosts, aliases, strict=True)
-                                     if h in running)
-                    off = [a for h, a in zip(instance.hosts, aliases, strict=True)
-                           if h not in running]
+                    limit = ",".join(aliases[h] for h in instance.hosts if h in running)
+                    off = [aliases[h] for h in instance.hosts if h not in running]
                 known_hosts = self._check_host_keys(instance, running, None)
                 step.message = self._playbook(claim, instance, "lambda-stop.yml", limit, cancel,
                                               known_hosts)
                 if limit:
                     step.message += f"; skipped hosts already off: {', '.join(off)}"
-        with self._step(claim, StepName.POWER_OFF, cancel):
-            self._power_all(claim, instance.hosts, compute.ensure_stopped, "STOPPED", cancel)
+        not_on = [h for h in instance.hosts
+                  if h.name in left_out and statuses[h.server_id] != "ACTIVE"]
+        with self._step(claim, StepName.POWER_OFF, cancel) as step:
+            done = self._power_all(claim, [h for h in instance.hosts if h not in not_on],
+                                   aliases, compute.ensure_stopped, "STOPPED", cancel)
+            step.message = power_summary(done, "STOPPED", "shut down")
+            if not_on:
+                step.message += "; left out and not on, not shut down: " + ", ".join(
+                    f"{aliases[h]} ({statuses[h.server_id]})" for h in not_on)
 
     # -- pieces --------------------------------------------------------------------------
 
-    def _power_all(self, claim, hosts, ensure, target: str, cancel: Cancellation) -> None:
+    def _power_all(self, claim, hosts, aliases: dict[Host, str], ensure, target: str,
+                   cancel: Cancellation) -> list[tuple[str, PowerOutcome]]:
         """Every VM at once: a start costs the slowest VM, not the sum of them. A cancel
-        ends every wait at once."""
+        ends every wait at once. Returns each host's alias and outcome, in order."""
         if not hosts:
-            return
+            return []
         with ThreadPoolExecutor(max_workers=min(len(hosts), 32),
                                 thread_name_prefix="power") as pool:
             futures = [(h, pool.submit(carry(ensure), h.server_id, self.config.power_timeout,
@@ -279,14 +305,14 @@ class Orchestrator:
             raise ActionCancelled(f"stopped waiting for the VMs to become {target}"
                                   f"{_because(cancel)}")
         errors = []
-        aliases = host_aliases(h.name for h in hosts)
-        for (host, future), alias in zip(futures, aliases, strict=True):
+        for host, future in futures:
             exc = future.exception()
             if exc is not None:
-                errors.append(f"host {alias} (server {host.server_id}): "
+                errors.append(f"host {aliases[host]} (server {host.server_id}): "
                               f"{what_was_seen(claim.action_id, exc)}")
         if errors:
             raise ComputeError("; ".join(errors))
+        return [(aliases[host], future.result()) for host, future in futures]
 
     def _statuses(self, hosts, compute) -> dict[str, str]:
         if not hosts:
@@ -327,7 +353,9 @@ class Orchestrator:
                 log.warning("action %s: cannot store the last task results: %s",
                             claim.action_id, exc)
         if result.ok:
-            return f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
+            summary = playbook_summary(result.tasks)
+            return (f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
+                    + (f"; {summary}" if summary else ""))
         if result.status == "timeout":
             raise PlaybookFailed(
                 f"{playbook} did not finish within {self.config.playbook_timeout:.0f}s and "
@@ -370,6 +398,10 @@ class Orchestrator:
             uow.instances.compare_and_set_status(
                 claim.instance_id, None, InstanceStatus.FAILED if error else rule.target,
                 failure_message=error)
+            if not error:  # a start leaves its excluded hosts out; a stop brings all back
+                uow.instances.set_left_out_hosts(
+                    claim.instance_id,
+                    claim.excluded_hosts if kind is ActionKind.START else ())
             uow.commit()
         if error:
             log.warning("action %s: %s: %s", claim.action_id, state.value, error)
@@ -421,6 +453,69 @@ def _because(cancel: Cancellation) -> str:
     """Why a step stopped, for its message: a cancel of the owner's says so by the step's
     state (``cancelled``) and the action's error; the others in words."""
     return "" if cancel.reason == CANCELLED else f" ({cancel.reason or 'cancelled'})"
+
+
+def _aliases(instance: Instance) -> dict[Host, str]:
+    """Each host's inventory alias (``host_aliases`` over every host of the instance, as
+    the inventory computes them, whichever are left out)."""
+    return dict(zip(instance.hosts, host_aliases(h.name for h in instance.hosts), strict=True))
+
+
+# --- what a step says it found and did ---------------------------------------------------
+
+
+def hosts_phrase(names: list[str], of: int) -> str:
+    """Host names for a message, short for many hosts: "all 20 hosts" when ``names`` are
+    every one of ``of`` (over 3), else the names, the first 3 and a count past 5."""
+    if len(names) == of and of > 3:
+        return f"all {of} hosts"
+    if len(names) <= 5:
+        return ", ".join(names)
+    return f"{', '.join(names[:3])} and {len(names) - 3} more"
+
+
+def power_summary(done: list[tuple[str, PowerOutcome]], target: str, verb: str) -> str:
+    """E.g. "already ACTIVE, not powered on: m, s1; powered on: s2"."""
+    already = [alias for alias, outcome in done if outcome.already]
+    acted = [alias for alias, outcome in done if not outcome.already]
+    parts = []
+    if already:
+        parts.append(f"already {target}, not {verb}: {hosts_phrase(already, len(done))}")
+    if acted:
+        parts.append(f"{verb}: {hosts_phrase(acted, len(done))}")
+    return "; ".join(parts) or "no hosts"
+
+
+# Plays named "Start ..." / "Stop ..." start or stop one kind of daemon (the playbooks'
+# convention): their task results tell which daemons were already as wanted.
+_DAEMON_PLAYS = {"Start ": ("already running, left as they were", "started or reconfigured"),
+                 "Stop ": ("already stopped, left as they were", "stopped")}
+
+
+def playbook_summary(tasks: list[TaskResult]) -> str | None:
+    """Per play that starts (or stops) a kind of daemon, the hosts where no task changed
+    anything (it was running, or stopped, already) and those where one did. The roles
+    report ``changed`` only when they start, stop or rewrite something. E.g. "already
+    running, left as they were: HDFS NameNode (m); started or reconfigured: Spark workers
+    (s1, s2)". None for a playbook without such plays."""
+    plays: dict[str, dict[str, bool]] = {}  # play -> host -> changed
+    for task in tasks:
+        if task.play and task.play.startswith(tuple(_DAEMON_PLAYS)):
+            hosts = plays.setdefault(task.play, {})
+            hosts[task.host] = hosts.get(task.host, False) or task.status == "changed"
+    if not plays:
+        return None
+    sections: dict[str, list[str]] = {}  # kept words first, as the dict keeps its order
+    for play, hosts in plays.items():
+        verb = next(v for v in _DAEMON_PLAYS if play.startswith(v))
+        label = play.removeprefix(verb).removeprefix("the ")
+        for words, changed in zip(_DAEMON_PLAYS[verb], (False, True), strict=True):
+            names = [host for host, was_changed in hosts.items() if was_changed is changed]
+            items = sections.setdefault(words, [])
+            if names:
+                items.append(f"{label} ({hosts_phrase(names, len(hosts))})")
+    return "; ".join(f"{words}: {', '.join(items)}" for words, items in sections.items()
+                     if items)
 
 
 # --- instances nothing would move on -----------------------------------------------------

@@ -64,13 +64,21 @@ class Server:
     ips: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class PowerOutcome:
+    """What ``ensure_active``/``ensure_stopped`` found and did."""
+
+    server: Server  # as last read: in the target status
+    already: bool  # it was in the target status when first read: no power action was sent
+
+
 class ComputePort(Protocol):
     """A compute client bound to one user's token and compute URL."""
 
     def get_server(self, server_id: str) -> Server: ...
 
     def ensure_active(self, server_id: str, timeout: float,
-                      cancel: threading.Event | None = None) -> Server:
+                      cancel: threading.Event | None = None) -> PowerOutcome:
         """Power the server on unless it is ACTIVE, and wait until it is ACTIVE.
 
         A service that fails for a while (5xx, no answer) is asked again, with backoff,
@@ -80,7 +88,7 @@ class ComputePort(Protocol):
         """
 
     def ensure_stopped(self, server_id: str, timeout: float,
-                       cancel: threading.Event | None = None) -> Server:
+                       cancel: threading.Event | None = None) -> PowerOutcome:
         """Shut the server down unless it is STOPPED, and wait until it is STOPPED (as
         ``ensure_active`` waits)."""
 
@@ -149,6 +157,7 @@ class ActionClaim:
     compute_url: str | None
     encrypted_token: str | None  # the caller's token, as ``encrypt_token`` stored it
     cancel_requested_by: str | None = None  # set: finish it as cancelled, run nothing
+    excluded_hosts: tuple[str, ...] = ()  # a start's slaves to leave out, by host name
 
 
 class InstanceRepository(Protocol):
@@ -172,6 +181,9 @@ class InstanceRepository(Protocol):
     ) -> bool:
         """Move the instance to ``new`` only if its status is in ``expected`` (any when
         None), atomically; True if it moved."""
+
+    def set_left_out_hosts(self, instance_id: str, host_names: Collection[str]) -> None:
+        """Record the hosts the instance runs without (none: every host runs)."""
 
     def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
         """(id, status) of instances STARTING or STOPPING with no unfinished action, which

@@ -21,11 +21,13 @@ from api.domain.model import (
     ActionEvent,
     ActionKind,
     ActionState,
+    HostRole,
     Instance,
     InstanceStatus,
     cancelled_message,
     last_step_point,
 )
+from api.domain.names import one_line
 from api.domain.ports import Identity, UnitOfWorkFactory
 
 
@@ -46,6 +48,41 @@ def parse_action(raw) -> ActionKind:
     raise InvalidAction(raw)
 
 
+EXCLUDE_SHAPE = ("exclude must name hosts: host names, repeated or comma-separated (JSON: a "
+                 "list of host names or a comma-separated string).")
+
+
+def parse_exclude(raw, instance: Instance, kind: ActionKind) -> tuple[str, ...]:
+    """The slaves a start is to leave out, named as the instance's info lists its hosts,
+    in the instance's order.
+
+    ``raw`` is what the request held: None (not given), a string of comma-separated names,
+    or a list of such strings (a form's repeated field, a JSON list). Anything else, a name
+    that is no host of the instance, the master, or any name with a stop is a 400
+    (``InvalidParameter``). An empty value names no host.
+    """
+    if raw is None:
+        return ()
+    items = [raw] if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+        raise InvalidParameter(EXCLUDE_SHAPE)
+    wanted = {name.strip() for item in items for name in item.split(",")} - {""}
+    if not wanted:
+        return ()
+    if kind is not ActionKind.START:
+        raise InvalidParameter("exclude applies to start only.")
+    hosts = {h.name: h for h in instance.hosts}
+    unknown = sorted(wanted - hosts.keys())
+    if unknown:
+        shown = one_line(unknown[0][:80])
+        raise InvalidParameter(f"exclude: '{shown}' is not a host of this lambda instance.")
+    master = next((name for name in wanted if hosts[name].role is HostRole.MASTER), None)
+    if master is not None:
+        raise InvalidParameter(f"exclude: {one_line(master)} is the master; a lambda instance "
+                               "cannot start without it (only slaves can be left out).")
+    return tuple(h.name for h in instance.hosts if h.name in wanted)
+
+
 def conflict_detail(kind: ActionKind, status: InstanceStatus) -> str:
     rule = ACTION_RULES[kind]
     if status is rule.already:
@@ -60,6 +97,7 @@ class CheckedRequest:
 
     instance: Instance
     kind: ActionKind
+    excluded_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,12 +111,17 @@ def check_action(
     identity: Identity,
     raw_instance_id: str,
     raw_action,
+    raw_exclude=None,
 ) -> CheckedRequest:
     """Check an action request in the contract's order, reading only.
 
-    404 (not the caller's instance) comes before 400 (bad action) before 409 (state).
-    The read-only unit never waits for the database's write lock, so a rejected request
-    costs one read.
+    404 (not the caller's instance) comes before 400 (bad action, then bad ``exclude``)
+    before 409 (state). The read-only unit never waits for the database's write lock, so
+    a rejected request costs one read.
+
+    A start is allowed from STARTED while the instance has hosts left out, to bring them
+    back (``ActionRule.allows``): it may leave out again only hosts that are left out now,
+    and must bring back at least one, else it is "already started".
     """
     instance_id = parse_instance_id(raw_instance_id)
     with uow_factory(readonly=True) as uow:
@@ -86,9 +129,19 @@ def check_action(
     if instance is None:
         raise InstanceNotFound(instance_id)
     kind = parse_action(raw_action)
-    if instance.status not in ACTION_RULES[kind].allowed_from:
+    excluded = parse_exclude(raw_exclude, instance, kind)
+    rule = ACTION_RULES[kind]
+    if not rule.allows(instance):
         raise ActionConflict(conflict_detail(kind, instance.status))
-    return CheckedRequest(instance=instance, kind=kind)
+    if instance.status is rule.already:  # a start that brings left-out hosts back
+        running = [name for name in excluded if name not in instance.left_out_hosts]
+        if running:
+            raise ActionConflict(
+                f"Can't leave out {one_line(running[0])}: it runs in the started lambda "
+                "instance (stop the instance first).")
+        if set(instance.left_out_hosts) <= set(excluded):
+            raise ActionConflict(conflict_detail(kind, instance.status))
+    return CheckedRequest(instance=instance, kind=kind, excluded_hosts=excluded)
 
 
 def record_action(
@@ -105,7 +158,7 @@ def record_action(
     rule = ACTION_RULES[kind]
     action = Action(id=str(uuid.uuid4()), instance_id=instance.id,
                     owner=identity.user_id, kind=kind, state=ActionState.ACCEPTED,
-                    created_at=utcnow())
+                    created_at=utcnow(), excluded_hosts=checked.excluded_hosts)
     encrypted_token = encrypt_token()
     with uow_factory() as uow:
         if not uow.instances.compare_and_set_status(
@@ -127,9 +180,10 @@ def request_action(
     raw_instance_id: str,
     raw_action,
     encrypt_token: Callable[[], str | None],
+    raw_exclude=None,
 ) -> AcceptedAction:
     """``check_action`` then ``record_action``: the whole request in one call."""
-    checked = check_action(uow_factory, identity, raw_instance_id, raw_action)
+    checked = check_action(uow_factory, identity, raw_instance_id, raw_action, raw_exclude)
     return record_action(uow_factory, identity, checked, encrypt_token)
 
 

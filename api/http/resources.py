@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import re
+from dataclasses import dataclass
 from urllib.parse import parse_qs
 
 import falcon
@@ -83,10 +84,11 @@ class InstanceResource:
 
     async def on_post(self, req, resp, instance_id):
         body = await read_form_body(req, self.body_timeout)
+        params = action_params(req.content_type, body)
         # The checks only read (a rejected request ends here); the record writes.
         checked = await self.reads(services.check_action, self.uow_factory,
-                                   req.context.identity, instance_id,
-                                   action_param(req.content_type, body))
+                                   req.context.identity, instance_id, params.action,
+                                   params.exclude)
         action = await self.writes(self._record, req.context, checked)
         resp.status = falcon.HTTP_202
         resp.location = views.action_path(action.instance_id, action.id)
@@ -258,43 +260,59 @@ async def read_form_body(req, timeout: float) -> bytes | None:
     return body if 0 < len(body) <= MAX_FORM_BYTES else None
 
 
-def action_param(content_type: str | None, body: bytes | None) -> str | None:
-    """The ``action`` parameter from a multipart, urlencoded or JSON body.
+@dataclass(frozen=True)
+class ActionParams:
+    """The action request's parameters as its body held them; the service checks them."""
+
+    action: str | None = None
+    # Absent: None. A form's fields: the list of their values. JSON: the value as it is.
+    exclude: object = None
+
+
+def action_params(content_type: str | None, body: bytes | None) -> ActionParams:
+    """The ``action`` and ``exclude`` parameters from a multipart, urlencoded or JSON body.
 
     Never raises: whatever is wrong with the body (an unknown charset, nesting too deep
-    for the parser, too many parts) is "no action": a 400 the service raises only after
-    the 404 check, in the contract's order.
+    for the parser, too many fields or parts) is "no parameters": a 400 the service raises
+    only after the 404 check, in the contract's order.
     """
     if not body or not content_type:
-        return None
+        return ActionParams()
     media_type, params = falcon.parse_header(content_type)
     media_type = media_type.lower()
     try:
         if media_type == "application/json":
             value = json.loads(body)
-            value = value.get("action") if isinstance(value, dict) else None
+            if not isinstance(value, dict):
+                return ActionParams()
+            action, exclude = value.get("action"), value.get("exclude")
         elif media_type == "application/x-www-form-urlencoded":
             text = body.decode(params.get("charset") or "utf-8")
-            value = parse_qs(text, keep_blank_values=True,
-                             max_num_fields=MAX_FORM_FIELDS).get("action", [None])[0]
+            fields = parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+            action, exclude = fields.get("action", [None])[0], fields.get("exclude")
         elif media_type == "multipart/form-data":
-            value = _multipart_action(content_type, body)
+            action, exclude = _multipart_fields(content_type, body)
         else:
-            value = None
+            return ActionParams()
     except (falcon.HTTPError, ValueError, LookupError, RecursionError) as exc:
         # UnicodeDecodeError and JSON's errors are ValueErrors; an unknown charset is
         # a LookupError.
         log.debug("unreadable %s body: %s", media_type, exc)
-        return None
-    return value if isinstance(value, str) else None
+        return ActionParams()
+    return ActionParams(action=action if isinstance(action, str) else None, exclude=exclude)
 
 
-def _multipart_action(content_type: str, body: bytes) -> str | None:
+def _multipart_fields(content_type: str, body: bytes) -> tuple[str | None, list | None]:
+    """The first ``action`` part's text and every ``exclude`` part's (the parser refuses
+    a form of more than its limit of parts)."""
     form: MultipartForm = _MULTIPART.deserialize(io.BytesIO(body), content_type, len(body))
+    action, exclude = None, None
     for part in form:
-        if part.name == "action":
-            return part.get_text()
-    return None
+        if part.name == "action" and action is None:
+            action = part.get_text()
+        elif part.name == "exclude":
+            exclude = (exclude or []) + [part.get_text()]
+    return action, exclude
 
 
 def _int_param(req, name: str, default):

@@ -31,6 +31,7 @@ def instance_info(instance: Instance) -> dict:
         "slaves": len(instance.slaves),
         "hosts": [{"name": h.name, "role": h.role.value, "ip": h.ip, "server_id": h.server_id}
                   for h in instance.hosts],
+        "left_out_hosts": list(instance.left_out_hosts),
         "failure_message": instance.failure_message,
         "created_at": isoformat(instance.created_at),
         "updated_at": isoformat(instance.updated_at),
@@ -50,6 +51,7 @@ def instance_details(instance: Instance, view: str | None) -> dict:
 
 def action_summary(action: Action) -> dict:
     return {"id": action.id, "action": action.kind.value, "state": action.state.value,
+            "excluded_hosts": list(action.excluded_hosts),
             "href": action_path(action.instance_id, action.id)}
 
 

@@ -30,27 +30,29 @@ def test_get_server_reads_status_and_addresses(emulator):
 
 def test_ensure_active_then_ensure_stopped(emulator):
     client = _client(emulator)
-    server = client.ensure_active("101", timeout=10)
-    assert server.status == "ACTIVE"
+    outcome = client.ensure_active("101", timeout=10)
+    assert (outcome.server.status, outcome.already) == ("ACTIVE", False)
     assert emulator.server_status("101") == "ACTIVE"
     assert emulator.request_counts()["servers_action"] == 1
-    server = client.ensure_stopped("101", timeout=10)
-    assert server.status == "STOPPED"
+    outcome = client.ensure_stopped("101", timeout=10)
+    assert (outcome.server.status, outcome.already) == ("STOPPED", False)
     assert emulator.request_counts()["servers_action"] == 2
 
 
 def test_already_at_target_sends_no_action(emulator):
     emulator.set_status("102", "ACTIVE")
     client = _client(emulator)
-    assert client.ensure_active("102", timeout=5).status == "ACTIVE"
-    assert client.ensure_stopped("103", timeout=5).status == "STOPPED"
+    active, stopped = client.ensure_active("102", timeout=5), client.ensure_stopped("103", 5)
+    assert (active.server.status, active.already) == ("ACTIVE", True)
+    assert (stopped.server.status, stopped.already) == ("STOPPED", True)
     assert "servers_action" not in emulator.request_counts()
 
 
 def test_parallel_ensure_active_of_five_servers(emulator):
     client = _client(emulator)
     with ThreadPoolExecutor(max_workers=5) as pool:
-        servers = list(pool.map(lambda sid: client.ensure_active(sid, timeout=10), SERVERS))
+        servers = list(pool.map(lambda sid: client.ensure_active(sid, timeout=10).server,
+                                SERVERS))
     assert [s.status for s in servers] == ["ACTIVE"] * 5
     assert [s.id for s in servers] == list(SERVERS)
     assert emulator.request_counts()["servers_action"] == 5
@@ -62,7 +64,7 @@ def test_two_clients_racing_on_one_server_both_converge(emulator):
     def ensure(_):
         client = _client(emulator)
         barrier.wait()
-        return client.ensure_active("104", timeout=10).status
+        return client.ensure_active("104", timeout=10).server.status
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         assert list(pool.map(ensure, range(4))) == ["ACTIVE"] * 4
@@ -90,7 +92,7 @@ def test_stop_requested_while_a_start_is_pending_converges(emulator_seed):
         client.start_server("105")
         pending = {s["id"]: s for s in emulator.state()["servers"]}["105"]
         assert (pending["status"], pending["task_state"]) == ("STOPPED", "STARTING")
-        assert client.ensure_stopped("105", timeout=60).status == "STOPPED"
+        assert client.ensure_stopped("105", timeout=60).server.status == "STOPPED"
         # The start ran to its end (5 s), then one shutdown (5 s more).
         assert emulator.request_counts()["servers_action"] == 2
         assert clock.now >= 10
@@ -106,7 +108,7 @@ def test_raw_action_refused_while_pending(emulator):
 def test_a_server_building_is_waited_for(emulator_seed):
     emulator_seed["emulator"]["build_seconds"] = 0.3
     with Emulator.from_seed(emulator_seed) as emulator:
-        server = _client(emulator).ensure_active("101", timeout=10)
+        server = _client(emulator).ensure_active("101", timeout=10).server
         assert server.status == "ACTIVE"
 
 
@@ -130,7 +132,7 @@ def test_failed_server_raises_compute_error_naming_it(emulator, status):
 
 def test_injected_503s_are_retried(emulator):
     emulator.set_faults(error_every=2)
-    server = _client(emulator, retries=3).ensure_active("101", timeout=10)
+    server = _client(emulator, retries=3).ensure_active("101", timeout=10).server
     assert server.status == "ACTIVE"
     assert emulator.request_counts()["injected_errors"] >= 1
 
@@ -159,7 +161,7 @@ def test_an_outage_within_the_power_window_is_waited_out_with_capped_backoff(emu
         emulator.set_faults(outage_seconds=30)
         client = _client(emulator, clock=clock, sleep=clock.sleep, poll_interval=1,
                          max_backoff=8, retries=0)
-        assert client.ensure_active("101", timeout=120).status == "ACTIVE"
+        assert client.ensure_active("101", timeout=120).server.status == "ACTIVE"
         # Doubling from the poll interval up to the cap, until the cloud answers again;
         # then one poll while the start takes its transition.
         assert clock.sleeps == [1, 2, 4, 8, 8, 8, 1]
@@ -239,5 +241,5 @@ def test_token_is_not_in_the_clients_repr(emulator):
 def test_factory_builds_clients_from_settings(emulator):
     make = compute_factory(Settings(poll_interval=0.05, http_retries=1))
     first, second = make(emulator.compute_url, TOKEN), make(emulator.compute_url, TOKEN)
-    assert first.ensure_active("103", timeout=10).status == "ACTIVE"
+    assert first.ensure_active("103", timeout=10).server.status == "ACTIVE"
     assert second.get_server("103").status == "ACTIVE"

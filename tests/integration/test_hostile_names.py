@@ -33,7 +33,7 @@ from api.domain.clock import utcnow
 from api.domain.errors import ComputeError
 from api.domain.model import ActionState, TaskResult
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
-from api.domain.ports import PlaybookResult, Server
+from api.domain.ports import PlaybookResult, PowerOutcome, Server
 from api.settings import FILES_ROOT, Settings
 from tests.unit.test_services import ALICE
 
@@ -221,8 +221,9 @@ class _Compute:
     def _ensure(self, server_id, status):
         if server_id in self.broken:
             raise ComputeError(f"server {server_id} is in ERROR")
+        already = self.status[server_id] == status
         self.status[server_id] = status
-        return self.get_server(server_id)
+        return PowerOutcome(self.get_server(server_id), already)
 
     def ensure_active(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "ACTIVE")

@@ -13,6 +13,7 @@ from falcon import testing
 from api.adapters.crypto import TokenCipher
 from api.domain.ports import Identity
 from api.http.app import create_app
+from api.http.resources import ActionParams, action_params
 from tests.conftest import FakeIdentity
 from tests.unit.test_services import INSTANCE_ID, add_instance
 
@@ -365,3 +366,62 @@ def test_cancel_is_202_then_409_and_404_unless_the_callers_action(client):
     assert item["state"] == "cancelled" and item["cancel_requested_at"] is not None
     details = client.simulate_get(URL, headers=AUTH).json["data"][0]["status"]
     assert details["message"] == "FAILED" and "nothing was changed" in details["failure_message"]
+
+
+# --- exclude: the slaves a start leaves out -------------------------------------------------
+
+
+def _multipart_fields(*fields):
+    boundary = "XyZ123"
+    body = "".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
+                   f"{value}\r\n" for name, value in fields) + f"--{boundary}--\r\n"
+    return f"multipart/form-data; boundary={boundary}", body.encode()
+
+
+URLENCODED = "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize(("content_type", "body", "expected"), [
+    (URLENCODED, b"action=start", ActionParams("start", None)),
+    (URLENCODED, b"action=start&exclude=s1&exclude=s2,s3", ActionParams("start",
+                                                                        ["s1", "s2,s3"])),
+    (URLENCODED, b"exclude=&action=start", ActionParams("start", [""])),
+    (*_multipart_fields(("action", "start"), ("exclude", "s1"), ("exclude", "s2")),
+     ActionParams("start", ["s1", "s2"])),
+    ("application/json", b'{"action": "start", "exclude": ["s1", "s2"]}',
+     ActionParams("start", ["s1", "s2"])),
+    ("application/json", b'{"action": "start", "exclude": "s1,s2"}',
+     ActionParams("start", "s1,s2")),
+    # Whatever JSON holds goes to the service as it is, to be refused there (a 400).
+    ("application/json", b'{"action": "start", "exclude": {"s1": [1, null]}}',
+     ActionParams("start", {"s1": [1, None]})),
+    # Unreadable bodies are no parameters at all (the 400 of the action parameter).
+    (URLENCODED, b"action=start&" + b"exclude=s&" * 100, ActionParams()),
+    (URLENCODED + "; charset=nope", b"action=start&exclude=s1", ActionParams()),
+    ("application/json", b'{"action": "start", "exclude": ' + b"[" * 60000, ActionParams()),
+    (*_multipart_fields(("action", "start"), *[("exclude", "s")] * 100), ActionParams()),
+    ("text/plain", b"action=start&exclude=s1", ActionParams()),
+])
+def test_action_params_read_every_encoding_and_never_raise(content_type, body, expected):
+    assert action_params(content_type, body) == expected
+
+
+def test_exclude_through_the_app_is_recorded_or_a_400(client):
+    master = client.simulate_post(URL, body="action=start&exclude=m",
+                                  headers={**AUTH, "Content-Type": URLENCODED})
+    assert master.status_code == 400
+    assert master.json == {"errors": [{"status": 400, "detail": (
+        "exclude: m is the master; a lambda instance cannot start without it (only slaves "
+        "can be left out).")}]}
+    stop = client.simulate_post(URL, json={"action": "stop", "exclude": ["s"]}, headers=AUTH)
+    assert stop.json == {"errors": [{"status": 400, "detail": "exclude applies to start only."}]}
+
+    resp = client.simulate_post(URL, json={"action": "start", "exclude": ["s"]}, headers=AUTH)
+    assert resp.status_code == 202
+    assert resp.json["data"]["action"]["excluded_hosts"] == ["s"]
+    action = client.simulate_get(resp.headers["Location"], headers=AUTH).json["data"]
+    assert action["excluded_hosts"] == ["s"]
+    history = client.simulate_get(f"{URL}actions/", headers=AUTH).json["data"]
+    assert [a["excluded_hosts"] for a in history] == [["s"]]
+    info = client.simulate_get(URL, headers=AUTH, params={"filter": "info"}).json
+    assert info["data"][0]["info"]["left_out_hosts"] == []  # until the start succeeds

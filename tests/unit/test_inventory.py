@@ -64,6 +64,7 @@ def test_groups_hosts_and_per_host_vars():
             "lambda_server_id": '"101"',
             "lambda_host_ip": "127.42.1.1",
             "lambda_host_role": "master",
+            "lambda_node_id": "1",
         }
     }
     slaves = host_vars(parser, "slaves")
@@ -71,6 +72,21 @@ def test_groups_hosts_and_per_host_vars():
     assert list(slaves) == ["lambda-1-slave-1", "lambda-1-slave-2"]
     assert slaves["lambda-1-slave-1"]["lambda_host_role"] == "slave"
     assert slaves["lambda-1-slave-2"]["ansible_host"] == "127.42.1.3"
+    assert [v["lambda_node_id"] for v in slaves.values()] == ["2", "3"]
+
+
+def test_hosts_left_out_are_not_written_and_the_others_keep_their_numbers():
+    instance = make_instance(left_out_hosts=("lambda 1 slave#1",))
+    text = render_inventory(instance, Settings())
+    slaves = host_vars(parse(text), "slaves")
+    # Slave 2 stays node 3: a Kafka broker's id is kept in its data.
+    assert slaves == {"lambda-1-slave-2": {
+        "ansible_host": "127.42.1.3", "lambda_server_id": '"103"',
+        "lambda_host_ip": "127.42.1.3", "lambda_host_role": "slave", "lambda_node_id": "3"}}
+    assert "127.42.1.2" not in text and '"102"' not in text
+    assert "# lambda-1-slave-1\n" in text  # named in a comment, by its alias
+    with pytest.raises(InventoryError, match="leaves its master out"):
+        render_inventory(make_instance(left_out_hosts=("lambda-1-master",)), Settings())
 
 
 def test_instance_vars_for_ssh_hosts():
@@ -193,7 +209,8 @@ def test_hostile_names_add_no_variable_host_group_or_template(tmp_path):
         variables = listed["_meta"]["hostvars"][alias]
         # ansible_local: ansible-inventory's own (empty) local facts.
         assert set(variables) - instance_vars - {"ansible_local"} == {
-            "ansible_host", "lambda_server_id", "lambda_host_ip", "lambda_host_role"}
+            "ansible_host", "lambda_server_id", "lambda_host_ip", "lambda_host_role",
+            "lambda_node_id"}
         assert variables["ansible_host"] == variables["lambda_host_ip"] == host.ip
         assert str(variables["lambda_server_id"]) == host.server_id
         assert variables["lambda_host_role"] == host.role.value

@@ -22,8 +22,10 @@ from api.domain.orchestration import (
     Orchestrator,
     OrchestratorConfig,
     OrchestratorDeps,
+    hosts_phrase,
+    playbook_summary,
 )
-from api.domain.ports import NO_METRICS, PlaybookResult, Server
+from api.domain.ports import NO_METRICS, PlaybookResult, PowerOutcome, Server
 from tests.fakes import InMemoryUnitOfWorkFactory, RecordingMetrics
 from tests.unit.test_services import ALICE, INSTANCE_ID, add_instance
 
@@ -48,8 +50,9 @@ class FakeCompute:
             self.calls.append((server_id, target))
         if server_id in self.broken:
             raise ComputeError(f"server {server_id} is in ERROR")
+        already = self.status[server_id] == target
         self.status[server_id] = target
-        return self.get_server(server_id)
+        return PowerOutcome(self.get_server(server_id), already)
 
     def ensure_active(self, server_id, timeout, cancel=None):
         return self._ensure(server_id, "ACTIVE")
@@ -605,3 +608,122 @@ def test_a_task_result_is_stored_while_the_playbook_still_runs(uow_factory):
     assert outcome == [ActionState.SUCCEEDED]
     assert [t.task for t in load(uow_factory, action_id)[0].tasks] == [
         "Ensure the NameNode is running"]  # stored once, not again at the end
+
+
+# --- retry without redoing, and leaving slaves out ----------------------------------------
+
+
+def hosts_of(inventory_instance) -> str:
+    """A fake inventory: the hosts it would list."""
+    return ",".join(h.name for h in inventory_instance.hosts_except(
+        inventory_instance.left_out_hosts))
+
+
+def step_messages(action) -> dict:
+    return {s.name: s.message for s in action.steps}
+
+
+def test_a_start_leaving_a_slave_out_then_one_that_brings_it_back(uow_factory):
+    add_instance(uow_factory)
+    compute, runner = FakeCompute(broken={"2"}), FakeRunner()  # s's VM will not boot
+    orchestrator = make(uow_factory, compute, runner)
+    orchestrator.deps.render_inventory = hosts_of
+    action_id = services.request_action(uow_factory, ALICE, INSTANCE_ID, "start",
+                                        encrypt_token=lambda: "enc:tok",
+                                        raw_exclude="s").action.id
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    action, instance = load(uow_factory, action_id)
+    assert compute.calls == [("1", "ACTIVE")] and runner.runs[0].inventory == "m"
+    assert step_messages(action)[StepName.POWER_ON] == "powered on: m; left out: s"
+    assert instance.status is InstanceStatus.STARTED and instance.left_out_hosts == ("s",)
+
+    compute.broken.clear()  # repaired; a start with nothing left out brings it back
+    action_id = accept(uow_factory)
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    action, instance = load(uow_factory, action_id)
+    assert step_messages(action)[StepName.POWER_ON] == (
+        "already ACTIVE, not powered on: m; powered on: s")
+    assert runner.runs[1].inventory == "m,s"
+    assert instance.status is InstanceStatus.STARTED and instance.left_out_hosts == ()
+
+
+def test_a_stop_shuts_every_vm_that_is_on_and_clears_the_hosts_left_out(uow_factory):
+    add_instance(uow_factory)
+    compute, runner = FakeCompute(), FakeRunner()
+    orchestrator = make(uow_factory, compute, runner)
+    orchestrator.deps.render_inventory = hosts_of
+    action_id = services.request_action(uow_factory, ALICE, INSTANCE_ID, "start",
+                                        encrypt_token=lambda: "enc:tok",
+                                        raw_exclude="s").action.id
+    orchestrator.run(action_id)
+    compute.status["2"] = "ACTIVE"  # someone booted the left-out VM meanwhile
+    action_id = accept(uow_factory, "stop")
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    action, instance = load(uow_factory, action_id)
+    assert runner.runs[-1].inventory == "m,s" and runner.runs[-1].limit is None
+    assert compute.status == {"1": "STOPPED", "2": "STOPPED"}
+    assert instance.status is InstanceStatus.STOPPED and instance.left_out_hosts == ()
+    assert step_messages(action)[StepName.POWER_OFF] == "shut down: m, s"
+
+    action_id = services.request_action(uow_factory, ALICE, INSTANCE_ID, "start",
+                                        encrypt_token=lambda: "enc:tok",
+                                        raw_exclude="s").action.id
+    orchestrator.run(action_id)
+    compute.status["2"], compute.broken = "ERROR", {"2"}  # still broken: not on, left alone
+    action_id = accept(uow_factory, "stop")
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    action, instance = load(uow_factory, action_id)
+    assert step_messages(action)[StepName.POWER_OFF] == (
+        "shut down: m; left out and not on, not shut down: s (ERROR)")
+    assert instance.status is InstanceStatus.STOPPED and instance.left_out_hosts == ()
+
+    action_id = accept(uow_factory, "start")  # a failed start keeps what was left out
+    with uow_factory() as uow:
+        uow.instances.set_left_out_hosts(INSTANCE_ID, ("s",))
+        uow.commit()
+    make(uow_factory, compute, FakeRunner("Ensure the DataNode is running")).run(action_id)
+    assert load(uow_factory, action_id)[1].left_out_hosts == ("s",)
+
+
+def test_the_playbook_step_says_which_daemons_it_left_as_they_were(uow_factory):
+    add_instance(uow_factory)
+
+    class RetryRunner(FakeRunner):
+        def run(self, run, on_task=None, cancel=None):
+            tasks = [
+                TaskResult("m", "Add the host to one group", "ok", play="Group the hosts"),
+                TaskResult("m", "Check whether the NameNode is running", "ok", role="hadoop",
+                           play="Start the HDFS NameNode"),
+                TaskResult("m", "Ensure the NameNode is started", "skipped", role="hadoop",
+                           play="Start the HDFS NameNode"),
+                TaskResult("s", "Ensure the DataNode is started", "changed", role="hadoop",
+                           play="Start the HDFS DataNodes"),
+                TaskResult("m", "Wait until HDFS is out of safe mode", "ok", role="hadoop",
+                           play="Wait for HDFS to leave safe mode"),
+            ]
+            return PlaybookResult("successful", 0, tasks)
+
+    compute = FakeCompute("ACTIVE")
+    action_id = accept(uow_factory)
+    make(uow_factory, compute, RetryRunner()).run(action_id)
+    action, _ = load(uow_factory, action_id)
+    messages = step_messages(action)
+    assert messages[StepName.POWER_ON] == "already ACTIVE, not powered on: m, s"
+    assert messages[StepName.PLAYBOOK] == (
+        "lambda-start.yml: 5 task results, rc 0; already running, left as they were: HDFS "
+        "NameNode (m); started or reconfigured: HDFS DataNodes (s)")
+
+
+def test_summaries_stay_short_for_many_hosts():
+    hosts = [f"s{i}" for i in range(1, 21)]
+    tasks = [TaskResult(h, "Ensure the Kafka broker is stopped", "ok" if i < 17 else "changed",
+                        role="kafka", play="Stop the Kafka brokers")
+             for i, h in enumerate(hosts)]
+    tasks += [TaskResult(h, "Ensure ZooKeeper is stopped", "ok", role="zookeeper",
+                         play="Stop ZooKeeper") for h in hosts]
+    assert playbook_summary(tasks) == (
+        "already stopped, left as they were: Kafka brokers (s1, s2, s3 and 14 more), "
+        "ZooKeeper (all 20 hosts); stopped: Kafka brokers (s18, s19, s20)")
+    assert playbook_summary([TaskResult("h", "t", "changed", play="Greet")]) is None
+    assert hosts_phrase(hosts[:5], 20) == "s1, s2, s3, s4, s5"
+    assert hosts_phrase(hosts[:3], 3) == "s1, s2, s3"

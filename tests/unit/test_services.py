@@ -3,6 +3,7 @@ the paging on a real database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 
@@ -10,7 +11,13 @@ import pytest
 
 from api.domain import services
 from api.domain.clock import utcnow
-from api.domain.errors import ActionConflict, ActionNotFound, InstanceNotFound, InvalidAction
+from api.domain.errors import (
+    ActionConflict,
+    ActionNotFound,
+    InstanceNotFound,
+    InvalidAction,
+    InvalidParameter,
+)
 from api.domain.model import (
     ActionKind,
     ActionState,
@@ -234,3 +241,104 @@ def test_cancel_is_404_unless_the_callers_action_and_409_once_ended(memory):
     with pytest.raises(ActionConflict) as info:
         cancel(memory, action_id)
     assert info.value.detail == "The action has already ended (succeeded)."
+
+
+# --- leaving slaves out of a start, and bringing them back ----------------------------------
+
+
+def add_cluster(uow_factory, status=InstanceStatus.STOPPED, left_out=()):
+    with uow_factory() as uow:
+        uow.instances.add(Instance(
+            id=INSTANCE_ID, owner="alice-uuid", name="three", status=status,
+            services=("hdfs", "kafka"), left_out_hosts=left_out,
+            hosts=(Host("1", "m", HostRole.MASTER, "127.0.0.2"),
+                   Host("2", "s1", HostRole.SLAVE, "127.0.0.3"),
+                   Host("3", "s2", HostRole.SLAVE, "127.0.0.4"))))
+        uow.commit()
+
+
+@pytest.mark.parametrize(("raw", "excluded"), [
+    (None, ()), ("", ()), ([], ()), ("s1", ("s1",)), (" s1 , ", ("s1",)), (["s1"], ("s1",)),
+    ("s2,s1", ("s1", "s2")), (["s2", "s1,s2", ""], ("s1", "s2")),
+])
+def test_exclude_names_slaves_in_the_instances_order(memory, raw, excluded):
+    add_cluster(memory)
+    accepted = services.request_action(memory, ALICE, INSTANCE_ID, "start",
+                                       encrypt_token=lambda: "c", raw_exclude=raw)
+    assert accepted.action.excluded_hosts == excluded
+    with memory() as uow:
+        assert uow.actions.get(accepted.action.id).excluded_hosts == excluded
+
+
+@pytest.mark.parametrize(("status", "action", "raw", "detail"), [
+    (InstanceStatus.STOPPED, "start", "nope", "exclude: 'nope' is not a host of this lambda "
+                                              "instance."),
+    (InstanceStatus.STOPPED, "start", "s1,M", "exclude: 'M' is not a host of this lambda "
+                                              "instance."),
+    (InstanceStatus.STOPPED, "start", ["s1", "m"], "exclude: m is the master; a lambda "
+     "instance cannot start without it (only slaves can be left out)."),
+    (InstanceStatus.STARTED, "stop", "s1", "exclude applies to start only."),
+    # 400 before 409, as for the action parameter.
+    (InstanceStatus.STOPPING, "start", "m", "exclude: m is the master; a lambda instance "
+     "cannot start without it (only slaves can be left out)."),
+    (InstanceStatus.STOPPED, "start", {"s1": True}, services.EXCLUDE_SHAPE),
+    (InstanceStatus.STOPPED, "start", ["s1", 2], services.EXCLUDE_SHAPE),
+    (InstanceStatus.STOPPED, "start", [["s1"]], services.EXCLUDE_SHAPE),
+    (InstanceStatus.STOPPED, "start", 7, services.EXCLUDE_SHAPE),
+    # A hostile name is echoed cut short, on one line.
+    (InstanceStatus.STOPPED, "start", "x\n" * 100,
+     "exclude: '" + "x\\x0a" * 40 + "' is not a host of this lambda instance."),
+])
+def test_a_bad_exclude_is_a_400_naming_what_is_wrong(memory, status, action, raw, detail):
+    add_cluster(memory, status=status)
+    with pytest.raises(InvalidParameter) as info:
+        services.request_action(memory, ALICE, INSTANCE_ID, action,
+                                encrypt_token=lambda: "c", raw_exclude=raw)
+    assert str(info.value) == detail
+    with memory() as uow:
+        assert uow.instances.get(INSTANCE_ID).status is status  # nothing recorded
+
+
+def test_a_started_instance_with_hosts_left_out_may_start_to_bring_them_back(memory):
+    add_cluster(memory, status=InstanceStatus.STARTED, left_out=("s1", "s2"))
+    for raw, detail in [
+            ("s1,s2", "The specified lambda instance is already started."),  # nothing back
+            ("m", "exclude: m is the master; a lambda instance cannot start without it (only "
+                  "slaves can be left out)."),
+    ]:
+        with pytest.raises((ActionConflict, InvalidParameter), match=re.escape(detail)):
+            services.request_action(memory, ALICE, INSTANCE_ID, "start",
+                                    encrypt_token=lambda: "c", raw_exclude=raw)
+    accepted = services.request_action(memory, ALICE, INSTANCE_ID, "start",
+                                       encrypt_token=lambda: "c", raw_exclude="s2")
+    assert accepted.action.excluded_hosts == ("s2",)  # s1 comes back, s2 stays out
+    with memory() as uow:
+        assert uow.instances.get(INSTANCE_ID).status is InstanceStatus.STARTING
+
+
+def test_a_started_instance_cannot_leave_out_a_host_that_runs(memory):
+    add_cluster(memory, status=InstanceStatus.STARTED, left_out=("s1",))
+    with pytest.raises(ActionConflict) as info:
+        services.request_action(memory, ALICE, INSTANCE_ID, "start",
+                                encrypt_token=lambda: "c", raw_exclude="s1,s2")
+    assert info.value.detail == ("Can't leave out s2: it runs in the started lambda instance "
+                                 "(stop the instance first).")
+
+
+def test_excluded_and_left_out_hosts_are_stored(uow_factory):
+    """On SQLite and PostgreSQL: the action's excluded hosts reach the worker's claim, and
+    the instance's left-out hosts are read back."""
+    from api.domain.clock import utcnow
+
+    add_cluster(uow_factory)
+    accepted = services.request_action(uow_factory, ALICE, INSTANCE_ID, "start",
+                                       encrypt_token=lambda: "c", raw_exclude=["s2"])
+    with uow_factory() as uow:
+        claim = uow.actions.claim(accepted.action.id, "w", utcnow(), 30)
+        uow.instances.set_left_out_hosts(INSTANCE_ID, claim.excluded_hosts)
+        uow.commit()
+    assert claim.excluded_hosts == ("s2",)
+    with uow_factory(readonly=True) as uow:
+        assert uow.instances.get(INSTANCE_ID).left_out_hosts == ("s2",)
+        assert uow.instances.list("alice-uuid", None, 0)[0].left_out_hosts == ("s2",)
+        assert uow.actions.history(INSTANCE_ID, 10, 0)[0].excluded_hosts == ("s2",)

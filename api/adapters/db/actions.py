@@ -51,6 +51,7 @@ class SqlActionRepository:
             "compute_url": compute_url,
             "encrypted_token": encrypted_token,
             "last_event": 1,
+            "excluded_hosts": list(action.excluded_hosts),
         })
         self._conn.execute(_INSERT_EVENT, {
             "action_id": action.id, "seq": 1, "at": action.created_at, "type": STATE.value,
@@ -170,6 +171,7 @@ class SqlActionRepository:
             compute_url=row["compute_url"],
             encrypted_token=row["encrypted_token"],
             cancel_requested_by=row["cancel_requested_by"],
+            excluded_hosts=tuple(row["excluded_hosts"] or ()),
         )
 
     def renew(self, action_id: str, worker: str, now: datetime, lease_seconds: float) -> bool:
@@ -436,6 +438,7 @@ def _action(row, steps: list[Step] | None = None, tasks: list[TaskResult] | None
         last_event=row["last_event"],
         cancel_requested_by=row["cancel_requested_by"],
         cancel_requested_at=row["cancel_requested_at"],
+        excluded_hosts=tuple(row["excluded_hosts"] or ()),
         steps=steps or [],
         tasks=tasks or [],
     )

@@ -83,6 +83,7 @@ class SqlInstanceRepository:
                 failure_message=instance.failure_message,
                 created_at=instance.created_at or now,
                 updated_at=now,
+                left_out_hosts=list(instance.left_out_hosts),
             )
         )
         if instance.hosts:
@@ -119,6 +120,10 @@ class SqlInstanceRepository:
             params["b_expected"] = [s.name for s in expected]
             result = self._conn.execute(_COMPARE_AND_SET_STATUS, params)
         return result.rowcount == 1
+
+    def set_left_out_hosts(self, instance_id: str, host_names: Collection[str]) -> None:
+        self._conn.execute(update(instances).where(instances.c.id == instance_id)
+                           .values(left_out_hosts=list(host_names)))
 
     def find_stranded(self, limit: int = 100) -> list[tuple[str, InstanceStatus]]:
         """Instances in a transitional status with no unfinished action to end it."""
@@ -165,4 +170,5 @@ def _instance(row, instance_hosts) -> Instance:
         failure_message=row["failure_message"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        left_out_hosts=tuple(row["left_out_hosts"] or ()),
     )

@@ -29,6 +29,8 @@ instances = Table(
     Column("failure_message", Text),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
+    # Host names the last successful start left out; NULL or [] when none (migration 0008).
+    Column("left_out_hosts", JSON),
     Index("ix_lambda_instances_owner", "owner", "created_at"),
 )
 
@@ -80,6 +82,8 @@ actions = Table(
     # (migration 0007).
     Column("cancel_requested_by", String(64)),
     Column("cancel_requested_at", DateTime),
+    # A start's slaves to leave out, by host name; NULL or [] when none (migration 0008).
+    Column("excluded_hosts", JSON),
     Index("ix_actions_instance", "instance_id", "created_at"),
     Index("ix_actions_state", "state"),
 )
