@@ -226,6 +226,15 @@ def test_kraft_mode_brokers_without_zookeeper(make_lab, homes):
     props = (lab.root / "hosts/lambda-master/etc/kafka/server.properties").read_text()
     assert "process.roles=broker,controller" in props and "zookeeper.connect" not in props
 
+    # A run cut off before it recorded a broker's pid: the next start finds the broker and
+    # leaves it running (no second one, nothing reported changed).
+    pid_file = lab.root / "hosts/lambda-slave-2/run/kafka/kafka.pid"
+    pid = pid_file.read_text()
+    pid_file.unlink()
+    again = assert_ok(lab.playbook("lambda-start.yml"))
+    assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
+    assert pid_file.read_text() == pid
+
     assert_ok(lab.playbook("lambda-stop.yml"))
     assert_all_down(lab, homes[0])
 
