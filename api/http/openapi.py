@@ -52,6 +52,7 @@ _UNAUTHORIZED = _ref("responses", "Unauthorized")
 _UNAVAILABLE = _ref("responses", "IdentityUnavailable")
 _NOT_FOUND = _error(404, "The specified lambda instance doesn't exist.")
 _ACTION_STATES = ["accepted", "running", "succeeded", "failed", "cancelled"]
+_HOST_NAMES = {"type": "array", "items": _string()}
 _STATUS_MESSAGES = ["STARTED", "STOPPED", "PENDING", "STARTING", "STOPPING", "DESTROYING",
                     "DESTROYED", "SCALING_UP", "SCALING_DOWN", "FAILED"]
 
@@ -78,16 +79,24 @@ SCHEMAS = {
         "master_name": _nullable(_string()),
         "slaves": {"type": "integer", "minimum": 0},
         "hosts": {"type": "array", "items": _ref("schemas", "Host")},
+        "left_out_hosts": _HOST_NAMES,
         "failure_message": _nullable(_string()),
         "created_at": _DATE_TIME, "updated_at": _DATE_TIME}),
     "InstanceDetails": _object({
         "id": _string(format="uuid"), "name": _string(),
         "status": _ref("schemas", "Status"), "info": _ref("schemas", "InstanceInfo"),
     }, required=["id", "name"]),
-    "ActionRequest": _object({"action": _string(enum=["start", "stop"])}),
+    # exclude: a form repeats the field (each value may be comma-separated); JSON gives a
+    # list or one comma-separated string (null: none, as when it is absent).
+    "ActionRequest": _object({"action": _string(enum=["start", "stop"]),
+                              "exclude": _HOST_NAMES}, required=["action"]),
+    "ActionRequestJson": _object({"action": _string(enum=["start", "stop"]),
+                                  "exclude": {"anyOf": [_nullable(_string()), _HOST_NAMES]}},
+                                 required=["action"]),
     "ActionSummary": _object({
         "id": _string(format="uuid"), "action": _string(enum=["start", "stop"]),
         "state": _string(enum=_ACTION_STATES),
+        "excluded_hosts": _HOST_NAMES,
         "href": _string(format="uri-reference")}),
     # Who asked to cancel the action and when; null while nobody has.
     "ActionCancel": {"allOf": [_ref("schemas", "ActionSummary"), _object({
@@ -257,12 +266,22 @@ DOCUMENT = {
                 "operationId": "requestAction",
                 "summary": "Start or stop a lambda instance",
                 "description": "Checks, in order: the token (401), the instance (404), the "
-                               "action parameter (400), the instance's status (409).",
+                               "action parameter, then exclude (400), the instance's status "
+                               "(409).\n\n"
+                               "A start may leave out slaves (a VM that will not boot): "
+                               "exclude names them as the instance's info lists its hosts. "
+                               "An unknown host, the master, or exclude with a stop is a 400. "
+                               "The instance then runs without them (info.left_out_hosts). "
+                               "A start is also allowed from STARTED while hosts are left "
+                               "out, to bring them back: it may keep out only hosts that are "
+                               "out, and must bring one back, else 409.",
                 "parameters": [_INSTANCE_ID],
                 "requestBody": {"required": True, "content": {
-                    media: {"schema": _ref("schemas", "ActionRequest")}
-                    for media in ("multipart/form-data", "application/x-www-form-urlencoded",
-                                  _JSON)}},
+                    # Arrays in forms: the field repeated (form style, exploded).
+                    **{media: {"schema": _ref("schemas", "ActionRequest")}
+                       for media in ("multipart/form-data",
+                                     "application/x-www-form-urlencoded")},
+                    _JSON: {"schema": _ref("schemas", "ActionRequestJson")}}},
                 "responses": {
                     "202": {**_json(_ACCEPTED, "Accepted; the Location header names the "
                                                "new action"),
