@@ -140,6 +140,33 @@ def test_upgrade_from_0005_numbers_no_events_for_earlier_actions_and_keeps_the_s
     engine.dispose()
 
 
+def test_upgrade_to_0008_reads_rows_from_before_as_nothing_left_out(empty_database):
+    """0008: instances and actions from before it have no hosts left out or excluded (NULL
+    reads as none); the downgrade drops the two columns and keeps the rows."""
+    from api.adapters.db import UnitOfWorkFactory
+
+    engine = create_db_engine(empty_database)
+    _alembic(engine, empty_database, "upgrade", "0007")
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
+            "updated_at) VALUES ('i1', 'u', 'n', 'STARTED', '[]', '2026-01-01', '2026-01-01')"))
+        conn.execute(text(
+            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts) "
+            "VALUES ('a1', 'i1', 'u', 'start', 'succeeded', '2026-01-01', 1)"))
+    migrate(engine)
+    with UnitOfWorkFactory(engine)(readonly=True) as uow:
+        assert uow.instances.get("i1").left_out_hosts == ()
+        assert uow.actions.get("a1").excluded_hosts == ()
+    _alembic(engine, empty_database, "downgrade", "0007")
+    assert "left_out_hosts" not in {
+        c["name"] for c in inspect(engine).get_columns("lambda_instances")}
+    assert "excluded_hosts" not in {c["name"] for c in inspect(engine).get_columns("actions")}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM actions")).all() == [("a1",)]
+    engine.dispose()
+
+
 def test_migrations_build_exactly_the_declared_tables(empty_database):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
