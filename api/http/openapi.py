@@ -109,6 +109,7 @@ SCHEMAS = {
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
     "TaskResult": _object({
         "host": _string(), "task": _string(), "role": _nullable(_string()),
+        "play": _nullable(_string()),
         "status": _string(enum=["ok", "changed", "failed", "unreachable", "skipped"]),
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
     # The JSON of each event's ``data:`` line in an action's event stream.
@@ -124,6 +125,7 @@ SCHEMAS = {
         "error": _nullable(_string()),
     })]},
     "Action": {"allOf": [_ref("schemas", "ActionCancel"), _object({
+        "requested_by": _string(),
         "instance": _object({"id": _string(format="uuid"),
                              "status": _ref("schemas", "Status")}),
         "created_at": _DATE_TIME, "started_at": _DATE_TIME, "finished_at": _DATE_TIME,

@@ -85,6 +85,7 @@ def action_details(action: Action, instance: Instance) -> dict:
         counts[task.status] = counts.get(task.status, 0) + 1
     return {
         **action_cancel(action),
+        "requested_by": action.owner,
         "instance": {"id": instance.id, "status": instance.status.as_dict()},
         "created_at": isoformat(action.created_at),
         "started_at": isoformat(action.started_at),
@@ -101,8 +102,9 @@ def action_details(action: Action, instance: Instance) -> dict:
                    "message": s.message} for s in action.steps],
         "playbook": {
             "hosts": hosts,
-            "tasks": [{"host": t.host, "task": t.task, "role": t.role, "status": t.status,
-                       "duration": t.duration, "message": t.message} for t in action.tasks],
+            "tasks": [{"host": t.host, "task": t.task, "role": t.role, "play": t.play,
+                       "status": t.status, "duration": t.duration, "message": t.message}
+                      for t in action.tasks],
         },
     }
 

@@ -364,6 +364,8 @@ def test_cancel_is_202_then_409_and_404_unless_the_callers_action(client):
                                         "detail": "The specified action doesn't exist."}]}
     [item] = client.simulate_get(f"{URL}actions/", headers=AUTH).json["data"]
     assert item["state"] == "cancelled" and item["cancel_requested_at"] is not None
+    resource = client.simulate_get(location, headers=AUTH).json["data"]
+    assert resource["requested_by"] == item["requested_by"] == "alice-uuid"
     details = client.simulate_get(URL, headers=AUTH).json["data"][0]["status"]
     assert details["message"] == "FAILED" and "nothing was changed" in details["failure_message"]
 
