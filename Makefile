@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo serve test test-fast lint smoke lab-deps lab-up lab-down bench clean demo-clean
+.PHONY: venv demo serve test test-fast lint smoke lab-deps browser-deps lab-up lab-down bench clean demo-clean
 
 venv: $(STAMP)
 
@@ -30,7 +30,12 @@ lab-deps: venv
 	@if [ "$$(id -u)" = 0 ]; then VENV=$(VENV) scripts/install-lab-deps.sh; \
 	else echo "not root: lab tests will be skipped (they need root and ip netns)"; fi
 
-test: venv lab-deps
+# The web page's tests drive Debian's headless chromium: install it when we can.
+browser-deps:
+	@if [ "$$(id -u)" = 0 ]; then scripts/install-browser-deps.sh; \
+	else echo "not root: the browser tests will be skipped unless chromium and chromium-driver are installed"; fi
+
+test: venv lab-deps browser-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
 
 test-fast: venv

@@ -56,7 +56,9 @@ setup(
     packages=find_packages(include=["api", "api.*", "lambda_testbed", "lambda_testbed.*"]),
     include_package_data=True,
     package_data={"api": ["adapters/db/migrations/*.py",
-                          "adapters/db/migrations/versions/*.py"]},
+                          "adapters/db/migrations/versions/*.py",
+                          "http/web/*.html", "http/web/*.css", "http/web/*.js",
+                          "http/web/*.svg"]},
     cmdclass={"build_py": BuildWithAnsibleFiles},
     python_requires=">=3.10",
     install_requires=[
@@ -81,7 +83,10 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",
-                 "openapi-spec-validator", "schemathesis>=4.32.5,<5"],
+                 "openapi-spec-validator", "schemathesis>=4.32.5,<5",
+                 # Drives Debian's chromium through /usr/bin/chromedriver (never a
+                 # downloaded driver): scripts/install-browser-deps.sh installs both.
+                 "selenium>=4.20,<5"],
     },
     entry_points={"console_scripts": ["lambda-service = api.cli:main"]},
 )
