@@ -22,6 +22,7 @@ from api.http.resources import (
     InstanceResource,
     InstancesResource,
 )
+from api.http.webpage import RootResource, WebPageResource, load_web_files
 
 
 def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
@@ -47,7 +48,10 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
     reads = InlineCalls() if uow_factory.reads_never_wait else calls
     identity_calls = BlockingCalls(identity_threads, "http-identity")
     openapi = OpenApiResource()
-    public = [openapi]
+    # The web page's files hold no data (the page reads it through the API, with the
+    # operator's token): public, like the document.
+    root, page = RootResource(), WebPageResource(load_web_files())
+    public = [openapi, root, page]
     scrape = None
     if exposition is not None:
         scrape = MetricsResource(exposition, AddressAllowList(metrics_allow))
@@ -60,6 +64,9 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
     instance = InstanceResource(uow_factory, dispatcher, token_cipher, reads, calls,
                                 body_timeout, metrics)
     app.add_route("/api/openapi.json", openapi)
+    app.add_route("/", root)
+    app.add_route("/ui", page)
+    app.add_route("/ui/{name}", page, suffix="file")
     if scrape is not None:
         app.add_route("/metrics", scrape)
     app.add_route("/api/authenticate", AuthenticateResource())
