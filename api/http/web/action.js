@@ -82,6 +82,12 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
   const taskBody = h("tbody");
   const taskEmpty = h("p", { class: "empty", id: "tasks-empty" }, "No task has run yet.");
   const crumbInstance = h("a", { href: instanceHash(instanceId) }, "Instance");
+  // Scrolls sideways by itself on a narrow screen; focusable, so a keyboard can scroll it.
+  const taskScroll = h("div", {
+    class: "table-scroll", role: "region", tabindex: "0", "aria-labelledby": "tasks-title",
+  }, h("table", { class: "table task-table", id: "tasks" },
+    h("caption", { class: "sr-only" }, "Each playbook task's result on each host"),
+    taskHead, taskBody));
 
   replaceChildren(container,
     h("nav", { class: "breadcrumbs", "aria-label": "Breadcrumbs" },
@@ -101,11 +107,7 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
       h("section", { class: "card card-flush", "aria-labelledby": "tasks-title" },
         h("h2", { id: "tasks-title", class: "card-title" }, "Hosts by task"),
         hostSummary,
-        h("div", {
-          class: "table-scroll", role: "region", tabindex: "0", "aria-labelledby": "tasks-title",
-        }, h("table", { class: "table task-table", id: "tasks" },
-          h("caption", { class: "sr-only" }, "Each playbook task's result on each host"),
-          taskHead, taskBody)),
+        taskScroll,
         taskEmpty)));
 
   cancelButton.disabled = true;
@@ -186,9 +188,11 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     replaceChildren(stateBadge, badge(action.state));
     renderStream();
     renderButtons();
+    // A cancel is the owner's doing, not a fault: told apart by more than its colour.
+    const cancelled = action.state === "cancelled";
     replaceChildren(errorBox, action.error
-      ? h("div", { class: "notice notice-error" },
-        h("span", { class: "notice-glyph", "aria-hidden": "true" }, "✖"),
+      ? h("div", { class: `notice ${cancelled ? "notice-warn" : "notice-error"}` },
+        h("span", { class: "notice-glyph", "aria-hidden": "true" }, cancelled ? "⊘" : "✖"),
         h("span", { class: "notice-text" }, action.error))
       : null);
     renderFacts();
@@ -307,7 +311,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
           roles.get(host) ? h("span", { class: "muted small" }, ` ${roles.get(host)}`) : null),
         leftOut.has(host)
           ? badge("left_out", { small: true, label: "left out of this action" })
-          : h("ul", { class: "counts" }, parts.length ? parts : h("li", { class: "muted small" }, "no result yet")));
+          : h("ul", { class: "counts" }, parts.length ? parts
+            : h("li", { class: "muted small" }, finished() ? "no result" : "no result yet")));
     }));
 
     replaceChildren(taskHead, h("tr", {},
@@ -331,6 +336,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     }
     replaceChildren(taskBody, body);
     taskEmpty.hidden = rows.size > 0;
+    taskScroll.hidden = rows.size === 0;
+    taskEmpty.textContent = finished() ? "No playbook task ran." : "No task has run yet.";
   }
 
   function resultCell(result, host, leftOut) {
@@ -341,7 +348,7 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     }
     const failedHere = result.status === "failed" || result.status === "unreachable";
     return h("td", { dataset: { host, status: result.status }, title: result.message || "" },
-      badge(result.status, { small: true }),
+      badge(result.status, { small: true, label: result.status }), // as Ansible writes it
       failedHere && result.message ? h("p", { class: "cell-message" }, result.message) : null);
   }
 

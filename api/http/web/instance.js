@@ -41,8 +41,8 @@ export function mountInstance(container, instanceId, { navigate }) {
       h("div", { class: "grid-2" },
         h("section", { class: "card", "aria-labelledby": "overview-title" },
           h("h2", { id: "overview-title" }, "Overview"), overview),
-        h("section", { class: "card", "aria-labelledby": "hosts-title" },
-          h("h2", { id: "hosts-title" }, "Hosts"), hosts)),
+        h("section", { class: "card card-flush", "aria-labelledby": "hosts-title" },
+          h("h2", { id: "hosts-title", class: "card-title" }, "Hosts"), hosts)),
       h("section", { class: "card card-flush", "aria-labelledby": "history-title" },
         h("h2", { id: "history-title", class: "card-title" }, "History"), historyBody)));
 
