@@ -181,6 +181,8 @@ def run_demo(settings: Settings, *, instances: int, state_dir: Path, emulator_bi
     print(f"Settings:         {config_file}  (lambda-service --config it, e.g. inventory)",
           flush=True)
     print(f"Lambda service:   http://{settings.bind}", flush=True)
+    print(f"Web page:         http://{settings.bind}/ui/  (sign in with the token above)",
+          flush=True)
     print(curl_examples(f"http://{settings.bind}"), flush=True)
     if settings.dispatcher == "celery":
         # The settings file carries the database, the key and the rest: no secret is

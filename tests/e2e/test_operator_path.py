@@ -184,6 +184,11 @@ def test_a_wheel_installed_elsewhere_serves_the_demo_and_the_operators_path(tmp_
 
     with Demo(work, env) as demo:
         assert demo.status() == "STOPPED"
+        # The web page's files are in the wheel too, and the demo prints the page's address.
+        assert f"Web page:         {demo.base}/ui/" in demo.log_path.read_text()
+        for name in ("", "app.js", "action.js", "app.css", "favicon.svg"):
+            resp = demo.session.get(f"{demo.base}/ui/{name}", timeout=10)
+            assert resp.status_code == 200 and resp.content, name
         started = demo.follow(demo.curl("start"))
         assert started["state"] == "succeeded", started["error"]
         assert demo.status() == "STARTED"
