@@ -36,6 +36,11 @@ export function onUnauthorized(handler) {
   unauthorizedHandler = handler;
 }
 
+// An answer of 401 that did not come through request() (the event stream's).
+export function reportUnauthorized(error) {
+  unauthorizedHandler(error);
+}
+
 export function authHeaders(token = getToken()) {
   return { Authorization: `Token ${token}` };
 }

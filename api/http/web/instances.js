@@ -3,7 +3,7 @@
 // list is one request, and an instance's details and last action are read again only
 // when its status changed or its last action has not ended.
 
-import { getInstance, listActions, listInstances } from "./api.js";
+import { ApiError, getInstance, listActions, listInstances } from "./api.js";
 import {
   FINISHED,
   actionButtons,
@@ -14,7 +14,7 @@ import {
   poll,
   statusOf,
 } from "./common.js";
-import { ago, badge, h, replaceChildren } from "./dom.js";
+import { ago, badge, formatTime, h, replaceChildren } from "./dom.js";
 
 const STATUS_GROUPS = {
   all: () => true,
@@ -44,7 +44,8 @@ export function mountInstances(container, { navigate }) {
     h("option", { value: "stopped" }, "Stopped"),
     h("option", { value: "failed" }, "Failed"),
     h("option", { value: "busy" }, "In progress"));
-  const summary = h("p", { class: "muted", id: "instances-summary", "aria-live": "polite" }, "Loading…");
+  const summary = h("span", { id: "instances-summary" }, "Loading…");
+  const freshness = h("span", { id: "instances-freshness" });
   const tbody = h("tbody");
   const empty = h("p", { class: "empty", hidden: true });
   const table = h("table", { class: "table table-cards", id: "instances" },
@@ -61,7 +62,8 @@ export function mountInstances(container, { navigate }) {
   replaceChildren(container,
     h("section", { "aria-labelledby": "instances-title" },
       h("div", { class: "page-head" },
-        h("div", {}, h("h1", { id: "instances-title" }, "Instances"), summary)),
+        h("div", {}, h("h1", { id: "instances-title" }, "Instances"),
+          h("p", { class: "muted subtitle" }, summary, freshness))),
       h("div", { class: "toolbar", role: "search" },
         h("div", { class: "field" }, h("label", { for: "filter" }, "Filter"), filterInput),
         h("div", { class: "field" }, h("label", { for: "status-filter" }, "Status"), statusSelect)),
@@ -118,7 +120,7 @@ export function mountInstances(container, { navigate }) {
     const leftOut = leftOutHosts(info).size;
     return h("div", { class: "stack" },
       h("span", {}, `${info.hosts.length}`),
-      h("span", { class: "muted small" },
+      h("span", { class: "muted small nowrap" },
         `1 master, ${info.slaves} slave${info.slaves === 1 ? "" : "s"}`
         + (leftOut ? `, ${leftOut} left out` : "")));
   }
@@ -188,7 +190,21 @@ export function mountInstances(container, { navigate }) {
     applyFilter();
   }
 
+  // The list as last read, and when; a failed refresh says so and keeps what it had.
   async function refresh() {
+    try {
+      await reload();
+      replaceChildren(freshness, ` · updated ${formatTime(new Date().toISOString())}`);
+    } catch (error) {
+      if (error instanceof ApiError && error.status !== 401) {
+        replaceChildren(freshness, " · ", h("span", { class: "error-text" },
+          `could not refresh: ${error.detail}`));
+      }
+      throw error;
+    }
+  }
+
+  async function reload() {
     const { signal } = controller;
     instances = await listInstances(signal);
     const stale = instances.filter((instance) => {

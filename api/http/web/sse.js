@@ -5,7 +5,7 @@
 // interpretation"): lines end with CRLF, LF or CR; a blank line dispatches the event;
 // `:` starts a comment; `id:`, `event:`, `data:` (joined with newlines) and `retry:`.
 
-import { authHeaders, errorFrom, requestOptions } from "./api.js";
+import { authHeaders, errorFrom, reportUnauthorized, requestOptions } from "./api.js";
 
 export class EventStreamParser {
   constructor() {
@@ -155,7 +155,11 @@ export function followEvents(url, lastId, { onEvent, onStatus, onError, isFinish
           return;
         }
       } else if (response && response.status < 500 && response.status !== 408) {
-        onError(await errorFrom(response));
+        const error = await errorFrom(response);
+        if (response.status === 401) {
+          reportUnauthorized(error);
+        }
+        onError(error);
         return;
       }
       failures += 1;
