@@ -110,8 +110,14 @@ def test_the_pages_action_rules_are_the_services():
     from api.domain.model import ACTION_RULES
 
     common = (WEB_DIR / "common.js").read_text()
+    allowed_from = common.split("export const ALLOWED_FROM = {", 1)[1].split("};", 1)[0]
+    brings_back = common.split("export const BRINGS_BACK_LEFT_OUT = {", 1)[1].split("};")[0]
     for kind, rule in ACTION_RULES.items():
-        allowed = sorted(status.name for status in rule.allowed_from)
-        match = re.search(rf"{kind.value}: \[([^\]]*)\]", common)
+        match = re.search(rf"{kind.value}: \[([^\]]*)\]", allowed_from)
         assert match, kind
-        assert sorted(re.findall(r'"([A-Z_]+)"', match.group(1))) == allowed, kind
+        assert sorted(re.findall(r'"([A-Z_]+)"', match.group(1))) == sorted(
+            status.name for status in rule.allowed_from), kind
+        # From the status "already" there while hosts are left out, if the rule says so.
+        again = re.search(rf'{kind.value}: "([A-Z_]+)"', brings_back)
+        assert (again.group(1) if again else None) == (
+            rule.already.name if rule.brings_back_left_out else None), kind

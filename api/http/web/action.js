@@ -214,10 +214,13 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     cancelButton.disabled = finished() || cancelAsked;
     cancelButton.textContent = cancelAsked && !finished() ? "Cancel requested" : "Cancel action";
     retryButton.textContent = `Retry ${action.action}`;
-    retryButton.disabled = !finished() || !instance || !allowed(action.action, statusOf(instance));
-    retryButton.title = retryButton.disabled && finished() && instance
-      ? `${kindWord(action.action)} is not allowed while the instance is ${statusOf(instance)}`
-      : `A new ${action.action} of this instance`;
+    // Retry what did not succeed (a success is followed by the instance's own buttons).
+    const retryable = finished() && action.state !== "succeeded";
+    retryButton.disabled = !retryable || !instance || !allowed(action.action, instance);
+    retryButton.title = !retryable ? `Only a ${action.action} that failed or was cancelled is retried`
+      : retryButton.disabled && instance
+        ? `${kindWord(action.action)} is not allowed while the instance is ${statusOf(instance)}`
+        : `A new ${action.action} of this instance`;
   }
 
   function renderFacts() {
@@ -233,6 +236,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
           formatDuration(seconds(action.started_at, action.finished_at)))
         : "—"],
       ["Attempts", String(action.attempts || 0)],
+      leftOutHosts(action).size
+        ? ["Left out", h("span", { class: "mono" }, [...leftOutHosts(action)].join(", "))] : null,
       ["Instance", instance ? badge(statusOf(instance), { small: true }) : "…"],
     ];
     if (action.cancel_requested_by) {
@@ -282,7 +287,7 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
   function renderResults() {
     const hosts = hostOrder();
     const roles = new Map((instance ? instance.info.hosts : []).map((host) => [host.name, host.role]));
-    const leftOut = leftOutHosts(instance && instance.info, action);
+    const leftOut = leftOutHosts(action); // what this action left out, not the instance now
     const counts = new Map(hosts.map((host) => [host, {}]));
     // One row per task of a play (a task name may recur in another play), in the order
     // they first ran; a later result of the same task on the same host (a second
@@ -482,7 +487,7 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
 
   retryButton.addEventListener("click", async () => {
     retryButton.disabled = true;
-    await runAction(instance, action.action, navigate);
+    await runAction(instance, action.action, navigate, [...leftOutHosts(action)]);
     schedule();
   });
 

@@ -145,10 +145,11 @@ export async function getAction(id, actionId, signal) {
   return body.data;
 }
 
-// Start or stop: the new action's summary ({id, action, state, href}).
-export async function requestAction(id, kind) {
-  const { body } = await request("POST", paths.instance(id), { body: { action: kind } });
-  return body.data.action;
+// Start or stop (a start may leave slaves out): the new action's summary.
+export async function requestAction(id, kind, exclude = []) {
+  const body = exclude.length ? { action: kind, exclude } : { action: kind };
+  const answer = await request("POST", paths.instance(id), { body });
+  return answer.body.data.action;
 }
 
 export async function cancelAction(id, actionId) {

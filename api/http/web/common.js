@@ -11,12 +11,32 @@ export const ALLOWED_FROM = {
   stop: ["STARTED", "FAILED"],
 };
 
+// A start is also allowed from STARTED while the instance has hosts left out: it brings
+// them back.
+export const BRINGS_BACK_LEFT_OUT = {
+  start: "STARTED",
+};
+
 export const FINISHED = ["succeeded", "failed", "cancelled"];
 
 export const POLL_MS = 5000;
 
-export function allowed(kind, status) {
-  return ALLOWED_FROM[kind].includes(status);
+// Whether the service would accept `kind` for `instance` (its status, and its
+// info.left_out_hosts when known).
+export function allowed(kind, instance) {
+  const status = statusOf(instance);
+  if (ALLOWED_FROM[kind].includes(status)) {
+    return true;
+  }
+  return BRINGS_BACK_LEFT_OUT[kind] === status && leftOutHosts(instance.info).size > 0;
+}
+
+function notAllowedReason(kind, instance) {
+  const from = ALLOWED_FROM[kind].join(" or ");
+  return BRINGS_BACK_LEFT_OUT[kind]
+    ? `${kindWord(kind)} is allowed from ${from}, or from ${BRINGS_BACK_LEFT_OUT[kind]} `
+      + "to bring left-out hosts back"
+    : `${kindWord(kind)} is allowed from ${from}`;
 }
 
 export function statusOf(instance) {
@@ -142,8 +162,9 @@ export function kindWord(kind) {
 }
 
 // Start or stop an instance (stop asks first), then open the new action. A refusal
-// (409, 400...) is shown as the contract's message.
-export async function runAction(instance, kind, navigate) {
+// (409, 400...) is shown as the contract's message. `exclude`: the slaves a start leaves
+// out (a retry keeps those of the action it retries).
+export async function runAction(instance, kind, navigate, exclude = []) {
   if (kind === "stop") {
     const ok = await confirmAction({
       title: `Stop ${instance.name}?`,
@@ -157,7 +178,7 @@ export async function runAction(instance, kind, navigate) {
     }
   }
   try {
-    const action = await requestAction(instance.id, kind);
+    const action = await requestAction(instance.id, kind, exclude);
     announce(`${kindWord(kind)} of ${instance.name} accepted.`);
     navigate(actionHash(instance.id, action.id));
     return action;
@@ -172,9 +193,9 @@ export async function runAction(instance, kind, navigate) {
 
 // The Start and Stop buttons of an instance, enabled when its status allows them.
 export function actionButtons(instance, navigate, { compact = false } = {}) {
-  const status = statusOf(instance);
   return ["start", "stop"].map((kind) => {
-    const enabled = allowed(kind, status);
+    const enabled = allowed(kind, instance);
+    const bringsBack = enabled && kind === "start" && statusOf(instance) === "STARTED";
     const button = h("button", {
       type: "button",
       class: `button ${kind === "start" ? "button-primary" : "button-danger-outline"}`
@@ -182,8 +203,9 @@ export function actionButtons(instance, navigate, { compact = false } = {}) {
       disabled: !enabled,
       dataset: { action: kind },
       "aria-label": `${kindWord(kind)} ${instance.name}`,
-      title: enabled ? `${kindWord(kind)} ${instance.name}`
-        : `${kindWord(kind)} is allowed from ${ALLOWED_FROM[kind].join(" or ")}`,
+      title: !enabled ? notAllowedReason(kind, instance)
+        : bringsBack ? `Start the left-out hosts of ${instance.name} again`
+          : `${kindWord(kind)} ${instance.name}`,
     }, kindWord(kind));
     button.addEventListener("click", async () => {
       button.disabled = true;
@@ -191,7 +213,7 @@ export function actionButtons(instance, navigate, { compact = false } = {}) {
         await runAction(instance, kind, navigate);
       } finally {
         if (button.isConnected) {
-          button.disabled = !allowed(kind, statusOf(instance));
+          button.disabled = !allowed(kind, instance);
         }
       }
     });
@@ -199,22 +221,17 @@ export function actionButtons(instance, navigate, { compact = false } = {}) {
   });
 }
 
-// The hosts left out of an instance or an action, read defensively: the field is
-// newer than the page may be.
-export function leftOutHosts(...sources) {
+// The hosts left out: of an instance (its info's left_out_hosts, once a start that left
+// them out succeeded) or of an action (the excluded_hosts its start named). Read
+// defensively: a service older than the page has neither.
+export function leftOutHosts(source) {
   const names = new Set();
-  for (const source of sources) {
-    if (!source) {
-      continue;
-    }
-    for (const key of ["left_out_hosts", "left_out", "excluded_hosts", "exclude"]) {
-      const value = source[key];
-      if (Array.isArray(value)) {
-        for (const item of value) {
-          const name = typeof item === "string" ? item : item && item.name;
-          if (name) {
-            names.add(name);
-          }
+  for (const key of ["left_out_hosts", "excluded_hosts"]) {
+    const value = source ? source[key] : null;
+    if (Array.isArray(value)) {
+      for (const name of value) {
+        if (typeof name === "string" && name) {
+          names.add(name);
         }
       }
     }

@@ -111,7 +111,10 @@ export function mountInstance(container, instanceId, { navigate }) {
         h("tbody", {}, items.map((action) => h("tr", { dataset: { actionId: action.id } },
           h("td", { "data-label": "Action" },
             h("a", { href: actionHash(instanceId, action.id), class: "strong" },
-              `${kindWord(action.action)} `, h("span", { class: "muted mono small" }, shortId(action.id)))),
+              `${kindWord(action.action)} `, h("span", { class: "muted mono small" }, shortId(action.id))),
+            leftOutHosts(action).size
+              ? h("div", { class: "muted small" }, `left out: ${[...leftOutHosts(action)].join(", ")}`)
+              : null),
           h("td", { "data-label": "Outcome" }, badge(action.state, { small: true })),
           h("td", { "data-label": "Accepted" }, timeElement(action.created_at)),
           h("td", { "data-label": "Took" }, took(action)),

@@ -143,7 +143,8 @@ export function mountInstances(container, { navigate }) {
       h("td", { "data-label": "Hosts" }, hostsCell(entry)),
       h("td", { "data-label": "Last action" }, lastActionCell(entry, instance)),
       h("td", { class: "cell-actions", "data-label": "Actions" },
-        h("div", { class: "button-row" }, actionButtons(instance, navigate, { compact: true }))));
+        h("div", { class: "button-row" },
+          actionButtons({ ...instance, info: details?.info }, navigate, { compact: true }))));
   }
 
   function signature(instance) {
