@@ -71,9 +71,12 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
   const heading = h("h1", { id: "action-title" }, "Action");
   const stateBadge = h("span", { id: "action-state" });
   const streamBadge = h("span", { class: "stream", id: "stream-state", "aria-live": "off" });
-  const cancelButton = h("button", { type: "button", class: "button button-danger-outline", id: "cancel-action" },
-    "Cancel action");
-  const retryButton = h("button", { type: "button", class: "button button-primary", id: "retry-action" }, "Retry");
+  const cancelButton = h("button", {
+    type: "button", class: "button button-danger-outline", id: "cancel-action",
+  }, "Cancel action");
+  const retryButton = h("button", {
+    type: "button", class: "button button-primary", id: "retry-action",
+  }, "Retry");
   const errorBox = h("div", { id: "action-error" });
   const facts = h("div");
   const stepsList = h("ol", { class: "steps", id: "steps" });
@@ -217,7 +220,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     // Retry what did not succeed (a success is followed by the instance's own buttons).
     const retryable = finished() && action.state !== "succeeded";
     retryButton.disabled = !retryable || !instance || !allowed(action.action, instance);
-    retryButton.title = !retryable ? `Only a ${action.action} that failed or was cancelled is retried`
+    retryButton.title = !retryable
+      ? `Only a ${action.action} that failed or was cancelled is retried`
       : retryButton.disabled && instance
         ? `${kindWord(action.action)} is not allowed while the instance is ${statusOf(instance)}`
         : `A new ${action.action} of this instance`;
@@ -227,7 +231,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
     const items = [
       ["Action", h("span", { class: "mono" }, action.id)],
       // Newer services name who asked; the history does in any case.
-      action.requested_by ? ["Requested by", h("span", { class: "mono" }, action.requested_by)] : null,
+      action.requested_by
+        ? ["Requested by", h("span", { class: "mono" }, action.requested_by)] : null,
       ["Accepted", timeElement(action.created_at)],
       ["Started", action.started_at ? timeElement(action.started_at) : "—"],
       ["Finished", action.finished_at ? timeElement(action.finished_at) : "—"],
@@ -268,7 +273,9 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
         h("div", { class: "step-line" },
           h("span", { class: "step-name" }, stepLabel(name, action.action)),
           h("span", { class: "step-state" },
-            badge(state, { small: true, label: step ? null : (finished() ? "Not run" : "Pending") }),
+            badge(state, {
+              small: true, label: step ? null : (finished() ? "Not run" : "Pending"),
+            }),
             time)),
         step && step.message ? h("p", { class: "step-message" }, step.message) : null);
     }));
@@ -286,7 +293,8 @@ export function mountAction(container, instanceId, actionId, { navigate }) {
 
   function renderResults() {
     const hosts = hostOrder();
-    const roles = new Map((instance ? instance.info.hosts : []).map((host) => [host.name, host.role]));
+    const roles = new Map((instance ? instance.info.hosts : [])
+      .map((host) => [host.name, host.role]));
     const leftOut = leftOutHosts(action); // what this action left out, not the instance now
     const counts = new Map(hosts.map((host) => [host, {}]));
     // One row per task of a play (a task name may recur in another play), in the order

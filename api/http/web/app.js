@@ -5,7 +5,9 @@
 // The fragment holds ids only; the token is in sessionStorage (see api.js).
 // ES modules run in strict mode.
 
-import { ApiError, forgetToken, getToken, onUnauthorized, paths, request, setToken } from "./api.js";
+import {
+  ApiError, forgetToken, getToken, onUnauthorized, paths, request, setToken,
+} from "./api.js";
 import { mountAction } from "./action.js";
 import { clearNotices, notify } from "./common.js";
 import { announce, h, replaceChildren } from "./dom.js";
@@ -137,7 +139,9 @@ function signOut(message) {
   announce(message || "Signed out.");
 }
 
-document.getElementById("sign-out").addEventListener("click", () => signOut("You have signed out."));
+document.getElementById("sign-out").addEventListener("click", () => {
+  signOut("You have signed out.");
+});
 
 onUnauthorized(() => {
   if (getToken()) { // once, however many requests were refused

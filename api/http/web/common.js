@@ -54,7 +54,8 @@ export function actionHash(id, actionId) {
 // A message above the view: errors are alerts, the rest polite; each can be dismissed.
 export function notify(kind, text) {
   const list = document.getElementById("notices");
-  const item = h("div", { class: `notice notice-${kind}`, role: kind === "error" ? "alert" : "status" },
+  const role = kind === "error" ? "alert" : "status";
+  const item = h("div", { class: `notice notice-${kind}`, role },
     h("span", { class: "notice-glyph", "aria-hidden": "true" }, kind === "error" ? "✖" : "ℹ"),
     h("span", { class: "notice-text" }, text),
     h("button", {

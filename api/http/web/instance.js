@@ -100,7 +100,10 @@ export function mountInstance(container, instanceId, { navigate }) {
       type: "button", class: "button button-small", disabled: offset === 0,
     }, "Newer");
     older.addEventListener("click", () => { offset += PAGE; refreshHistory(); });
-    newer.addEventListener("click", () => { offset = Math.max(0, offset - PAGE); refreshHistory(); });
+    newer.addEventListener("click", () => {
+      offset = Math.max(0, offset - PAGE);
+      refreshHistory();
+    });
     replaceChildren(historyBody,
       h("table", { class: "table table-cards", id: "history" },
         h("caption", { class: "sr-only" }, "Actions of this instance, newest first"),
@@ -111,9 +114,11 @@ export function mountInstance(container, instanceId, { navigate }) {
         h("tbody", {}, items.map((action) => h("tr", { dataset: { actionId: action.id } },
           h("td", { "data-label": "Action" },
             h("a", { href: actionHash(instanceId, action.id), class: "strong" },
-              `${kindWord(action.action)} `, h("span", { class: "muted mono small" }, shortId(action.id))),
+              `${kindWord(action.action)} `,
+              h("span", { class: "muted mono small" }, shortId(action.id))),
             leftOutHosts(action).size
-              ? h("div", { class: "muted small" }, `left out: ${[...leftOutHosts(action)].join(", ")}`)
+              ? h("div", { class: "muted small" },
+                `left out: ${[...leftOutHosts(action)].join(", ")}`)
               : null),
           h("td", { "data-label": "Outcome" }, badge(action.state, { small: true })),
           h("td", { "data-label": "Accepted" }, timeElement(action.created_at)),
@@ -121,7 +126,8 @@ export function mountInstance(container, instanceId, { navigate }) {
           h("td", { "data-label": "Requested by", class: "mono small" },
             h("span", { title: action.requested_by }, shortId(action.requested_by))),
           h("td", { "data-label": "Error", class: "small" },
-            action.error ? h("span", { class: "error-text clamp", title: action.error }, action.error)
+            action.error
+              ? h("span", { class: "error-text clamp", title: action.error }, action.error)
               : h("span", { class: "muted" }, "—")))))),
       h("div", { class: "pager" },
         h("span", { class: "muted small" },

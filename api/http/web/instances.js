@@ -96,7 +96,8 @@ export function mountInstances(container, { navigate }) {
       ? `${total} instance${total === 1 ? "" : "s"}`
       : `${shown} of ${total} instances shown`;
     empty.hidden = shown > 0 || !loaded;
-    empty.textContent = total === 0 ? "You have no lambda instances." : "No instance matches the filter.";
+    empty.textContent = total === 0
+      ? "You have no lambda instances." : "No instance matches the filter.";
   }
 
   function lastActionCell(entry, instance) {
@@ -136,9 +137,12 @@ export function mountInstances(container, { navigate }) {
       h("td", { "data-label": "Status" },
         h("div", { class: "stack" },
           badge(statusOf(instance)),
-          failure ? h("span", { class: "small error-text clamp", title: failure }, failure) : null)),
+          failure
+            ? h("span", { class: "small error-text clamp", title: failure }, failure) : null)),
       h("td", { "data-label": "Services" },
-        details ? h("ul", { class: "chips" }, details.info.services.map((s) => h("li", { class: "chip" }, s)))
+        details
+          ? h("ul", { class: "chips" },
+            details.info.services.map((s) => h("li", { class: "chip" }, s)))
           : "…"),
       h("td", { "data-label": "Hosts" }, hostsCell(entry)),
       h("td", { "data-label": "Last action" }, lastActionCell(entry, instance)),
