@@ -153,8 +153,15 @@ class Page:
                        "return e ? e.dataset.state : null;", f"{css} .badge")
 
     def click(self, css: str) -> None:
-        self.wait(lambda: self.find(css).is_enabled(), message=f"{css} enabled")
-        self.find(css).click()
+        """Click ``css`` once it is there and enabled (a refresh may replace the element
+        between two reads: then the new one is clicked)."""
+        def clicked():
+            element = self.find(css)
+            if not element.is_enabled():
+                return False
+            element.click()
+            return True
+        self.wait(clicked, message=f"{css} enabled")
 
     def hash_(self) -> str:
         return self.js("return location.hash")
