@@ -53,12 +53,13 @@ setup(
     name="lambda-service",
     version="0.1.0",
     description="Ansible-driven orchestration backend for lambda instances on Synnefo clouds",
-    packages=find_packages(include=["api", "api.*", "lambda_testbed", "lambda_testbed.*"]),
+    # api/http/web holds the web page's files, no Python: named, so that they ship.
+    packages=[*find_packages(include=["api", "api.*", "lambda_testbed", "lambda_testbed.*"]),
+              "api.http.web"],
     include_package_data=True,
     package_data={"api": ["adapters/db/migrations/*.py",
-                          "adapters/db/migrations/versions/*.py",
-                          "http/web/*.html", "http/web/*.css", "http/web/*.js",
-                          "http/web/*.svg"]},
+                          "adapters/db/migrations/versions/*.py"],
+                  "api.http.web": ["*.html", "*.css", "*.js", "*.svg"]},
     cmdclass={"build_py": BuildWithAnsibleFiles},
     python_requires=">=3.10",
     install_requires=[
