@@ -35,8 +35,11 @@ browser-deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/install-browser-deps.sh; \
 	else echo "not root: the browser tests will be skipped unless chromium and chromium-driver are installed"; fi
 
+# Two workers: the loopback-bound tests in one, the lab's in the other (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: venv lab-deps browser-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not lab and not slow" $(PYTEST_ARGS)
