@@ -27,6 +27,7 @@ SCRIPTS = (
     ("kafka", "bin/kafka-server-stop.sh", "kafka", "stop", None),
     ("kafka", "bin/kafka-storage.sh", "kafka", "storage", None),
     ("zookeeper", "bin/zkServer.sh", "zookeeper", "", "zookeeper"),
+    ("zookeeper", "bin/zkCli.sh", "zookeeper", "cli", None),
     ("spark", "sbin/spark-daemon.sh", "spark", "", "spark"),
 )
 

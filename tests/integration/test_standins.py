@@ -115,6 +115,29 @@ def test_hadoop_hdfs_and_yarn(dist):
     assert run([*safemode, "enter"]).stdout.strip() == "Safe mode is ON"
     assert run([*safemode, "leave"]).stdout.strip() == "Safe mode is OFF"
 
+    # A file goes to the DataNode and comes back from it; a DataNode that cannot store
+    # leaves the write with no replica, and the put fails as the real client's does.
+    dfs = [hdfs, "--config", master, "dfs"]
+    local = root / "hello.txt"
+    local.write_bytes(b"hello\x00hdfs\n")
+    run([*dfs, "-put", local, "/hello"], check=True)
+    blocks = list((root / "slave/data/current/blocks").iterdir())
+    assert [b.read_bytes() for b in blocks] == [b"hello\x00hdfs\n"]
+    cat = subprocess.run([hdfs, "--config", master, "dfs", "-cat", "/hello"], capture_output=True)
+    assert cat.returncode == 0 and cat.stdout == b"hello\x00hdfs\n"
+    assert "File exists" in run([*dfs, "-put", local, "/hello"]).stderr
+    fsck = run([hdfs, "--config", master, "fsck", "/hello", "-files", "-blocks", "-locations"],
+               check=True).stdout
+    assert f"[DatanodeInfoWithStorage[{IP2}:9866" in fsck and "HEALTHY" in fsck
+    blocks[0].unlink()  # a lost replica is not read back from anywhere else
+    assert "Could not obtain block" in run([*dfs, "-cat", "/hello"]).stderr
+    run([*dfs, "-rm", "/hello"], check=True)
+    assert "No such file" in run([*dfs, "-cat", "/hello"]).stderr
+    (root / "slave/data/STANDIN_FAULT_CANNOT_STORE").touch()
+    broken = run([*dfs, "-put", local, "/broken"])
+    assert broken.returncode == 1 and "0 of the 1 minReplication" in broken.stderr
+    assert f"bad datanode {IP2}:9866" in broken.stderr
+
     run([yarn, "--config", master, "--daemon", "start", "resourcemanager"], check=True)
     run([yarn, "--config", slave, "--daemon", "start", "nodemanager"], check=True)
 
@@ -187,6 +210,15 @@ def test_zookeeper_answers_four_letter_words(dist):
     status = run([zk, "status"], env)
     assert status.returncode == 0 and "Mode: standalone" in status.stdout
     assert run([zk, "start"], env).returncode == 1  # already running, like the real script
+
+    # zkCli.sh: a znode created, read back and deleted through the client protocol.
+    cli = [f"{homes['zookeeper_home']}/bin/zkCli.sh", "-server", f"{IP}:2181"]
+    assert run([*cli, "create", "/check", "hello"], check=True).stdout.strip() == "Created /check"
+    assert "Node already exists" in run([*cli, "create", "/check", "x"]).stderr
+    assert "Node does not exist" in run([*cli, "create", "/no/parent", "x"]).stderr
+    assert run([*cli, "get", "/check"], check=True).stdout.strip() == "hello"
+    run([*cli, "delete", "/check"], check=True)
+    assert "Node does not exist: /check" in run([*cli, "get", "/check"]).stderr
 
     run([zk, "stop"], env, check=True)
     assert wait_until(lambda: not Path(f"/proc/{pid}").exists())

@@ -3,12 +3,16 @@
 Same command lines, config keys, default ports and pid files as the real scripts:
 ``hdfs --daemon start|stop|status namenode|datanode``, ``hdfs namenode -format``,
 ``hdfs dfsadmin -safemode get|leave|enter|wait``, ``hdfs dfsadmin -report``,
+``hdfs dfs -put|-cat|-rm`` (the bytes really stored on and read from the DataNodes),
+``hdfs fsck PATH -files -blocks -locations``,
 ``yarn --daemon start|stop|status resourcemanager|nodemanager``, ``yarn node -list``.
 RPC between the daemons is JSON lines over the real RPC ports instead of Hadoop IPC.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import socket
 import sys
@@ -92,6 +96,11 @@ class NameNode:
         self.lock = threading.Lock()
         self.datanodes: dict[str, dict] = {}
         self.manual_safemode: bool | None = None  # set by -safemode enter|leave
+        # The namespace: path -> {"blocks": [{"id", "len", "locations": [xferaddr]}]}, kept
+        # in the name dir like an fsimage, so files outlive a NameNode restart.
+        self.image = self.name_dir / "current" / "fsimage.json"
+        self.files: dict[str, dict] = {}
+        self.replication = int(conf.get("dfs.replication", "3"))
 
     def live(self) -> list[dict]:
         cutoff = time.time() - self.expiry
@@ -122,7 +131,49 @@ class NameNode:
                 return {"ok": True, "safemode": self.safemode()}
             if op == "report":
                 return {"ok": True, "live": self.live(), "safemode": self.safemode()}
+            if op in ("create", "complete", "open", "delete"):
+                return self.namespace(op, request)
         return {"ok": False, "error": f"unknown op {op}"}
+
+    def namespace(self, op: str, request: dict) -> dict:
+        """Files for ``hdfs dfs``: the client streams the data to the DataNodes the NameNode
+        names, and the NameNode records the replicas that took it, as in real HDFS."""
+        path = request["path"]
+        if op == "create":
+            if self.safemode():
+                return {"ok": False, "error": f"Cannot create file{path}. Name node is in "
+                                              "safe mode."}
+            if path in self.files and not request.get("overwrite"):
+                return {"ok": False, "error": f"`{path}': File exists"}
+            targets = [d["xferaddr"] for d in self.live()]
+            wanted = int(request.get("replication") or self.replication)
+            return {"ok": True, "block": f"blk_{uuid.uuid4().int % 2**62}",
+                    "targets": targets[: max(1, wanted)]}
+        if op == "complete":
+            if not request["locations"]:
+                return {"ok": False, "error": f"File {path} could only be written to 0 of the "
+                                              "1 minReplication nodes."}
+            self.files[path] = {"blocks": [{"id": request["block"], "len": request["len"],
+                                            "locations": request["locations"]}],
+                                "replication": request["replication"]}
+            self.save()
+            return {"ok": True}
+        entry = self.files.get(path)
+        if entry is None:
+            return {"ok": False, "error": f"`{path}': No such file or directory"}
+        if op == "delete":
+            del self.files[path]
+            self.save()
+        return {"ok": True, "file": entry}
+
+    def load(self) -> None:
+        if self.image.exists():
+            self.files = json.loads(self.image.read_text())
+
+    def save(self) -> None:
+        tmp = self.image.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.files))
+        tmp.replace(self.image)
 
     def jmx(self, _query: str) -> dict:
         with self.lock:
@@ -151,6 +202,7 @@ class NameNode:
                 "does not exist or is not accessible; run 'hdfs namenode -format'."
             )
         self.cluster_id = _read_version(self.version).get("clusterID", "")
+        self.load()
         rpc = namenode_rpc(self.conf)
         http = common.split_address(self.conf["dfs.namenode.http-address"], 9870)
         servers = [
@@ -220,9 +272,45 @@ def heartbeat_loop(name, address, node, interval, stopping: threading.Event, sou
         client.close()
 
 
+# A test's switch: while this file exists in a DataNode's data dir, its volume refuses every
+# write (a failed disk), so no replica lands there.
+CANNOT_STORE = "STANDIN_FAULT_CANNOT_STORE"
+
+
 class DataNode:
     def __init__(self, conf: dict):
         self.conf = conf
+        self.blocks = common.local_path(conf["dfs.datanode.data.dir"]) / "current" / "blocks"
+
+    def transfer(self, request: dict, session: dict) -> dict:
+        """Block writes and reads on the data transfer port; the blocks are files here."""
+        op, block = request["op"], request["block"]
+        if not block.startswith("blk_") or not block[4:].isdigit():
+            return {"ok": False, "error": f"bad block id {block}"}
+        path = self.blocks / block
+        if op == "write":
+            if (self.blocks.parent.parent / CANNOT_STORE).exists():
+                log.error("volume %s failed: cannot store %s", self.blocks, block)
+                return {"ok": False, "error": f"DiskOutOfSpaceException: cannot write {block} "
+                                              f"to volume {self.blocks.parent.parent}"}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = base64.b64decode(request["data"])
+            with open(path.with_suffix(".tmp"), "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            path.with_suffix(".tmp").replace(path)
+            log.info("Received %s size %s", block, len(data))
+            return {"ok": True}
+        if op == "read":
+            try:
+                return {"ok": True, "data": base64.b64encode(path.read_bytes()).decode()}
+            except OSError:
+                return {"ok": False, "error": f"Replica not found for {block}"}
+        if op == "delete":
+            path.unlink(missing_ok=True)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown op {op}"}
 
     def run(self, notifier: common.Notifier) -> None:
         data_dir = common.local_path(self.conf["dfs.datanode.data.dir"])
@@ -232,7 +320,7 @@ class DataNode:
         http = common.split_address(self.conf["dfs.datanode.http.address"], 9864)
         ipc = common.split_address(self.conf["dfs.datanode.ipc.address"], 9867)
         servers = [
-            common.raw_server("DataNode data transfer", xfer, common.Hold),
+            common.line_server("DataNode data transfer", xfer, self.transfer),
             common.http_server("DataNode HTTP", http, {"/": _page("DataNode")}),
             common.raw_server("DataNode IPC", ipc, common.Hold),
         ]
@@ -463,6 +551,162 @@ def dfsadmin(env: Env, args: list[str]) -> int:
     return 1
 
 
+def _generic_options(conf: dict, args: list[str]) -> list[str]:
+    """``-D key=value`` (Hadoop's GenericOptionsParser) into ``conf``; the rest returned."""
+    rest = []
+    while args:
+        arg = args.pop(0)
+        if arg == "-D" and args:
+            key, _, value = args.pop(0).partition("=")
+            conf[key] = value
+        elif arg.startswith("-D") and "=" in arg:
+            key, _, value = arg[2:].partition("=")
+            conf[key] = value
+        else:
+            rest.append(arg)
+    return rest
+
+
+def _nn_call(nn, request: dict) -> dict:
+    return common.call_once(nn, request, timeout=10)
+
+
+def dfs(env: Env, args: list[str]) -> int:
+    """``hdfs dfs -put [-f] SRC DST``, ``-cat PATH``, ``-rm [-f] [-skipTrash] PATH``: the data
+    goes to and comes from the DataNodes the NameNode names, never the NameNode itself."""
+    conf = env.conf()
+    args = _generic_options(conf, args)
+    if not args:
+        print("Usage: hadoop fs [generic options] [-cat PATH] [-put [-f] SRC DST] [-rm PATH]",
+              file=sys.stderr)
+        return 1
+    command, args = args[0], args[1:]
+    flags = {a for a in args if a in ("-f", "-skipTrash", "-p", "-d")}
+    paths = [a for a in args if a not in flags]
+    name = command.lstrip("-")
+    try:
+        nn = namenode_rpc(conf)
+        if command == "-put" and len(paths) == 2:
+            src, dst = paths
+            data = sys.stdin.buffer.read() if src == "-" else Path(src).read_bytes()
+            return _put(nn, conf, dst, data, "-f" in flags)
+        if command == "-cat" and paths:
+            for path in paths:
+                reply = _nn_call(nn, {"op": "open", "path": path})
+                if not reply["ok"]:
+                    print(f"cat: {reply['error']}", file=sys.stderr)
+                    return 1
+                sys.stdout.buffer.write(_read_block(reply["file"]["blocks"][0]))
+            sys.stdout.flush()
+            return 0
+        if command == "-rm" and paths:
+            code = 0
+            for path in paths:
+                reply = _nn_call(nn, {"op": "delete", "path": path})
+                if not reply["ok"]:
+                    if "-f" not in flags:
+                        print(f"rm: {reply['error']}", file=sys.stderr)
+                        code = 1
+                    continue
+                for block in reply["file"]["blocks"]:
+                    for location in block["locations"]:
+                        try:  # the real NameNode tells the DataNodes in a heartbeat reply
+                            common.call_once(common.split_address(location, 9866),
+                                             {"op": "delete", "block": block["id"]})
+                        except OSError as exc:
+                            log.warning("cannot delete %s on %s: %s", block["id"], location, exc)
+                print(f"Deleted {path}")
+            return code
+    except (OSError, ConnectionError) as exc:
+        print(f"{name}: Call From {socket.gethostname()} to the NameNode failed on connection "
+              f"exception: {exc}", file=sys.stderr)
+        return 1
+    except StartError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{name}: Unknown command or wrong arguments", file=sys.stderr)
+    return 1
+
+
+def _put(nn, conf: dict, dst: str, data: bytes, overwrite: bool) -> int:
+    replication = int(conf.get("dfs.replication", "3"))
+    reply = _nn_call(nn, {"op": "create", "path": dst, "overwrite": overwrite,
+                          "replication": replication})
+    if not reply["ok"]:
+        print(f"put: {reply['error']}", file=sys.stderr)
+        return 1
+    stored = []
+    encoded = base64.b64encode(data).decode()
+    for target in reply["targets"]:  # a replica that fails is left out, as a pipeline does
+        try:
+            answer = common.call_once(common.split_address(target, 9866),
+                                      {"op": "write", "block": reply["block"], "data": encoded})
+        except (OSError, ConnectionError) as exc:
+            answer = {"ok": False, "error": str(exc)}
+        if answer.get("ok"):
+            stored.append(target)
+        else:
+            print(f"WARN hdfs.DataStreamer: Error Recovery for {reply['block']} in pipeline: "
+                  f"bad datanode {target}: {answer.get('error')}", file=sys.stderr)
+    done = _nn_call(nn, {"op": "complete", "path": dst, "block": reply["block"],
+                         "len": len(data), "locations": stored, "replication": replication})
+    if not done["ok"]:
+        print(f"put: {done['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_block(block: dict) -> bytes:
+    """From the first replica that has it, as the client does (it tries the next on error)."""
+    errors = []
+    for location in block["locations"]:
+        try:
+            reply = common.call_once(common.split_address(location, 9866),
+                                     {"op": "read", "block": block["id"]})
+        except (OSError, ConnectionError) as exc:
+            errors.append(f"{location}: {exc}")
+            continue
+        if reply.get("ok"):
+            return base64.b64decode(reply["data"])
+        errors.append(f"{location}: {reply.get('error')}")
+    raise StartError(f"Could not obtain block: {block['id']} ({'; '.join(errors)})")
+
+
+def fsck(env: Env, args: list[str]) -> int:
+    """``hdfs fsck PATH -files -blocks -locations`` for one file: its block's live replicas."""
+    conf = env.conf()
+    paths = [a for a in args if not a.startswith("-")]
+    if len(paths) != 1:
+        print("Usage: hdfs fsck <path> [-files [-blocks [-locations]]]", file=sys.stderr)
+        return 1
+    path = paths[0]
+    try:
+        nn = namenode_rpc(conf)
+        reply = _nn_call(nn, {"op": "open", "path": path})
+        live = {d["xferaddr"] for d in _nn_call(nn, {"op": "report"})["live"]}
+    except (OSError, StartError) as exc:
+        print(f"fsck: {exc}", file=sys.stderr)
+        return 1
+    if not reply["ok"]:
+        print(f"FSCK started for path {path}\nFSCK ended\n\nPath '{path}' does not exist")
+        return 1
+    entry = reply["file"]
+    target = entry["replication"]
+    print(f"FSCK started by {env.ident} for path {path}")
+    for index, block in enumerate(entry["blocks"]):
+        replicas = [loc for loc in block["locations"] if loc in live]
+        print(f"{path} {block['len']} bytes, replicated: replication={target}, 1 block(s):  OK")
+        if len(replicas) < target:
+            print(f"{path}:  Under replicated {block['id']}. Target Replicas is {target} but "
+                  f"found {len(replicas)} live replica(s).")
+        storages = ", ".join(f"DatanodeInfoWithStorage[{loc},DS-standin,DISK]"
+                             for loc in replicas)
+        print(f"{index}. {block['id']} len={block['len']} Live_repl={len(replicas)}  "
+              f"[{storages}]")
+    print(f"\nThe filesystem under path '{path}' is {'HEALTHY' if replicas else 'CORRUPT'}")
+    return 0 if replicas else 1
+
+
 def yarn_node(env: Env, args: list[str]) -> int:
     conf = env.conf()
     rm = common.split_address(conf["yarn.resourcemanager.address"], 8032)
@@ -523,6 +767,10 @@ def main(argv: list[str]) -> int:
         return daemon_command(env, mode, sub)
     if command == "hdfs" and sub == "dfsadmin":
         return dfsadmin(env, args)
+    if command == "hdfs" and sub == "dfs":
+        return dfs(env, args)
+    if command == "hdfs" and sub == "fsck":
+        return fsck(env, args)
     if command == "yarn" and sub == "node":
         return yarn_node(env, args)
     if sub == "version":

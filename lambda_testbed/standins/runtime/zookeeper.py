@@ -2,8 +2,10 @@
 
 Reads ``zoo.cfg`` (``clientPort``, ``clientPortAddress``, ``dataDir``,
 ``4lw.commands.whitelist``), honours ZOOCFGDIR / ZOO_LOG_DIR / ZOOPIDFILE, answers the
-four-letter words and accepts real client sessions (connect handshake, pings, close), so a
-real ZooKeeper client, or the Kafka stand-in, can tell it is up.
+four-letter words and accepts real client sessions (connect handshake, pings, close, and
+create / getData / delete of znodes in the real jute encoding), so a real ZooKeeper client, or
+the Kafka stand-in, can tell it is up. ``bin/zkCli.sh -server H:P create|get|delete`` is the
+client for znodes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from .common import StartError, log
 VERSION = "3.8.4-standin, built on 2024-01-01 00:00 UTC"
 FOUR_LETTER_WORDS = {b"ruok", b"srvr", b"stat", b"mntr", b"conf", b"envi", b"cons", b"isro"}
 PING, CLOSE_SESSION = 11, -11
+CREATE, DELETE, GET_DATA = 1, 2, 4
 ZUNIMPLEMENTED = -6
+ZNONODE, ZNODEEXISTS, ZNOTEMPTY = -101, -110, -111
 
 
 class Config:
@@ -55,6 +59,11 @@ class Server:
         self.received = 0
         self.sent = 0
         self.next_session = (int(time.time()) & 0xFFFFFF) << 32
+        # The data tree, in memory (path -> data, ctime ms, zxid); a create, get and delete
+        # through the client protocol really store, read and remove a node.
+        self.tree: dict[str, tuple[bytes, int, int]] = {"/": (b"", 0, 0),
+                                                        "/zookeeper": (b"", 0, 0)}
+        self.zxid = 0
 
     def srvr(self, with_clients: bool) -> str:
         with self.lock:
@@ -128,7 +137,9 @@ class Server:
             sock.settimeout(timeout / 1000.0)
             while True:
                 length = struct.unpack(">i", _read_exact(sock, 4))[0]
-                xid, kind = struct.unpack(">ii", _read_exact(sock, length)[:8])
+                frame = _read_exact(sock, length)
+                xid, kind = struct.unpack(">ii", frame[:8])
+                body_rest = frame[8:]
                 with self.lock:
                     self.received += 1
                     self.sent += 1
@@ -136,12 +147,44 @@ class Server:
                     _send_frame(sock, struct.pack(">iqi", xid, 0, 0))
                     if kind == CLOSE_SESSION:
                         return
+                elif kind in (CREATE, DELETE, GET_DATA):
+                    err, payload = self.data_op(kind, body_rest)
+                    _send_frame(sock, struct.pack(">iqi", xid, self.zxid, err) + payload)
                 else:
                     _send_frame(sock, struct.pack(">iqi", xid, 0, ZUNIMPLEMENTED))
         finally:
             with self.lock:
                 self.sessions.pop(sid, None)
             log.info("closed session 0x%x", sid)
+
+    def data_op(self, kind: int, body: bytes) -> tuple[int, bytes]:
+        """create / delete / getData in the jute encoding the real client speaks."""
+        path, offset = _read_string(body, 0)
+        with self.lock:
+            if kind == CREATE:
+                data, offset = _read_buffer(body, offset)
+                parent = path.rsplit("/", 1)[0] or "/"
+                if path in self.tree:
+                    return ZNODEEXISTS, b""
+                if parent not in self.tree:
+                    return ZNONODE, b""
+                self.zxid += 1
+                self.tree[path] = (data or b"", common.now_ms(), self.zxid)
+                return 0, _string(path)
+            if path not in self.tree:
+                return ZNONODE, b""
+            if kind == DELETE:
+                if any(p.startswith(path.rstrip("/") + "/") for p in self.tree):
+                    return ZNOTEMPTY, b""
+                self.zxid += 1
+                del self.tree[path]
+                return 0, b""
+            data, ctime, czxid = self.tree[path]
+            children = sum(1 for p in self.tree if p != path and
+                           p.rsplit("/", 1)[0] == path.rstrip("/"))
+            stat = struct.pack(">qqqqiiiqiiq", czxid, czxid, ctime, ctime, 0, 0, 0, 0,
+                               len(data), children, czxid)
+            return 0, struct.pack(">i", len(data)) + data + stat
 
     def run(self, notifier: common.Notifier) -> None:
         (self.config.data_dir / "version-2").mkdir(parents=True, exist_ok=True)
@@ -159,6 +202,24 @@ def _read_exact(sock, n: int) -> bytes:
             raise ConnectionError("closed")
         data += chunk
     return data
+
+
+def _string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack(">i", len(raw)) + raw
+
+
+def _read_string(body: bytes, offset: int) -> tuple[str, int]:
+    data, offset = _read_buffer(body, offset)
+    return (data or b"").decode(), offset
+
+
+def _read_buffer(body: bytes, offset: int) -> tuple[bytes | None, int]:
+    length = struct.unpack(">i", body[offset : offset + 4])[0]
+    offset += 4
+    if length < 0:
+        return None, offset
+    return body[offset : offset + length], offset + length
 
 
 def _send_frame(sock, payload: bytes) -> None:
@@ -196,11 +257,74 @@ def ping(sock) -> None:
     _read_exact(sock, length)
 
 
+# --- zkCli.sh ----------------------------------------------------------------------------------
+
+OPEN_ACL_UNSAFE = struct.pack(">ii", 1, 31) + _string("world") + _string("anyone")
+
+
+def cli(args: list[str]) -> int:
+    """``zkCli.sh -server host:port create|get|delete PATH [DATA]``, one command per run."""
+    server = "localhost:2181"
+    if args[:1] == ["-server"] and len(args) > 1:
+        server, args = args[1], args[2:]
+    if not args or args[0] not in ("create", "get", "delete"):
+        print("ZooKeeper -server host:port cmd args\n\tcreate path [data]\n\tget path\n"
+              "\tdelete path", file=sys.stderr)
+        return 1
+    command, path = args[0], args[1] if len(args) > 1 else ""
+    if not path.startswith("/"):
+        print("Path must start with / character", file=sys.stderr)
+        return 1
+    address = common.split_address(server.split(",")[0], 2181)
+    try:
+        sock, _sid, _timeout = open_session(address, 30000)
+    except (OSError, ConnectionError, ValueError) as exc:
+        print(f"Connecting to {server}\nUnable to connect to {server}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if command == "create":
+            data = args[2].encode() if len(args) > 2 else b""
+            body = (_string(path) + struct.pack(">i", len(data)) + data + struct.pack(">i", 1)
+                    + OPEN_ACL_UNSAFE + struct.pack(">i", 0))
+            kind = CREATE
+        elif command == "delete":
+            body, kind = _string(path) + struct.pack(">i", -1), DELETE
+        else:
+            body, kind = _string(path) + b"\0", GET_DATA
+        _send_frame(sock, struct.pack(">ii", 1, kind) + body)
+        length = struct.unpack(">i", _read_exact(sock, 4))[0]
+        reply = _read_exact(sock, length)
+        _send_frame(sock, struct.pack(">ii", 2, CLOSE_SESSION))
+    except (OSError, ConnectionError, struct.error) as exc:
+        print(f"Connection to {server} lost: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sock.close()
+    err = struct.unpack(">i", reply[12:16])[0]
+    if err == ZNODEEXISTS:
+        print(f"Node already exists: {path}", file=sys.stderr)
+        return 1
+    if err == ZNONODE:
+        print(f"Node does not exist: {path}", file=sys.stderr)
+        return 1
+    if err != 0:
+        print(f"{command} {path} failed with error code {err}", file=sys.stderr)
+        return 1
+    if command == "create":
+        print(f"Created {path}")
+    elif command == "get":
+        data, _ = _read_buffer(reply, 16)
+        print((data or b"").decode(errors="replace"))
+    return 0
+
+
 # --- command line ------------------------------------------------------------------------------
 
 
 def main(argv: list[str]) -> int:
     home, args = Path(argv[0]), list(argv[1:])
+    if args[:1] == ["cli"]:
+        return cli(args[1:])
     conf_dir = Path(os.environ.get("ZOOCFGDIR") or home / "conf")
     if args[:1] == ["--config"] and len(args) > 1:
         conf_dir = Path(args[1])
