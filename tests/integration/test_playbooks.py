@@ -146,6 +146,53 @@ def assert_all_down(lab: Lab, homes_root: Path) -> None:
     assert processes_under(homes_root) == []
 
 
+def check_messages(result: subprocess.CompletedProcess) -> dict[str, str]:
+    """Service -> the message of its "Service check <SERVICE>" task (ok or failed)."""
+    found = {}
+    for match in re.finditer(r"TASK \[\w+ : Service check (\w+)\].*?\n(?:ok|fatal|failed): "
+                             r"\[lambda-master\].*?\"msg\": \"(.*?)\"\n", result.stdout, re.S):
+        found[match.group(1)] = match.group(2)
+    return found
+
+
+def assert_checks(lab: Lab, homes) -> None:
+    """lambda-check.yml passes, changes nothing and leaves nothing behind; a DataNode that
+    cannot store fails it naming HDFS and the slave; fixed, it passes again."""
+    checked = lab.playbook("lambda-check.yml")
+    counts = assert_ok(checked)
+    assert {host: c["changed"] for host, c in counts.items()} == dict.fromkeys(counts, 0)
+    messages = check_messages(checked)
+    assert set(messages) == {"HDFS", "YARN", "ZooKeeper"}, checked.stdout[-4000:]
+    assert "saw read back the" in messages["HDFS"] and "a replica on each of the 2" in messages[
+        "HDFS"]
+    assert "saw 2 of 2 NodeManagers RUNNING" in messages["YARN"]
+    assert "saw ruok answered imok" in messages["ZooKeeper"]
+    hdfs = [f"{homes[1]['hadoop_home']}/bin/hdfs", "--config",
+            str(lab.root / "hosts/lambda-master/etc/hadoop"), "dfs", "-cat"]
+    left = subprocess.run([*hdfs, "/tmp/lambda-check/lambda-master"], capture_output=True)
+    assert left.returncode == 1  # the test file is gone
+    blocks = lab.root / "hosts/lambda-slave-1/data/hadoop"
+    assert [p for p in blocks.rglob("blk_*")] == []
+
+    fault = lab.root / "hosts/lambda-slave-2/data/hadoop/data/STANDIN_FAULT_CANNOT_STORE"
+    fault.touch()
+    failed = lab.playbook("lambda-check.yml")
+    assert failed.returncode != 0
+    message = check_messages(failed)["HDFS"]
+    assert "HDFS on lambda-master failed" in message and "no replica on lambda-slave-2" in message
+    assert f"{lab.slave_ips[1]}:9866" in message
+
+    # Report only: the same failure is reported and the run goes on to the other checks.
+    reported = lab.playbook("lambda-check.yml", lambda_checks_report_only=True)
+    assert reported.returncode == 0, reported.stdout[-3000:]
+    assert "no replica on lambda-slave-2" in check_messages(reported)["HDFS"]
+    assert "HDFS on lambda-master failed" in check_messages(reported)["HDFS"]
+    assert "ZooKeeper on lambda-master passed" in check_messages(reported)["ZooKeeper"]
+
+    fault.unlink()
+    assert_ok(lab.playbook("lambda-check.yml"))
+
+
 # --- fixtures ------------------------------------------------------------------------------------
 
 
@@ -205,6 +252,8 @@ def test_start_is_ordered_ready_and_idempotent_then_stop(make_lab, homes):
 
     again = assert_ok(lab.playbook("lambda-start.yml"))
     assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
+
+    assert_checks(lab, homes)
 
     stopped = assert_ok(lab.playbook("lambda-stop.yml"))
     assert stopped["lambda-master"]["changed"] > 0
