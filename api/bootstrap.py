@@ -74,7 +74,7 @@ def build_orchestrator(settings: Settings, uow_factory, token_cipher,
         worker_id=worker_id(), power_timeout=settings.power_timeout,
         ssh_timeout=settings.ssh_timeout, playbook_timeout=settings.playbook_timeout,
         lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
-        cancel_poll_interval=settings.cancel_poll_interval)
+        cancel_poll_interval=settings.cancel_poll_interval, checks=settings.checks)
     return Orchestrator(deps, config)
 
 

@@ -38,6 +38,7 @@ ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
 # pinned: each VM's SSH host key is pinned on first sight and checked on every run after;
 # off: no check at all (the lab and the demo, whose hosts are throwaway).
 SSH_HOST_KEY_CHECKING = ("pinned", "off")
+CHECKS = ("enforce", "report", "off")
 LOG_FORMATS = ("text", "json")
 _BIND = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):([1-9][0-9]{0,4})$")
 
@@ -113,6 +114,9 @@ class Settings:
     power_timeout: float = 600.0  # VMs reaching ACTIVE/STOPPED
     ssh_timeout: float = 300.0  # every host answering SSH
     playbook_timeout: float = 1800.0
+    # Service checks after every start's playbook (lambda-check.yml): enforce (a failed
+    # check fails the start) | report (recorded, the start succeeds) | off.
+    checks: str = "enforce"
     poll_interval: float = 1.0  # compute status polling
     playbook_dir: str = str(FILES_ROOT / "playbooks")
     roles_dir: str = str(FILES_ROOT / "roles")
@@ -257,6 +261,9 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
         raise SettingsError(
             f"LAMBDA_SSH_HOST_KEY_CHECKING must be one of {', '.join(SSH_HOST_KEY_CHECKING)}, "
             f"not {settings.ssh_host_key_checking!r}")
+    if settings.checks not in CHECKS:
+        raise SettingsError(
+            f"LAMBDA_CHECKS must be one of {', '.join(CHECKS)}, not {settings.checks!r}")
     if settings.events_poll_interval <= 0 or settings.events_keepalive <= 0:
         raise SettingsError("LAMBDA_EVENTS_POLL_INTERVAL and LAMBDA_EVENTS_KEEPALIVE must be "
                             "more than 0 seconds")

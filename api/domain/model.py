@@ -55,6 +55,7 @@ class StepName(str, enum.Enum):
     POWER_ON = "power_on"
     WAIT_SSH = "wait_ssh"
     PLAYBOOK = "playbook"
+    SERVICE_CHECKS = "service_checks"
     POWER_OFF = "power_off"
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from api.domain.checks import CHECK_TASK, checks_summary
 from api.domain.clock import utcnow
 from api.domain.errors import ActionCancelled, ComputeError, DomainError, PlaybookFailed
 from api.domain.log_context import about_action, carry
@@ -111,6 +112,9 @@ class OrchestratorConfig:
     max_attempts: int = 3
     cancel_poll_interval: float = 1.0  # seconds between reads of a running action's row
     extravars: dict = field(default_factory=dict)
+    # After a start's playbook: lambda-check.yml. enforce: a failed check fails the start;
+    # report: it is recorded and the start succeeds; off: no checks (the step is skipped).
+    checks: str = "enforce"
 
     @property
     def renew_interval(self) -> float:
@@ -255,6 +259,15 @@ class Orchestrator:
         with self._step(claim, StepName.PLAYBOOK, cancel) as step:
             step.message = self._playbook(claim, running, "lambda-start.yml", None, cancel,
                                           known_hosts)
+        if self.config.checks == "off":
+            self._skip_step(claim, StepName.SERVICE_CHECKS, "service checks are off")
+            return
+        report_only = self.config.checks == "report"
+        with self._step(claim, StepName.SERVICE_CHECKS, cancel) as step:
+            step.message = self._playbook(
+                claim, running, "lambda-check.yml", None, cancel, known_hosts,
+                extravars={"lambda_checks_report_only": report_only},
+                summarize=lambda tasks: checks_summary(tasks, report_only))
 
     def _stop(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
         """Stop every host that is on, those an earlier start left out included. A host
@@ -333,9 +346,10 @@ class Orchestrator:
         return check.known_hosts
 
     def _playbook(self, claim, instance: Instance, playbook: str, limit: str | None,
-                  cancel: Cancellation, known_hosts: str | None = None) -> str:
+                  cancel: Cancellation, known_hosts: str | None = None,
+                  extravars: dict | None = None, summarize=None) -> str:
         recorder = _TaskRecorder(self.deps.uow_factory, claim.action_id, claim.attempt)
-        extravars = dict(self.config.extravars)
+        extravars = dict(self.config.extravars, **(extravars or {}))
         extravars.update(lambda_action_id=claim.action_id)
         run = PlaybookRun(playbook=playbook, inventory=self.deps.render_inventory(instance),
                           ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
@@ -353,7 +367,7 @@ class Orchestrator:
                 log.warning("action %s: cannot store the last task results: %s",
                             claim.action_id, exc)
         if result.ok:
-            summary = playbook_summary(result.tasks)
+            summary = (summarize or playbook_summary)(result.tasks)
             return (f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
                     + (f"; {summary}" if summary else ""))
         if result.status == "timeout":
@@ -369,6 +383,8 @@ class Orchestrator:
             raise PlaybookFailed(f"{playbook} failed with rc {result.rc}")
         if failure.host == "-":  # no host got as far as a task: the run itself failed
             raise PlaybookFailed(f"{playbook} could not run: {failure.message or 'no message'}")
+        if failure.task.startswith(CHECK_TASK) and failure.message:
+            raise PlaybookFailed(f"service check failed: {failure.message}")
         verb = "was unreachable" if failure.status == "unreachable" else "failed"
         raise PlaybookFailed(f"host {failure.host} {verb} at task '{failure.task}' of "
                               f"{playbook}: {failure.message or 'no message'}")

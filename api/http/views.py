@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from api.domain.checks import service_checks
 from api.domain.clock import isoformat
 from api.domain.model import Action, ActionEvent, Instance
 
@@ -100,6 +101,8 @@ def action_details(action: Action, instance: Instance) -> dict:
                    "finished_at": isoformat(s.finished_at),
                    "duration": _duration(s.started_at, s.finished_at),
                    "message": s.message} for s in action.steps],
+        # The service checks of a start (lambda-check.yml), read from their task results.
+        "checks": service_checks(action.tasks),
         "playbook": {
             "hosts": hosts,
             "tasks": [{"host": t.host, "task": t.task, "role": t.role, "play": t.play,

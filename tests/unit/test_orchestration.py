@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from api.domain import log_context, services
+from api.domain.checks import service_checks
 from api.domain.errors import ActionCancelled, ComputeError
 from api.domain.model import ActionState, InstanceStatus, StepName, StepState, TaskResult
 from api.domain.orchestration import (
@@ -105,10 +106,11 @@ def test_start_powers_on_then_runs_the_playbook(uow_factory):
     assert instance.status is InstanceStatus.STARTED
     assert [(s.name, s.state) for s in action.steps] == [
         (StepName.POWER_ON, StepState.SUCCEEDED), (StepName.WAIT_SSH, StepState.SKIPPED),
-        (StepName.PLAYBOOK, StepState.SUCCEEDED)]
+        (StepName.PLAYBOOK, StepState.SUCCEEDED), (StepName.SERVICE_CHECKS, StepState.SUCCEEDED)]
     assert sorted(compute.calls) == [("1", "ACTIVE"), ("2", "ACTIVE")]
-    assert runner.runs[0].playbook == "lambda-start.yml"
-    assert [t.task for t in action.tasks] == ["Ensure the NameNode is running"]
+    assert [r.playbook for r in runner.runs] == ["lambda-start.yml", "lambda-check.yml"]
+    assert runner.runs[1].extravars["lambda_checks_report_only"] is False
+    assert [t.task for t in action.tasks] == ["Ensure the NameNode is running"] * 2
     with uow_factory() as uow:  # the token is erased when the action ends
         assert uow.actions.claim(action_id, "w2", action.created_at, 30) is None
 
@@ -228,7 +230,7 @@ def test_a_run_is_counted_and_its_threads_log_its_action_id(uow_factory):
     assert metrics.calls == [
         ("action_started", "start"), ("step_finished", "power_on", "succeeded"),
         ("step_finished", "wait_ssh", "skipped"), ("step_finished", "playbook", "succeeded"),
-        ("action_ended", "start", "succeeded")]
+        ("step_finished", "service_checks", "succeeded"), ("action_ended", "start", "succeeded")]
 
 
 def test_a_failed_run_and_a_handed_back_one_are_counted_apart(uow_factory):
@@ -593,7 +595,7 @@ def test_a_task_result_is_stored_while_the_playbook_still_runs(uow_factory):
     action_id = accept(uow_factory)
     runner = SlowTaskRunner()
     outcome = []
-    orchestrator = make(uow_factory, FakeCompute(), runner)
+    orchestrator = make(uow_factory, FakeCompute(), runner, checks="off")
     thread = threading.Thread(target=lambda: outcome.append(orchestrator.run(action_id)))
     thread.start()
     try:
@@ -643,7 +645,8 @@ def test_a_start_leaving_a_slave_out_then_one_that_brings_it_back(uow_factory):
     action, instance = load(uow_factory, action_id)
     assert step_messages(action)[StepName.POWER_ON] == (
         "already ACTIVE, not powered on: m; powered on: s")
-    assert runner.runs[1].inventory == "m,s"
+    assert runner.runs[1].inventory == "m"  # the checks of the first start: s left out
+    assert runner.runs[2].inventory == "m,s"
     assert instance.status is InstanceStatus.STARTED and instance.left_out_hosts == ()
 
 
@@ -727,3 +730,97 @@ def test_summaries_stay_short_for_many_hosts():
     assert playbook_summary([TaskResult("h", "t", "changed", play="Greet")]) is None
     assert hosts_phrase(hosts[:5], 20) == "s1, s2, s3, s4, s5"
     assert hosts_phrase(hosts[:3], 3) == "s1, s2, s3"
+
+
+HDFS_FAILED = ("HDFS on m failed: tried write, read back and remove a 40-byte file; saw no "
+               "replica on s (10.0.0.2:9866: its DataNode did not store it); took 6.1s")
+ZK_PASSED = ("ZooKeeper on m passed: tried ruok, then create, get and delete /x; saw ruok "
+             "answered imok, the znode read back as written and deleted; took 0.8s")
+
+
+class CheckRunner(FakeRunner):
+    """lambda-start.yml passes; lambda-check.yml's HDFS check fails (ok when report only)."""
+
+    def __init__(self, broken=True):
+        super().__init__()
+        self.broken = broken
+
+    def run(self, run, on_task=None, cancel=None):
+        if run.playbook != "lambda-check.yml":
+            return super().run(run, on_task, cancel)
+        self.runs.append(run)
+        report = run.extravars["lambda_checks_report_only"]
+        hdfs = (TaskResult("m", "Service check HDFS", "failed" if not report else "ok",
+                           role="hadoop", message=HDFS_FAILED) if self.broken else
+                TaskResult("m", "Service check HDFS", "ok", role="hadoop",
+                           message=HDFS_FAILED.replace("failed", "passed")))
+        tasks = [hdfs, TaskResult("m", "Service check ZooKeeper", "ok", role="zookeeper",
+                                  message=ZK_PASSED)]
+        if not report and self.broken:
+            tasks = tasks[:1]  # the master stops at its failed check
+        for task in tasks:
+            on_task(task)
+        if tasks[-1].status == "failed":
+            return PlaybookResult("failed", 2, tasks, failure=tasks[-1])
+        return PlaybookResult("successful", 0, tasks)
+
+
+def test_a_failed_service_check_fails_the_start_naming_service_host_and_what_was_seen(
+        uow_factory):
+    add_instance(uow_factory)
+    runner = CheckRunner()
+    action_id = accept(uow_factory)
+    assert make(uow_factory, FakeCompute(), runner).run(action_id) is ActionState.FAILED
+    action, instance = load(uow_factory, action_id)
+    assert [(s.name, s.state) for s in action.steps][-1] == (
+        StepName.SERVICE_CHECKS, StepState.FAILED)
+    assert instance.status is InstanceStatus.FAILED
+    assert "step service_checks" in action.error
+    assert "service check failed: HDFS on m failed" in action.error
+    assert "no replica on s (10.0.0.2:9866" in action.error
+    assert service_checks(action.tasks) == [{
+        "service": "HDFS", "host": "m", "passed": False,
+        "tried": "write, read back and remove a 40-byte file",
+        "seen": "no replica on s (10.0.0.2:9866: its DataNode did not store it)",
+        "seconds": 6.1}]
+
+    runner.broken = False  # fixed: a retry passes every check
+    action_id = accept(uow_factory)
+    assert make(uow_factory, FakeCompute(), runner).run(action_id) is ActionState.SUCCEEDED
+    action, _ = load(uow_factory, action_id)
+    assert [c["passed"] for c in service_checks(action.tasks)] == [True, True]
+    assert step_messages(action)[StepName.SERVICE_CHECKS] == (
+        "lambda-check.yml: 2 task results, rc 0; checks 2 passed: HDFS (m) 6.1s, "
+        "ZooKeeper (m) 0.8s")
+
+
+def test_report_only_checks_record_the_failure_and_the_start_succeeds(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    orchestrator = make(uow_factory, FakeCompute(), CheckRunner(), checks="report")
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    action, instance = load(uow_factory, action_id)
+    assert instance.status is InstanceStatus.STARTED
+    assert step_messages(action)[StepName.SERVICE_CHECKS] == (
+        "lambda-check.yml: 2 task results, rc 0; checks 1 failed (report only, the start "
+        "goes on): HDFS on m: saw no replica on s (10.0.0.2:9866: its DataNode did not store "
+        "it); 1 passed: ZooKeeper (m) 0.8s")
+
+
+def test_checks_off_skip_the_step(uow_factory):
+    add_instance(uow_factory)
+    runner = CheckRunner()
+    action_id = accept(uow_factory)
+    assert make(uow_factory, FakeCompute(), runner, checks="off").run(action_id) is (
+        ActionState.SUCCEEDED)
+    action, _ = load(uow_factory, action_id)
+    assert [r.playbook for r in runner.runs] == ["lambda-start.yml"]
+    assert action.steps[-1].name is StepName.SERVICE_CHECKS
+    assert action.steps[-1].state is StepState.SKIPPED
+
+
+def test_a_check_task_that_crashed_counts_as_failed_with_its_message():
+    tasks = [TaskResult("m", "Service check YARN", "failed", message="timed out", duration=3.0),
+             TaskResult("m", "Service check Spark", "skipped")]
+    assert service_checks(tasks) == [{"service": "YARN", "host": "m", "passed": False,
+                                      "tried": None, "seen": "timed out", "seconds": 3.0}]
