@@ -103,7 +103,8 @@ SCHEMAS = {
         "cancel_requested_by": _nullable(_string()),
         "cancel_requested_at": _DATE_TIME})]},
     "Step": _object({
-        "name": _string(enum=["power_on", "wait_ssh", "playbook", "power_off"]),
+        "name": _string(enum=["power_on", "wait_ssh", "playbook", "service_checks",
+                              "power_off"]),
         "state": _string(enum=["running", "succeeded", "failed", "skipped", "cancelled"]),
         "started_at": _DATE_TIME, "finished_at": _DATE_TIME,
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
@@ -112,6 +113,13 @@ SCHEMAS = {
         "play": _nullable(_string()),
         "status": _string(enum=["ok", "changed", "failed", "unreachable", "skipped"]),
         "duration": _nullable({"type": "number"}), "message": _nullable(_string())}),
+    # One service check of a start (lambda-check.yml): the latest result per service and
+    # host. Read from the check's task result ("Service check <SERVICE>"), which is also in
+    # playbook.tasks and in the event stream as a task event.
+    "ServiceCheck": _object({
+        "service": _string(), "host": _string(), "passed": {"type": "boolean"},
+        "tried": _nullable(_string()), "seen": _string(),
+        "seconds": _nullable({"type": "number"})}),
     # The JSON of each event's ``data:`` line in an action's event stream.
     "ActionEvent": _object({
         "seq": {"type": "integer", "minimum": 1}, "type": _string(enum=["state", "step",
@@ -134,6 +142,7 @@ SCHEMAS = {
         "events": _object({"last_id": {"type": "integer", "minimum": 0},
                            "href": _string(format="uri-reference")}),
         "steps": {"type": "array", "items": _ref("schemas", "Step")},
+        "checks": {"type": "array", "items": _ref("schemas", "ServiceCheck")},
         "playbook": _object({
             "hosts": {"type": "object", "additionalProperties": {
                 "type": "object", "additionalProperties": {"type": "integer", "minimum": 0}}},
@@ -311,7 +320,15 @@ DOCUMENT = {
                 "401": _UNAUTHORIZED, "404": _NOT_FOUND, "503": _UNAVAILABLE}}},
         "/api/lambda-instances/{instance_id}/actions/{action_id}": {"get": {
             "operationId": "getAction",
-            "summary": "The state of one action, its steps and playbook results",
+            "summary": "The state of one action, its steps, service checks and playbook results",
+            "description": (
+                "A start ends with the step service_checks: playbooks/lambda-check.yml checks "
+                "that each listed service does real work (HDFS stores and returns a file, YARN "
+                "lists every NodeManager RUNNING, ZooKeeper answers ruok and keeps a znode). "
+                "checks lists each check's service, host, what was tried, what was seen and "
+                "how long it took; a failed check fails the start, its error naming the "
+                "service, the host and what was seen, unless the server runs with "
+                "LAMBDA_CHECKS=report (recorded, the start succeeds) or off (step skipped)."),
             "parameters": [_INSTANCE_ID, _ACTION_ID],
             "responses": {
                 "200": _json(_object({"status": _status_line("Lambda instance action"),

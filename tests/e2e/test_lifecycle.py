@@ -32,10 +32,26 @@ def start_and_wait_for_the_playbook(product) -> str:
 def test_start_then_stop_through_the_action_resource(product):
     resp = product.call("POST", URL, data={"action": "start"})
     assert resp.status_code == 202
-    action = product.wait_action(resp.headers["Location"])
+    location = resp.headers["Location"]
+    action = product.wait_action(location)
     assert action["state"] == "succeeded", action["error"]
-    assert [s["name"] for s in action["steps"]] == ["power_on", "wait_ssh", "playbook"]
+    assert [s["name"] for s in action["steps"]] == [
+        "power_on", "wait_ssh", "playbook", "service_checks"]
     assert all(s["state"] in ("succeeded", "skipped") for s in action["steps"])
+    # Every service check passed, on the action resource and in its events.
+    checks = {c["service"]: c for c in action["checks"]}
+    assert set(checks) == {"HDFS", "YARN", "ZooKeeper"}, action["checks"]
+    assert all(c["passed"] and c["host"] == "lambda-1-master" for c in checks.values()), checks
+    assert "a replica on each of the 2 DataNodes, 2 live" in checks["HDFS"]["seen"]
+    assert checks["YARN"]["seen"] == "2 of 2 NodeManagers RUNNING"
+    assert checks["ZooKeeper"]["seen"].startswith("ruok answered imok")
+    assert action["steps"][-1]["message"].startswith("lambda-check.yml: ")
+    assert "checks 3 passed: HDFS (lambda-1-master)" in action["steps"][-1]["message"]
+    events = read_stream(product, location)
+    checked = [e for e in events if e["type"] == "task" and e["task"].startswith("Service check")]
+    assert sorted(e["task"] for e in checked) == [
+        "Service check HDFS", "Service check YARN", "Service check ZooKeeper"]
+    assert all(" passed: tried " in e["message"] for e in checked)
     assert action["playbook"]["hosts"].keys() == {"lambda-1-master", "lambda-1-slave-1",
                                                   "lambda-1-slave-2"}
     assert all(counts["failed"] == 0 for counts in action["playbook"]["hosts"].values())
