@@ -29,6 +29,7 @@ SCRIPTS = (
     ("zookeeper", "bin/zkServer.sh", "zookeeper", "", "zookeeper"),
     ("zookeeper", "bin/zkCli.sh", "zookeeper", "cli", None),
     ("spark", "sbin/spark-daemon.sh", "spark", "", "spark"),
+    ("spark", "bin/spark-submit", "spark", "submit-app", "spark"),
 )
 
 # How each wrapper finds and sources its env file, as the real launch scripts do.

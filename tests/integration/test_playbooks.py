@@ -21,7 +21,7 @@ from api.adapters.inventory import render_inventory
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import FILES_ROOT, Settings
 from lambda_testbed import standins
-from tests.support import get_json, kill_under, port_open, processes_under
+from tests.support import get_json, kill_under, port_open, processes_under, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -156,40 +156,48 @@ def check_messages(result: subprocess.CompletedProcess) -> dict[str, str]:
 
 
 def assert_checks(lab: Lab, homes) -> None:
-    """lambda-check.yml passes, changes nothing and leaves nothing behind; a DataNode that
-    cannot store fails it naming HDFS and the slave; fixed, it passes again."""
+    """lambda-check.yml passes and, run again, changes nothing and leaves nothing behind; a
+    DataNode that cannot store and a Spark worker that cannot register fail it naming the
+    service and the slave; report only, the run goes on; fixed, it passes again."""
     checked = lab.playbook("lambda-check.yml")
-    counts = assert_ok(checked)
-    assert {host: c["changed"] for host, c in counts.items()} == dict.fromkeys(counts, 0)
+    assert_ok(checked)
     messages = check_messages(checked)
-    assert set(messages) == {"HDFS", "YARN", "ZooKeeper"}, checked.stdout[-4000:]
-    assert "saw read back the" in messages["HDFS"] and "a replica on each of the 2" in messages[
-        "HDFS"]
+    assert set(messages) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, checked.stdout[-4000:]
+    assert all(" passed: " in m for m in messages.values()), messages
+    assert "a replica on each of the 2 DataNodes, 2 live" in messages["HDFS"]
     assert "saw 2 of 2 NodeManagers RUNNING" in messages["YARN"]
     assert "saw ruok answered imok" in messages["ZooKeeper"]
+    assert "2 of 2 workers ALIVE, SparkPi finished with Pi is roughly 3." in messages["Spark"]
+    again = assert_ok(lab.playbook("lambda-check.yml"))
+    assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
     hdfs = [f"{homes[1]['hadoop_home']}/bin/hdfs", "--config",
             str(lab.root / "hosts/lambda-master/etc/hadoop"), "dfs", "-cat"]
     left = subprocess.run([*hdfs, "/tmp/lambda-check/lambda-master"], capture_output=True)
     assert left.returncode == 1  # the test file is gone
-    blocks = lab.root / "hosts/lambda-slave-1/data/hadoop"
-    assert [p for p in blocks.rglob("blk_*")] == []
+    assert list((lab.root / "hosts/lambda-slave-1/data/hadoop").rglob("blk_*")) == []
 
-    fault = lab.root / "hosts/lambda-slave-2/data/hadoop/data/STANDIN_FAULT_CANNOT_STORE"
-    fault.touch()
+    datanode = lab.root / "hosts/lambda-slave-2/data/hadoop/data/STANDIN_FAULT_CANNOT_STORE"
+    worker = lab.root / "hosts/lambda-slave-1/etc/spark/STANDIN_FAULT_CANNOT_REGISTER"
+    datanode.touch()
+    worker.touch()
+    assert wait_until(lambda: get_json(f"http://{lab.master_ip}:8080/json/")["aliveworkers"] == 1)
     failed = lab.playbook("lambda-check.yml")
     assert failed.returncode != 0
-    message = check_messages(failed)["HDFS"]
+    message = check_messages(failed)["HDFS"]  # the master stops at its first failed check
     assert "HDFS on lambda-master failed" in message and "no replica on lambda-slave-2" in message
     assert f"{lab.slave_ips[1]}:9866" in message
 
-    # Report only: the same failure is reported and the run goes on to the other checks.
+    # Report only: each failure is reported and the run goes on to the other checks.
     reported = lab.playbook("lambda-check.yml", lambda_checks_report_only=True)
     assert reported.returncode == 0, reported.stdout[-3000:]
-    assert "no replica on lambda-slave-2" in check_messages(reported)["HDFS"]
-    assert "HDFS on lambda-master failed" in check_messages(reported)["HDFS"]
-    assert "ZooKeeper on lambda-master passed" in check_messages(reported)["ZooKeeper"]
+    messages = check_messages(reported)
+    assert "no replica on lambda-slave-2" in messages["HDFS"]
+    assert "Spark on lambda-master failed" in messages["Spark"]
+    assert f"no ALIVE worker on lambda-slave-1 ({lab.slave_ips[0]})" in messages["Spark"]
+    assert "ZooKeeper on lambda-master passed" in messages["ZooKeeper"]
 
-    fault.unlink()
+    datanode.unlink()
+    worker.unlink()
     assert_ok(lab.playbook("lambda-check.yml"))
 
 

@@ -341,8 +341,17 @@ def test_spark_master_and_worker(dist):
     assert get_json(f"http://{IP2}:8081/json/")["masterurl"] == f"spark://{IP}:7077"
     assert run([daemon, "start", worker_class, "1", f"spark://{IP}:7077"], env(IP2)).returncode == 1
 
+    # spark-submit: SparkPi's slices computed by the worker, the estimate read back.
+    submit = [f"{homes['spark_home']}/bin/spark-submit", "--master", f"spark://{IP}:7077",
+              "--name", "check", "pi.py", "4"]
+    job = run(submit, env(IP), check=True)
+    pi = float(job.stdout.split("Pi is roughly ")[1])
+    assert 3.0 < pi < 3.3 and f"4 tasks on {IP2}" in job.stderr
+
     run([daemon, "stop", worker_class, "1"], env(IP2), check=True)
     assert wait_until(lambda: get_json(f"http://{IP}:8080/json/")["aliveworkers"] == 0)
+    no_workers = run(submit, env(IP))  # nothing to run the tasks on: the job cannot run
+    assert no_workers.returncode == 1 and "not accepted any resources" in no_workers.stderr
     assert get_json(f"http://{IP}:8080/json/")["workers"][0]["state"] == "DEAD"
     run([daemon, "stop", master_class, "1"], env(IP), check=True)
     assert wait_until(lambda: not port_open(IP, 7077) and not port_open(IP, 8080))

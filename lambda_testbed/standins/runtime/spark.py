@@ -4,11 +4,14 @@ Same command line (``spark-daemon.sh start|stop|status <class> <instance> args``
 SPARK_PID_DIR / SPARK_LOG_DIR / SPARK_IDENT_STRING / SPARK_LOCAL_IP variables and pid file
 names, the master's ``/json/`` on its web UI, workers registering and heartbeating over the
 master port (7077). A worker whose connection drops is DEAD and leaves ``aliveworkers``.
+``bin/spark-submit --master spark://H:P APP [slices]`` runs SparkPi on the cluster: the master
+hands each slice to an ALIVE worker, which computes it by sampling.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import socket
@@ -97,13 +100,43 @@ class Master:
                 log.info("Registering worker %s:%s with %s cores, %s RAM", worker["host"],
                          worker["port"], worker["cores"], worker["memory"])
                 return {"ok": True, "master": f"spark://{self.host}:{self.port}"}
-            if op == "heartbeat":
+            if op == "submit":
+                alive = [dict(w) for w in self.workers.values() if w["state"] == "ALIVE"]
+            elif op == "heartbeat":
                 worker = session.get("worker")
                 if worker is None or worker["state"] != "ALIVE":
                     return {"ok": False, "reregister": True}
                 worker["lastheartbeat"] = common.now_ms()
                 return {"ok": True}
+        if op == "submit":
+            return self.run_job(request, alive)
         return {"ok": False, "error": f"unknown op {op}"}
+
+    def run_job(self, request: dict, alive: list[dict]) -> dict:
+        """SparkPi on the cluster: each slice is a task that an ALIVE worker computes (by
+        sampling) and sends back; with no worker the job cannot run, as with real Spark."""
+        slices, samples = int(request["slices"]), int(request["samples"])
+        if not alive:
+            return {"ok": False, "error": "Initial job has not accepted any resources; check "
+                                          "your cluster UI to ensure that workers are "
+                                          "registered and have sufficient resources"}
+        log.info("Registering app %s: %s tasks on %s workers", request["app"], slices,
+                 len(alive))
+        inside, ran_on = 0, []
+        for index in range(slices):
+            worker = alive[index % len(alive)]
+            try:
+                reply = common.call_once((worker["host"], worker["port"]),
+                                         {"op": "task", "samples": samples, "seed": index},
+                                         timeout=60)
+            except (OSError, ConnectionError) as exc:
+                return {"ok": False, "error": f"Lost task {index}.0 on {worker['host']}: {exc}"}
+            if not reply.get("ok"):
+                return {"ok": False, "error": f"task {index}.0 failed on {worker['host']}: "
+                                              f"{reply.get('error')}"}
+            inside += reply["inside"]
+            ran_on.append(worker["host"])
+        return {"ok": True, "inside": inside, "total": slices * samples, "workers": ran_on}
 
     def on_close(self, session: dict) -> None:
         worker = session.get("worker")
@@ -185,6 +218,8 @@ class Worker:
         client = None
         while not self.stopping.is_set():
             try:
+                if cannot_register():
+                    raise ConnectionError(f"{CANNOT_REGISTER} is set: not registered")
                 if client is None:
                     for address in self.masters:
                         try:
@@ -213,8 +248,17 @@ class Worker:
         if client is not None:
             client.close()
 
+    def task(self, request: dict, session: dict) -> dict:
+        """One slice of a job: count random points of the unit square inside the circle."""
+        if request["op"] != "task":
+            return {"ok": False, "error": f"unknown op {request['op']}"}
+        rng = random.Random(request["seed"])
+        samples = int(request["samples"])
+        inside = sum(1 for _ in range(samples) if rng.random() ** 2 + rng.random() ** 2 <= 1)
+        return {"ok": True, "inside": inside}
+
     def run(self, notifier: common.Notifier) -> None:
-        rpc = common.raw_server("Worker", (self.host, self.port), common.Hold)
+        rpc = common.line_server("Worker", (self.host, self.port), self.task)
         port = rpc.server_address[1]
         stamp = datetime.now().strftime("%Y%m%d%H%M%S")
         worker = {
@@ -239,13 +283,65 @@ class Worker:
 
 
 
+# A test's switch: while this file exists in a worker's SPARK_CONF_DIR, the worker drops its
+# registration and does not register again (its daemon runs; the master lists it DEAD).
+CANNOT_REGISTER = "STANDIN_FAULT_CANNOT_REGISTER"
+
+
+def cannot_register() -> bool:
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    return bool(conf_dir) and (Path(conf_dir) / CANNOT_REGISTER).exists()
+
+
 CLASSES = {MASTER: Master, WORKER: Worker}
 USAGE = ("Usage: spark-daemon.sh [--config <conf-dir>] (start|stop|submit|status) "
          "<spark-command> <spark-instance-number> <args...>")
 
 
+def submit(args: list[str]) -> int:
+    """``spark-submit --master spark://H:P [options] APP [slices]``: runs SparkPi (the
+    application the service check submits, whatever its file) on the standalone cluster and
+    prints "Pi is roughly ..." as the example does; the tasks run on the workers."""
+    master, positional, i = None, [], 0
+    while i < len(args):
+        if args[i] == "--master" and i + 1 < len(args):
+            master, i = args[i + 1], i + 2
+        elif args[i] in ("--verbose", "-v", "--supervise"):
+            i += 1
+        elif args[i].startswith("--") and i + 1 < len(args):
+            i += 2  # --name, --conf, --deploy-mode, --executor-memory, ...
+        else:
+            positional.append(args[i])
+            i += 1
+    if not positional:
+        print("Error: Must specify a primary resource (JAR or Python file)", file=sys.stderr)
+        return 1
+    if not master or not master.startswith("spark://"):
+        print(f"Error: Master must be a spark:// URL here, not {master!r}", file=sys.stderr)
+        return 1
+    app = positional[0]
+    slices = int(positional[1]) if len(positional) > 1 and positional[1].isdigit() else 2
+    address = common.split_address(master[len("spark://"):].split(",")[0], 7077)
+    try:
+        reply = common.call_once(address, {"op": "submit", "app": app, "slices": slices,
+                                           "samples": 20000}, timeout=120)
+    except (OSError, ConnectionError) as exc:
+        print(f"ERROR StandaloneAppClient: Failed to connect to master {master}: {exc}",
+              file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"WARN TaskSchedulerImpl: {reply.get('error')}", file=sys.stderr)
+        return 1
+    print(f"INFO DAGScheduler: Job 0 finished: reduce at {Path(app).name}, "
+          f"{slices} tasks on {', '.join(sorted(set(reply['workers'])))}", file=sys.stderr)
+    print(f"Pi is roughly {4.0 * reply['inside'] / reply['total']:f}")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     home, args = Path(argv[0]), list(argv[1:])
+    if args[:1] == ["submit-app"]:
+        return submit(args[1:])
     if args[:1] == ["--config"]:
         args = args[2:]  # the shell wrapper already exported SPARK_CONF_DIR from it
     if len(args) < 3 or args[0] not in ("start", "stop", "status", "submit"):
