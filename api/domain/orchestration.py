@@ -267,7 +267,7 @@ class Orchestrator:
             step.message = self._playbook(
                 claim, running, "lambda-check.yml", None, cancel, known_hosts,
                 extravars={"lambda_checks_report_only": report_only},
-                summarize=lambda tasks: checks_summary(tasks, report_only))
+                summarize=lambda tasks: checks_summary(tasks, report_only), group="-checks")
 
     def _stop(self, claim, instance: Instance, compute, cancel: Cancellation) -> None:
         """Stop every host that is on, those an earlier start left out included. A host
@@ -347,14 +347,18 @@ class Orchestrator:
 
     def _playbook(self, claim, instance: Instance, playbook: str, limit: str | None,
                   cancel: Cancellation, known_hosts: str | None = None,
-                  extravars: dict | None = None, summarize=None) -> str:
+                  extravars: dict | None = None, summarize=None, group: str = "") -> str:
+        """Run one playbook for the action. ``group`` names the runs that must not overlap
+        (the runner kills what an earlier run of the same group left behind): the checks
+        are a group of their own, so that on local hosts, where the daemons a start launched
+        carry the start's group, they do not kill them."""
         recorder = _TaskRecorder(self.deps.uow_factory, claim.action_id, claim.attempt)
         extravars = dict(self.config.extravars, **(extravars or {}))
         extravars.update(lambda_action_id=claim.action_id)
         run = PlaybookRun(playbook=playbook, inventory=self.deps.render_inventory(instance),
                           ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
                           limit=limit, timeout=self.config.playbook_timeout,
-                          group=claim.action_id, known_hosts=known_hosts)
+                          group=claim.action_id + group, known_hosts=known_hosts)
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
             raise ActionCancelled(f"{playbook} was not started{_because(cancel)}")
         recorder.start()

@@ -324,7 +324,8 @@ DOCUMENT = {
             "description": (
                 "A start ends with the step service_checks: playbooks/lambda-check.yml checks "
                 "that each listed service does real work (HDFS stores and returns a file, YARN "
-                "lists every NodeManager RUNNING, ZooKeeper answers ruok and keeps a znode). "
+                "lists every NodeManager RUNNING, ZooKeeper answers ruok and keeps a znode, "
+                "Spark has every worker ALIVE and runs SparkPi). "
                 "checks lists each check's service, host, what was tried, what was seen and "
                 "how long it took; a failed check fails the start, its error naming the "
                 "service, the host and what was seen, unless the server runs with "

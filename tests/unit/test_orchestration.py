@@ -110,6 +110,8 @@ def test_start_powers_on_then_runs_the_playbook(uow_factory):
     assert sorted(compute.calls) == [("1", "ACTIVE"), ("2", "ACTIVE")]
     assert [r.playbook for r in runner.runs] == ["lambda-start.yml", "lambda-check.yml"]
     assert runner.runs[1].extravars["lambda_checks_report_only"] is False
+    # Not the start's group: on local hosts the runner would kill the daemons it launched.
+    assert [r.group for r in runner.runs] == [action_id, f"{action_id}-checks"]
     assert [t.task for t in action.tasks] == ["Ensure the NameNode is running"] * 2
     with uow_factory() as uow:  # the token is erased when the action ends
         assert uow.actions.claim(action_id, "w2", action.created_at, 30) is None
