@@ -50,13 +50,18 @@ def check_the_event_stream(product, location: str) -> None:
     steps = [(e["name"], e["state"]) for e in whole if e["type"] == "step"]
     assert steps == [("power_on", "running"), ("power_on", "succeeded"),
                      ("wait_ssh", "skipped"),
-                     ("playbook", "running"), ("playbook", "succeeded")], steps
+                     ("playbook", "running"), ("playbook", "succeeded"),
+                     ("service_checks", "running"), ("service_checks", "succeeded")], steps
     tasks = [e for e in whole if e["type"] == "task"]
     assert {t["host"] for t in tasks} == {
         h["name"] for h in demo_seed()["instances"][0]["hosts"]}
     assert {t["status"] for t in tasks} <= {"ok", "changed", "skipped"}
     playbook = [e["seq"] for e in whole if e["type"] == "step" and e["name"] == "playbook"]
-    assert all(playbook[0] < t["seq"] < playbook[1] for t in tasks)
+    checks = [e["seq"] for e in whole if e["type"] == "step" and e["name"] == "service_checks"]
+    assert all(playbook[0] < t["seq"] < playbook[1] or checks[0] < t["seq"] < checks[1]
+               for t in tasks)
+    assert all(checks[0] < t["seq"] < checks[1] for t in tasks
+               if t["task"].startswith("Service check "))
 
     # The dropped client resumes after its last event and gets exactly the rest.
     [first] = dropped

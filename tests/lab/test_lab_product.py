@@ -45,8 +45,17 @@ def test_start_then_stop_through_the_http_api(product) -> None:
     assert action["state"] == "succeeded", action["error"]
     assert instance["status"]["message"] == "STARTED"
     steps = {s["name"]: s for s in action["steps"]}
-    assert [s["name"] for s in action["steps"]] == ["power_on", "wait_ssh", "playbook"]
+    assert [s["name"] for s in action["steps"]] == [
+        "power_on", "wait_ssh", "playbook", "service_checks"]
     assert all(s["state"] == "succeeded" for s in steps.values()), steps
+    # The service checks passed, with the real ZooKeeper (zkCli.sh) and the real Spark
+    # (SparkPi run on the workers).
+    checks = {c["service"]: c for c in action["checks"]}
+    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, action["checks"]
+    assert all(c["passed"] for c in checks.values()), action["checks"]
+    assert "SparkPi finished with Pi is roughly 3." in checks["Spark"]["seen"]
+    for check in action["checks"]:
+        print(f"LAB product check {check['service']}: {check['seconds']}s, {check['seen']}")
     for step in action["steps"]:
         print(f"LAB product start step {step['name']}: {step['duration']}s")
     assert action["playbook"]["hosts"].keys() == {h.name for h in lab.hosts}
