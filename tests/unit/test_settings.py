@@ -60,6 +60,7 @@ def test_yaml_file_then_environment(tmp_path, monkeypatch):
     ({"LAMBDA_LOG_FORMAT": "xml"}, "LAMBDA_LOG_FORMAT must be one of text, json"),
     ({"LAMBDA_METRICS_ALLOW": "127.0.0.1/32,10.0.0.0/33"}, "'10.0.0.0/33' is not an"),
     ({"LAMBDA_WORKER_METRICS_BIND": "9465"}, "must be HOST:PORT"),
+    ({"LAMBDA_CHECKS": "warn"}, "LAMBDA_CHECKS must be one of enforce, report, off"),
 ])
 def test_bad_settings_are_clear_errors(env, message):
     with pytest.raises(SettingsError, match=message):
