@@ -33,7 +33,7 @@ import {
 import { followEvents } from "./sse.js";
 
 const STEPS = {
-  start: ["power_on", "wait_ssh", "playbook"],
+  start: ["power_on", "wait_ssh", "playbook", "service_checks"],
   stop: ["playbook", "power_off"],
 };
 
@@ -42,6 +42,7 @@ function stepLabel(name, kind) {
     power_on: "Power on the VMs",
     wait_ssh: "Wait for SSH on every host",
     playbook: `Run lambda-${kind}.yml`,
+    service_checks: "Check every service (lambda-check.yml)",
     power_off: "Shut down the VMs",
   }[name] || name;
 }
