@@ -156,9 +156,10 @@ def lab_extravars(**overrides: object) -> dict:
         "spark_worker_cores": 1,
         "spark_worker_memory": "1g",
         "spark_daemon_memory": "256m",
-        # The service check's SparkPi: executors run its tasks with this venv's Python (the
-        # hosts share the filesystem), whose pyspark matches the Spark home.
-        "spark_check_python": sys.executable,
+        # The service check's SparkPi: the driver and the executors run it with the hosts'
+        # own Python (spark-submit puts the Spark home's pyspark on its path). Not this
+        # venv's: its interpreter may live under /root, which every lab host has its own of.
+        "spark_check_python": "/usr/bin/python3",
         "zookeeper_jvm_flags": "-Xmx128m",
         "hadoop_heartbeat_interval": 1,
         "hadoop_stop_timeout": 10,

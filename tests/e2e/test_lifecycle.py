@@ -29,6 +29,7 @@ def start_and_wait_for_the_playbook(product) -> str:
     return location
 
 
+@pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce"}], indirect=True)
 def test_start_then_stop_through_the_action_resource(product):
     resp = product.call("POST", URL, data={"action": "start"})
     assert resp.status_code == 202

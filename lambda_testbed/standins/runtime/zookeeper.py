@@ -311,7 +311,8 @@ def cli(args: list[str]) -> int:
         print(f"{command} {path} failed with error code {err}", file=sys.stderr)
         return 1
     if command == "create":
-        print(f"Created {path}")
+        # As ZooKeeper's CreateCommand does: the confirmation goes to stderr.
+        print(f"Created {path}", file=sys.stderr)
     elif command == "get":
         data, _ = _read_buffer(reply, 16)
         print((data or b"").decode(errors="replace"))
