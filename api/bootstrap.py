@@ -25,6 +25,7 @@ from api.adapters.host_keys import HostKeyPinning
 from api.adapters.inventory import render_inventory
 from api.adapters.metrics import PrometheusMetrics
 from api.adapters.ssh import SshWaiter
+from api.domain.chains import PLAYBOOK_CHAINS
 from api.domain.orchestration import Orchestrator, OrchestratorConfig, OrchestratorDeps
 from api.domain.ports import NO_METRICS, Metrics
 from api.logs import configure_logging
@@ -74,7 +75,8 @@ def build_orchestrator(settings: Settings, uow_factory, token_cipher,
         worker_id=worker_id(), power_timeout=settings.power_timeout,
         ssh_timeout=settings.ssh_timeout, playbook_timeout=settings.playbook_timeout,
         lease_seconds=settings.lease_seconds, max_attempts=settings.max_attempts,
-        cancel_poll_interval=settings.cancel_poll_interval, checks=settings.checks)
+        cancel_poll_interval=settings.cancel_poll_interval, checks=settings.checks,
+        playbook_chains=PLAYBOOK_CHAINS if settings.playbook_chains == "side-by-side" else {})
     return Orchestrator(deps, config)
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from api.domain.chains import CHAIN_MODES
+
 
 def _ansible_files_root() -> Path:
     """Where ``playbooks/``, ``roles/``, ``inventory_templates/`` and ``ansible.cfg`` are:
@@ -127,6 +129,9 @@ class Settings:
     ssh_key_file: str | None = None
     ansible_forks: int = 20
     ansible_strategy: str = "auto"  # auto | mitogen_linear | linear
+    # side-by-side: a start's (a stop's) dependency chains run as playbooks of their own at
+    # once; one-after-another: the whole playbook, as an operator runs it (api.domain.chains)
+    playbook_chains: str = "side-by-side"
     ssh_kex: str = "auto"  # auto | default | an OpenSSH KexAlgorithms value
     ssh_host_key_checking: str = "pinned"  # pinned | off
     extravars_file: str | None = None  # YAML of extra variables for every playbook run
@@ -257,6 +262,10 @@ def load_settings(env: dict | None = None, config_file: str | None = None) -> Se
         raise SettingsError(
             f"LAMBDA_ANSIBLE_STRATEGY must be one of {', '.join(ANSIBLE_STRATEGIES)}, "
             f"not {settings.ansible_strategy!r}")
+    if settings.playbook_chains not in CHAIN_MODES:
+        raise SettingsError(
+            f"LAMBDA_PLAYBOOK_CHAINS must be one of {', '.join(CHAIN_MODES)}, "
+            f"not {settings.playbook_chains!r}")
     if settings.ssh_host_key_checking not in SSH_HOST_KEY_CHECKING:
         raise SettingsError(
             f"LAMBDA_SSH_HOST_KEY_CHECKING must be one of {', '.join(SSH_HOST_KEY_CHECKING)}, "

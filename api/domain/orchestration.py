@@ -29,10 +29,11 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from api.domain.chains import chain_name
 from api.domain.checks import CHECK_TASK, checks_summary
 from api.domain.clock import utcnow
 from api.domain.errors import ActionCancelled, ComputeError, DomainError, PlaybookFailed
@@ -58,6 +59,7 @@ from api.domain.ports import (
     ComputeFactory,
     HostKeyCheck,
     Metrics,
+    PlaybookResult,
     PlaybookRun,
     PlaybookRunnerPort,
     PowerOutcome,
@@ -115,6 +117,9 @@ class OrchestratorConfig:
     # After a start's playbook: lambda-check.yml. enforce: a failed check fails the start;
     # report: it is recorded and the start succeeds; off: no checks (the step is skipped).
     checks: str = "enforce"
+    # A playbook -> the chain playbooks run side by side in its place (api.domain.chains);
+    # a playbook not named here runs whole.
+    playbook_chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def renew_interval(self) -> float:
@@ -348,50 +353,92 @@ class Orchestrator:
     def _playbook(self, claim, instance: Instance, playbook: str, limit: str | None,
                   cancel: Cancellation, known_hosts: str | None = None,
                   extravars: dict | None = None, summarize=None, group: str = "") -> str:
-        """Run one playbook for the action. ``group`` names the runs that must not overlap
-        (the runner kills what an earlier run of the same group left behind): the checks
-        are a group of their own, so that on local hosts, where the daemons a start launched
-        carry the start's group, they do not kill them."""
+        """Run ``playbook``, or its chains side by side (``config.playbook_chains``): one run
+        per chain, each with its own artifacts, all recorded in the one action. A chain that
+        fails fails the step with its message; the others run to their end (they need
+        nothing of it, and what they start a retry finds running). A cancel or the timeout
+        kills every run. ``group`` names the runs that must not overlap (the runner kills
+        what an earlier run of the same group left behind): the checks are a group of their
+        own, so that on local hosts, where the daemons a start launched carry the start's
+        group, they do not kill them."""
         recorder = _TaskRecorder(self.deps.uow_factory, claim.action_id, claim.attempt)
         extravars = dict(self.config.extravars, **(extravars or {}))
         extravars.update(lambda_action_id=claim.action_id)
-        run = PlaybookRun(playbook=playbook, inventory=self.deps.render_inventory(instance),
-                          ident=f"{claim.action_id}-{claim.attempt}", extravars=extravars,
-                          limit=limit, timeout=self.config.playbook_timeout,
-                          group=claim.action_id + group, known_hosts=known_hosts)
+        inventory = self.deps.render_inventory(instance)
+        chains = tuple(self.config.playbook_chains.get(playbook, ())) or (playbook,)
+        runs = []
+        for chain in chains:
+            whole = chain == playbook
+            # A run kills what an earlier run of its group left; chains of one action run
+            # at once, so each is a group of its own.
+            name = claim.action_id + group
+            run_group = name if whole else f"{name}/{chain_name(chain)}"
+            suffix = "" if whole else f"-{chain_name(chain)}"
+            runs.append(PlaybookRun(
+                playbook=chain, inventory=inventory,
+                ident=f"{claim.action_id}-{claim.attempt}{suffix}", extravars=extravars,
+                limit=limit, timeout=self.config.playbook_timeout, group=run_group,
+                known_hosts=known_hosts))
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
             raise ActionCancelled(f"{playbook} was not started{_because(cancel)}")
         recorder.start()
         try:
-            result = self.deps.runner.run(run, on_task=recorder.add, cancel=cancel)
+            results = self._run_side_by_side(runs, recorder.add, cancel)
         finally:
             try:
                 recorder.close()
             except Exception as exc:  # the database away: the outcome still decides the step
                 log.warning("action %s: cannot store the last task results: %s",
                             claim.action_id, exc)
-        if result.ok:
-            summary = (summarize or playbook_summary)(result.tasks)
-            return (f"{playbook}: {len(result.tasks)} task results, rc {result.rc}"
+        return self._outcome(playbook, runs, results, cancel, summarize)
+
+    def _run_side_by_side(self, runs: list[PlaybookRun], on_task, cancel: Cancellation
+                          ) -> list[PlaybookResult]:
+        """Every run at once (one thread each); their results in the runs' order."""
+        if len(runs) == 1:
+            return [self.deps.runner.run(runs[0], on_task=on_task, cancel=cancel)]
+        with ThreadPoolExecutor(max_workers=len(runs), thread_name_prefix="chain") as pool:
+            futures = [pool.submit(carry(self.deps.runner.run), run, on_task=on_task,
+                                   cancel=cancel) for run in runs]
+        return [future.result() for future in futures]
+
+    def _outcome(self, playbook: str, runs: list[PlaybookRun], results: list[PlaybookResult],
+                 cancel: Cancellation, summarize=None) -> str:
+        """The step's message when every run succeeded; else raise for the first that did
+        not, a timeout or a cancel first (they ended every run)."""
+        if all(result.ok for result in results):
+            tasks = [task for result in results for task in result.tasks]
+            rc = next((r.rc for r in results if r.rc), results[0].rc)
+            summary = (summarize or playbook_summary)(tasks)
+            side = f"; {len(runs)} chains side by side" if len(runs) > 1 else ""
+            return (f"{playbook}: {len(tasks)} task results, rc {rc}{side}"
                     + (f"; {summary}" if summary else ""))
-        if result.status == "timeout":
+        by_status = {}
+        for run, result in zip(runs, results, strict=True):
+            by_status.setdefault(result.status, (run, result))
+        if "timeout" in by_status:
+            _run, result = by_status["timeout"]
             raise PlaybookFailed(
                 f"{playbook} did not finish within {self.config.playbook_timeout:.0f}s and "
                 f"was killed{_where(result.failure)}")
-        if result.status == "cancelled":
-            cut = result.failure
-            at = f" at task '{cut.task}' on host {cut.host}" if cut and cut.host != "-" else ""
+        if "cancelled" in by_status:
+            cut = next((r.failure for r in results if r.status == "cancelled"
+                        and r.failure and r.failure.host != "-"), None)
+            at = f" at task '{cut.task}' on host {cut.host}" if cut else ""
             raise ActionCancelled(f"{playbook} was killed{at}{_because(cancel)}")
+        run, result = next((run, result) for run, result in zip(runs, results, strict=True)
+                           if not result.ok)
         failure = result.failure
         if failure is None:
-            raise PlaybookFailed(f"{playbook} failed with rc {result.rc}")
+            raise PlaybookFailed(f"{run.playbook} failed with rc {result.rc}")
         if failure.host == "-":  # no host got as far as a task: the run itself failed
-            raise PlaybookFailed(f"{playbook} could not run: {failure.message or 'no message'}")
+            raise PlaybookFailed(f"{run.playbook} could not run: "
+                                 f"{failure.message or 'no message'}")
         if failure.task.startswith(CHECK_TASK) and failure.message:
             raise PlaybookFailed(f"service check failed: {failure.message}")
         verb = "was unreachable" if failure.status == "unreachable" else "failed"
         raise PlaybookFailed(f"host {failure.host} {verb} at task '{failure.task}' of "
-                              f"{playbook}: {failure.message or 'no message'}")
+                              f"{run.playbook}: {failure.message or 'no message'}")
 
     def _step(self, claim, name: StepName, cancel: Cancellation) -> _StepContext:
         return _StepContext(self, claim, name, cancel)
