@@ -45,7 +45,8 @@ def prepare_demo(state_dir: Path, instances: int, reset: bool,
         kill_processes_under(state_dir)
         shutil.rmtree(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
-    homes = standins.install(state_dir / "dist")
+    # The daemons' real start-to-ready delays, unless LAMBDA_STANDIN_LATENCY says otherwise.
+    homes = standins.install(state_dir / "dist", latency=standins.latency_from_env())
     extravars = dict(homes)
     # Lazily templated per host by Ansible: each host gets its own root directory.
     extravars["lambda_host_root"] = str(state_dir / "hosts") + "/{{ inventory_hostname }}"

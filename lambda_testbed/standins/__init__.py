@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
+
+from lambda_testbed.standins.runtime.common import LATENCY_ENV
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
 PACKAGE = "lambda_standin"
@@ -56,6 +59,8 @@ WRAPPER = """\
 #!/bin/sh
 # Stand-in for {dist}'s {script} (lambda-service stand-in distribution).
 HOME_DIR='{home}'
+# The factor on the daemons' start-to-ready delays this distribution was installed with.
+LAMBDA_STANDIN_LATENCY="${{LAMBDA_STANDIN_LATENCY:-{latency}}}"; export LAMBDA_STANDIN_LATENCY
 {prelude}PYTHONPATH="$HOME_DIR/libexec"; export PYTHONPATH
 exec '{python}' -S -m {package}.{module} "$HOME_DIR" {lead}"$@"
 """
@@ -76,10 +81,20 @@ SAMPLES = {
 }
 
 
-def install(dest: Path, python: str = sys.executable) -> dict[str, str]:
+def latency_from_env(env=os.environ) -> float:
+    """``LAMBDA_STANDIN_LATENCY`` of ``env`` (what the demo installs with), else 1."""
+    try:
+        return max(float(env.get(LATENCY_ENV, "") or 1.0), 0.0)
+    except ValueError:
+        return 1.0
+
+
+def install(dest: Path, python: str = sys.executable, latency: float = 1.0) -> dict[str, str]:
     """Lay the four distributions out under ``dest``; return ``{"hadoop_home": ..., ...}``.
 
-    Installing again over an existing tree refreshes the scripts and the daemon code.
+    ``latency`` is the factor on every daemon's start-to-ready delay (``READY_DELAYS``):
+    1 the figures of the real daemons, 0 ready at once (tests). Installing again over an
+    existing tree refreshes the scripts and the daemon code.
     """
     dest = Path(dest).resolve()
     homes = {}
@@ -109,6 +124,7 @@ def install(dest: Path, python: str = sys.executable) -> dict[str, str]:
                 package=PACKAGE,
                 module=module,
                 lead=f"{lead} " if lead else "",
+                latency=f"{float(latency):g}",
             )
         )
         path.chmod(0o755)
@@ -120,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lambda-service standins", description=main.__doc__)
     parser.add_argument("dest", type=Path, help="directory to lay the distributions out in")
     parser.add_argument("--python", default=sys.executable, help="interpreter for the daemons")
+    parser.add_argument("--latency", type=float, default=latency_from_env(),
+                        help="factor on the daemons' start-to-ready delays (0: ready at once)")
     args = parser.parse_args(argv)
-    homes = install(args.dest, args.python)
+    homes = install(args.dest, args.python, args.latency)
     print(json.dumps(homes, indent=2))
     return 0

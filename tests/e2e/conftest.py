@@ -114,7 +114,7 @@ def product(tmp_path, request):
     seed["emulator"] = {"transition_seconds": 0.3}
     emulator = Emulator.from_seed(seed)
     emulator.start("127.0.0.1", 0)
-    homes = standins.install(state / "dist")
+    homes = standins.install(state / "dist", latency=0)  # tests: ready at once
     extravars = dict(homes, lambda_host_root=str(state / "hosts") + "/{{ inventory_hostname }}")
     (state / "extravars.yml").write_text(yaml.safe_dump(extravars))
     seed_file = tmp_path / "seed.yml"

@@ -37,12 +37,14 @@ INVENTORY = ["lambda-service", "--config", ".lambda/demo/lambda.yml", "inventory
 
 
 def clean_env(bin_dir: Path, tmp: Path) -> dict:
-    """A user's shell: the given bin dir first on PATH, no PYTHONPATH, no LAMBDA_*."""
+    """A user's shell: the given bin dir first on PATH, no PYTHONPATH, no LAMBDA_* (but
+    the stand-ins' latency)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("LAMBDA_", "ANSIBLE_", "PYTHON", "VIRTUAL_ENV"))}
     env["PATH"] = f"{bin_dir}:/usr/local/bin:/usr/bin:/bin"
     env["TMPDIR"] = str(tmp)
     env["KAMAKIRC"] = str(tmp / "no-kamakirc")
+    env["LAMBDA_STANDIN_LATENCY"] = "0"  # the demo's daemons ready at once: tests wait for nothing
     return env
 
 

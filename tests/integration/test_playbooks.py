@@ -207,7 +207,7 @@ def assert_checks(lab: Lab, homes) -> None:
 @pytest.fixture(scope="module")
 def homes(tmp_path_factory):
     root = tmp_path_factory.mktemp("standins")
-    installed = standins.install(root)
+    installed = standins.install(root, latency=0)  # a test sets its own
     yield root, installed
     kill_under(root)
 

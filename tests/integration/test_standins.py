@@ -40,7 +40,7 @@ def xml(path: Path, props: dict) -> None:
 
 @pytest.fixture
 def dist(tmp_path):
-    homes = standins.install(tmp_path / "dist")
+    homes = standins.install(tmp_path / "dist", latency=0)
     yield tmp_path, homes
     kill_under(tmp_path)
 
@@ -83,6 +83,24 @@ def hadoop_conf(root: Path, ip: str, name: str) -> Path:
         f"export HADOOP_PID_DIR={root}/{name}/pid HADOOP_LOG_DIR={root}/{name}/log\n"
     )
     return conf
+
+
+def test_a_daemon_runs_but_does_not_listen_for_its_start_to_ready_delay(dist):
+    root, homes = dist
+    hdfs = f"{homes['hadoop_home']}/bin/hdfs"
+    master = hadoop_conf(root, IP, "master")
+    run([hdfs, "--config", master, "namenode", "-format", "-nonInteractive"], check=True)
+    env = dict(os.environ, LAMBDA_STANDIN_READY_NAMENODE="1.5")  # installed with 0
+    start = subprocess.Popen([str(hdfs), "--config", str(master), "--daemon", "start",
+                              "namenode"], env=env, stdout=subprocess.DEVNULL)
+    pidfile = root / "master/pid/hadoop-{}-namenode.pid".format(os.environ.get("USER", "root"))
+    wait_until(pidfile.exists, timeout=10)
+    assert not port_open(IP, 8020)  # running (its pid file), not listening yet
+    assert start.wait(timeout=30) == 0  # the launcher waits until it is ready, as before
+    assert port_open(IP, 8020)
+    out = next((root / "master/log").glob("*namenode*.out")).read_text()
+    assert "starting up (1.5s before it is ready)" in out
+    run([hdfs, "--config", master, "--daemon", "stop", "namenode"], check=True)
 
 
 def test_hadoop_hdfs_and_yarn(dist):

@@ -97,6 +97,43 @@ def hold_start() -> None:
         time.sleep(0.1)
 
 
+# Start-to-ready delays: a real daemon runs (its pid file is written) for a while before it
+# listens, as a JVM starts, loads its state and registers; the stand-ins wait as long, so
+# the demo and the benchmark spend the time a real start spends waiting. Seconds, for a
+# small cluster; where each comes from is in lambda_testbed/standins/__init__.py.
+READY_DELAYS = {
+    "namenode": 4.0,
+    "datanode": 3.0,
+    "resourcemanager": 4.0,
+    "nodemanager": 3.0,
+    "zookeeper": 1.0,
+    "kafka": 4.0,
+    "spark-master": 3.0,
+    "spark-worker": 3.0,
+}
+# A factor on every delay (the installed wrappers set it; 0: ready at once, as tests want),
+# and one daemon's own delay in seconds (LAMBDA_STANDIN_READY_NAMENODE=2.5), which wins.
+LATENCY_ENV = "LAMBDA_STANDIN_LATENCY"
+READY_ENV_PREFIX = "LAMBDA_STANDIN_READY_"
+
+
+def _seconds(text: str | None) -> float | None:
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return max(value, 0.0) if value is not None else None
+
+
+def ready_delay(daemon: str) -> float:
+    """How long ``daemon`` runs before it listens (see ``READY_DELAYS``)."""
+    own = _seconds(os.environ.get(READY_ENV_PREFIX + daemon.upper().replace("-", "_")))
+    if own is not None:
+        return own
+    factor = _seconds(os.environ.get(LATENCY_ENV))
+    return READY_DELAYS.get(daemon, 0.0) * (1.0 if factor is None else factor)
+
+
 class Notifier:
     """Tells the launcher (still waiting on a pipe) whether the daemon came up."""
 
@@ -129,8 +166,12 @@ def _redirect_stdio(outfile: Path) -> None:
     os.close(out)
 
 
-def spawn(run, *, pidfile: Path | None, outfile: Path, wait: float = 10.0) -> int:
+def spawn(run, *, pidfile: Path | None, outfile: Path, wait: float = 10.0,
+          daemon: str | None = None) -> int:
     """Run ``run(notifier)`` in a detached daemon (double fork); return the launcher's status.
+
+    ``daemon`` names the delay (``ready_delay``) the daemon runs for before ``run``: it
+    is up, with its pid file, but does not listen yet.
 
     The launcher returns once the daemon said ready or failed, or after ``wait`` seconds
     (``wait=0``: at once, like ``kafka-server-start.sh -daemon``). Only the daemon is left
@@ -151,6 +192,13 @@ def spawn(run, *, pidfile: Path | None, outfile: Path, wait: float = 10.0) -> in
                 pidfile.parent.mkdir(parents=True, exist_ok=True)
                 pidfile.write_text(f"{os.getpid()}\n")
             hold_start()
+            if daemon is not None:
+                delay = ready_delay(daemon)
+                if delay > 0:
+                    # to the .out file: the daemon's own log is set up once it is ready
+                    print(f"starting up ({delay:.1f}s before it is ready)", file=sys.stderr,
+                          flush=True)
+                    time.sleep(delay)
             run(notifier)
         except StartError as exc:
             log.error("%s", exc)

@@ -499,7 +499,7 @@ def daemon_command(env: Env, mode: str, daemon: str) -> int:
         log.info("STARTUP_MSG: Starting %s (stand-in), conf %s", daemon, env.conf_dir)
         instance.run(notifier)
 
-    return common.spawn(run, pidfile=pidfile, outfile=env.logfile(daemon, "out"))
+    return common.spawn(run, pidfile=pidfile, outfile=env.logfile(daemon, "out"), daemon=daemon)
 
 
 def _is_daemon(pid: int, daemon: str) -> bool:

@@ -232,7 +232,8 @@ def server_start(home: Path, args: list[str]) -> int:
 
     if daemon:  # like kafka-run-class.sh: nohup in the background, no pid file, no waiting
         log_dir.mkdir(parents=True, exist_ok=True)
-        return common.spawn(run, pidfile=None, outfile=log_dir / "kafkaServer.out", wait=0)
+        return common.spawn(run, pidfile=None, outfile=log_dir / "kafkaServer.out", wait=0,
+                            daemon="kafka")
     try:
         broker.run(common.Notifier(None))
     except StartError as exc:

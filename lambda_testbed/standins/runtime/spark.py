@@ -391,7 +391,8 @@ def main(argv: list[str]) -> int:
         common.setup_logging(outfile)
         daemon.run(notifier)
 
-    code = common.spawn(run, pidfile=pidfile, outfile=outfile)
+    code = common.spawn(run, pidfile=pidfile, outfile=outfile,
+                        daemon="spark-master" if command == MASTER else "spark-worker")
     if code != 0:
         print(f"failed to launch: {command} {' '.join(rest)}\nfull log in {outfile}",
               file=sys.stderr)

@@ -362,7 +362,7 @@ def main(argv: list[str]) -> int:
             common.setup_logging(log_dir / f"zookeeper-{user}-server-{socket.gethostname()}.log")
             server.run(notifier)
 
-        code = common.spawn(run, pidfile=pidfile, outfile=outfile)
+        code = common.spawn(run, pidfile=pidfile, outfile=outfile, daemon="zookeeper")
         print("STARTED" if code == 0 else "FAILED TO START")
         return code
     if command == "start-foreground":
