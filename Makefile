@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo serve test test-fast lint smoke lab-deps browser-deps lab-up lab-down bench clean demo-clean
+.PHONY: venv demo serve test test-fast lint smoke lab-deps browser-deps lab-up lab-down bench bench-chains clean demo-clean
 
 venv: $(STAMP)
 
@@ -60,6 +60,10 @@ lab-down: venv
 bench: venv lab-deps
 	scripts/install-bench-deps.sh
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Only the start's chains, one after another against side by side, on the demo.
+bench-chains: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run chains $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .lambda build *.egg-info .pytest_cache .ruff_cache

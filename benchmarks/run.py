@@ -1,12 +1,16 @@
 """``python -m benchmarks.run`` (``make bench``): every benchmark, then the summary.
 
-The output ends with exactly five lines::
+The output ends with exactly seven lines::
 
     RATIO reject <product req/s / bare req/s, side by side in one run>
     RATIO details <...>
     RATIO accept <...>
     CTRL_CPU_PER_HOST <controller CPU-s per added host per start+stop through the product>
     CTRL_CPU_PER_HOST_PLAIN <the same for plain ansible-playbook on the same playbooks>
+    CHAINS_RATIO <demo start, chains side by side / one after another, medians>
+    CHECKS_SHARE <the service checks' share of a start's time>
+
+``python -m benchmarks.run chains`` (``make bench-chains``) runs only the chains part.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 SUMMARY_KEYS = ("RATIO reject", "RATIO details", "RATIO accept", "CTRL_CPU_PER_HOST",
-                "CTRL_CPU_PER_HOST_PLAIN")
+                "CTRL_CPU_PER_HOST_PLAIN", "CHAINS_RATIO", "CHECKS_SHARE")
 
 
 def _version_of(package: str) -> str:
@@ -62,6 +66,8 @@ def machine() -> dict:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("part", nargs="?", choices=("all", "chains"), default="all",
+                   help="chains: only part 5, the start's chains (no wrk, no lab)")
     p.add_argument("--duration", type=float, default=6.0, help="seconds of each wrk run")
     p.add_argument("--rounds", type=int, default=3,
                    help="interleaved bare/product pairs per scenario (median taken)")
@@ -83,12 +89,17 @@ def parse_args(argv):
     p.add_argument("--hosts", default="2,8", help="host counts of the orchestration runs")
     p.add_argument("--repeats", type=int, default=3,
                    help="start+stop rounds per host count and kind (median taken)")
+    p.add_argument("--chains-repeats", type=int, default=3,
+                   help="demo starts per chains mode (median taken)")
+    p.add_argument("--skip-chains", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.part == "chains":
+        args.skip_http = args.skip_orchestration = True
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = sys.stdout
     if shutil.which("wrk") is None and not args.skip_http:
@@ -120,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             hosts = [int(x) for x in args.hosts.split(",")]
             result = run_orchestration(workdir, hosts, args.lab, out, repeats=args.repeats)
             summary.update(print_orchestration(result, out))
+        if not args.skip_chains:
+            from benchmarks.chains import run_chains
+
+            print("\n== 5. The start's chains: one after another, side by side ==", flush=True)
+            summary.update(run_chains(workdir, out, repeats=args.chains_repeats).print(out))
     finally:
         if args.keep:
             print(f"work directory kept: {workdir}")

@@ -7,17 +7,21 @@ Everything is checked from outside: ports, Spark's /json/, ZooKeeper's ruok, HDF
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from api.adapters.inventory import render_inventory
+from api.domain.chains import START_CHAINS, STOP_CHAINS
 from api.domain.model import Host, HostRole, Instance, InstanceStatus
 from api.settings import FILES_ROOT, Settings
 from lambda_testbed import standins
@@ -85,9 +89,11 @@ class Lab:
             hadoop_stop_timeout=10,
         )
 
-    def playbook(self, name: str, **extra) -> subprocess.CompletedProcess:
+    def playbook(self, name: str, env: dict | None = None, **extra
+                 ) -> subprocess.CompletedProcess:
         env = dict(
             os.environ,
+            **(env or {}),
             PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
             ANSIBLE_HOME=str(self.root / "ansible-home"),
             ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
@@ -331,3 +337,81 @@ def test_daemon_that_cannot_bind_fails_the_play_naming_host_and_task(make_lab, h
     # Stopping after a failed start succeeds and leaves nothing behind.
     assert_ok(lab.playbook("lambda-stop.yml"))
     assert_all_down(lab, homes[0])
+
+
+# --- the chains side by side ---------------------------------------------------------------------
+
+STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)$")
+# Each daemon's log files, by a pattern of their names under a host's directory.
+DAEMON_LOGS = {
+    "namenode": "*namenode*", "datanode": "*datanode*",
+    "resourcemanager": "*resourcemanager*", "nodemanager": "*nodemanager*",
+    "zookeeper": "zookeeper*", "kafka": "kafka*/*", "spark-master": "*Master*",
+    "spark-worker": "*Worker*",
+}
+
+
+def daemon_times(lab: Lab, daemon: str) -> list[dict]:
+    """Per host running ``daemon``: when its process began (its "starting up" line), when it
+    was ready (its log's first line after) and when it was told to stop."""
+    found = []
+    for host in sorted((lab.root / "hosts").iterdir()):
+        lines = []
+        for path in host.rglob(DAEMON_LOGS[daemon]):
+            if path.is_file() and path.suffix in (".log", ".out"):
+                for line in path.read_text(errors="replace").splitlines():
+                    match = STAMP.match(line)
+                    if match:
+                        when = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f")
+                        lines.append((when, match.group(2)))
+        if not lines:
+            continue
+        lines.sort()
+        began = next(t for t, text in lines if "starting up" in text)
+        ready = next(t for t, text in lines if t >= began and "starting up" not in text)
+        stopped = [t for t, text in lines if "shutting down" in text]
+        found.append({"host": host.name, "began": began, "ready": ready,
+                      "stopped": stopped[-1] if stopped else None})
+    assert found, f"no log of {daemon}"
+    return found
+
+
+def run_side_by_side(lab: Lab, playbooks, env: dict) -> None:
+    with ThreadPoolExecutor(len(playbooks)) as pool:
+        results = list(pool.map(lambda name: lab.playbook(name, env=env), playbooks))
+    for result in results:
+        assert_ok(result)
+
+
+def test_chains_side_by_side_keep_each_chain_s_order_and_gates(make_lab, homes):
+    """The chain playbooks run at once (as the service runs them): inside a chain each
+    daemon begins only once the step before is ready, and the chains overlap; the stop
+    chains likewise stop each chain in reverse and leave nothing running."""
+    lab = make_lab("127.42.205")
+    # Small start-to-ready delays (a tenth of the real figures): steps take visible time.
+    env = {"LAMBDA_STANDIN_LATENCY": "0.1"}
+    run_side_by_side(lab, START_CHAINS, env)
+    assert [(ip, p) for ip, p in lab.expected_ports() if not port_open(ip, p)] == []
+
+    chains = [("namenode", "datanode", "resourcemanager", "nodemanager"),
+              ("zookeeper", "kafka"), ("spark-master", "spark-worker")]
+    times = {d: daemon_times(lab, d) for chain in chains for d in chain}
+    spans = []
+    for chain in chains:
+        for before, after in itertools.pairwise(chain):
+            last_ready = max(t["ready"] for t in times[before])
+            first_began = min(t["began"] for t in times[after])
+            assert last_ready <= first_began, (before, after, times[before], times[after])
+        spans.append((min(t["began"] for t in times[chain[0]]),
+                      max(t["ready"] for t in times[chain[-1]])))
+    # Side by side: every chain began before every other ended.
+    assert max(began for began, _ in spans) < min(ended for _, ended in spans), spans
+
+    run_side_by_side(lab, STOP_CHAINS, env)
+    assert_all_down(lab, homes[0])
+    times = {d: daemon_times(lab, d) for chain in chains for d in chain}
+    for chain in chains:  # stopped in reverse: a step's daemons after the next step's
+        for before, after in itertools.pairwise(chain):
+            first_stopped = min(t["stopped"] for t in times[before])
+            last_stopped = max(t["stopped"] for t in times[after])
+            assert last_stopped <= first_stopped, (before, after)

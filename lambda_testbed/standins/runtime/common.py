@@ -195,9 +195,12 @@ def spawn(run, *, pidfile: Path | None, outfile: Path, wait: float = 10.0,
             if daemon is not None:
                 delay = ready_delay(daemon)
                 if delay > 0:
-                    # to the .out file: the daemon's own log is set up once it is ready
-                    print(f"starting up ({delay:.1f}s before it is ready)", file=sys.stderr,
-                          flush=True)
+                    # To the .out file, stamped as the log's lines: the daemon's own log
+                    # is set up once it is ready.
+                    now = time.time()
+                    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+                    print(f"{stamp},{int(now % 1 * 1000):03d} starting up ({delay:.1f}s "
+                          "before it is ready)", file=sys.stderr, flush=True)
                     time.sleep(delay)
             run(notifier)
         except StartError as exc:
