@@ -6,6 +6,34 @@ files. ``install(dest)`` lays them out and returns the homes as the roles' varia
 
 For tests: while the file named by ``LAMBDA_STANDIN_HOLD`` (in the daemons' environment)
 exists, every daemon waits before coming up, so a play can be caught in the middle.
+
+Start-to-ready delays (``runtime/common.py``: ``READY_DELAYS``). A real daemon runs for a
+while before it answers: its JVM starts, it loads its state, it registers with its master.
+Each stand-in daemon is up (its pid file written, its launcher waiting as the real one's
+does) but does not listen for that long. The defaults, for a small cluster:
+
+- NameNode 4 s: JVM start, loading the (empty) fsimage and edits, then the RPC server, the
+  start-up phases of "Understanding NameNode Startup Operations in HDFS" (Hortonworks,
+  2013). The 30 s ``dfs.namenode.safemode.extension`` (hdfs-default.xml, 30000 ms) is not
+  added: it runs only once the reported blocks reach the threshold with blocks to report;
+  a cluster holding none (the demo's) leaves safe mode once its DataNodes are live.
+- DataNode 3 s: JVM start, then it registers on its first heartbeat;
+  ``dfs.heartbeat.interval`` is 3 s (hdfs-default.xml).
+- ResourceManager 4 s: JVM start and its services, a daemon of the NameNode's size.
+- NodeManager 3 s: JVM start, then it registers with the ResourceManager, heartbeating every
+  ``yarn.resourcemanager.nodemanagers.heartbeat-interval-ms`` = 1000 ms (yarn-default.xml).
+- ZooKeeper 1 s: a small JVM with a near-empty snapshot to load.
+- Kafka broker 4 s: JVM start, log recovery, then registration with the controller:
+  ``broker.heartbeat.interval.ms`` = 2000 ms (Kafka's broker configs, KRaft mode).
+- Spark master 3 s and worker 3 s: JVM start; a worker registers with the master as soon
+  as it is up (Spark's standalone-mode docs).
+
+The configuration defaults are the projects' own documented ones; the JVM start-up parts
+(one to two seconds for a daemon JVM with a large classpath) are estimates, not
+measurements. ``install(dest, latency=F)`` scales every delay by F (the demo: 1, or
+``LAMBDA_STANDIN_LATENCY``; the tests: 0); ``LAMBDA_STANDIN_READY_<DAEMON>`` (NAMENODE,
+DATANODE, RESOURCEMANAGER, NODEMANAGER, ZOOKEEPER, KAFKA, SPARK_MASTER, SPARK_WORKER) in
+a daemon's environment sets its own delay in seconds.
 """
 
 from __future__ import annotations
