@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 RUN_MARKER_ENV = "LAMBDA_RUN_MARKER"
 RUN_GROUP_ENV = "LAMBDA_RUN_GROUP"
+RUN_CHAIN_ENV = "LAMBDA_RUN_CHAIN"  # a chain's runs, of one group at once (PlaybookRun.chain)
 # Keepalives turn a dead link under ControlPersist into UNREACHABLE instead of a hang.
 SSH_ARGS = (
     "-o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=2 "
@@ -511,7 +512,9 @@ class AnsibleRunner:
             log.error("cannot create a run directory under %s: %s", self.artifacts_dir, exc)
             return _setup_failure(f"cannot create the run's directory ({_reason(exc)})")
         if run.group:
-            left = proctree.kill_processes_with_env(RUN_GROUP_ENV, run.group)
+            # A chain's run leaves the group's other chains, running beside it, alone.
+            left = proctree.kill_processes_with_env(
+                RUN_GROUP_ENV, run.group, also={RUN_CHAIN_ENV: run.chain} if run.chain else None)
             if left:
                 log.warning("run %s: killed %d processes an earlier run of %s left behind",
                             run.ident, len(left), run.group)
@@ -540,7 +543,7 @@ class AnsibleRunner:
             _write_private(extravars, json.dumps(
                 {**self.base_extravars, **(run.extravars or {})}, default=str))
             control_dir.mkdir(mode=0o700)
-            env = self._environment(marker, run_dir, control_dir, run.group)
+            env = self._environment(marker, run_dir, control_dir, run.group, run.chain)
         except OSError as exc:
             log.error("run %s: cannot prepare %s: %s", name, run_dir, exc)
             return _setup_failure(f"cannot prepare the run's directory ({_reason(exc)})")
@@ -663,7 +666,7 @@ class AnsibleRunner:
         return PlaybookResult(status="failed", rc=rc, tasks=tasks, failure=failure)
 
     def _environment(self, marker: str, run_dir: Path, control_dir: Path,
-                     group: str | None = None) -> dict[str, str]:
+                     group: str | None = None, chain: str | None = None) -> dict[str, str]:
         home = run_dir / "ansible-home"
         local_tmp = run_dir / "tmp"
         home.mkdir(mode=0o700, exist_ok=True)
@@ -704,6 +707,8 @@ class AnsibleRunner:
         env[RUN_MARKER_ENV] = marker
         if group:
             env[RUN_GROUP_ENV] = group
+        if chain:
+            env[RUN_CHAIN_ENV] = chain
         return env
 
     # --- host keys -------------------------------------------------------------------------

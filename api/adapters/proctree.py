@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import psutil
 
@@ -45,13 +45,16 @@ def find_processes_with_cmdline(fragment: str) -> list[int]:
                   if any(fragment in arg for arg in proc.info["cmdline"] or ()))
 
 
-def find_processes_with_env(key: str, value: str) -> list[int]:
-    """Pids of every live process whose environment holds ``key=value`` (not this process).
+def find_processes_with_env(key: str, value: str,
+                            also: Mapping[str, str] | None = None) -> list[int]:
+    """Pids of every live process whose environment holds ``key=value`` and every pair of
+    ``also`` (not this process).
 
     A zombie's environment reads empty: it is already dead and cannot be killed anyway.
     """
+    wanted = {key: value, **(also or {})}
     return sorted(proc.pid for proc in _others(["environ"])
-                  if (proc.info["environ"] or {}).get(key) == value)
+                  if all((proc.info["environ"] or {}).get(k) == v for k, v in wanted.items()))
 
 
 def env_values_in_use(key: str) -> set[str]:
@@ -182,7 +185,9 @@ def kill_until_gone(
 
 
 def kill_processes_with_env(
-    key: str, value: str, grace: float = 2.0, timeout: float = 15.0
+    key: str, value: str, grace: float = 2.0, timeout: float = 15.0,
+    also: Mapping[str, str] | None = None,
 ) -> list[int]:
-    """Kill every process carrying ``key=value`` until none is left (see kill_until_gone)."""
-    return kill_until_gone(lambda: find_processes_with_env(key, value), grace, timeout)
+    """Kill every process carrying ``key=value`` (and ``also``) until none is left (see
+    kill_until_gone)."""
+    return kill_until_gone(lambda: find_processes_with_env(key, value, also), grace, timeout)

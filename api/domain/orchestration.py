@@ -368,17 +368,14 @@ class Orchestrator:
         chains = tuple(self.config.playbook_chains.get(playbook, ())) or (playbook,)
         runs = []
         for chain in chains:
-            whole = chain == playbook
-            # A run kills what an earlier run of its group left; chains of one action run
-            # at once, so each is a group of its own.
-            name = claim.action_id + group
-            run_group = name if whole else f"{name}/{chain_name(chain)}"
-            suffix = "" if whole else f"-{chain_name(chain)}"
+            # Every run of the action is of its group (what it starts carries the action's
+            # id); a chain's kills only what an earlier run of its own chain left.
+            name = None if chain == playbook else chain_name(chain)
             runs.append(PlaybookRun(
                 playbook=chain, inventory=inventory,
-                ident=f"{claim.action_id}-{claim.attempt}{suffix}", extravars=extravars,
-                limit=limit, timeout=self.config.playbook_timeout, group=run_group,
-                known_hosts=known_hosts))
+                ident=f"{claim.action_id}-{claim.attempt}" + (f"-{name}" if name else ""),
+                extravars=extravars, limit=limit, timeout=self.config.playbook_timeout,
+                group=claim.action_id + group, chain=name, known_hosts=known_hosts))
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)
             raise ActionCancelled(f"{playbook} was not started{_because(cancel)}")
         recorder.start()

@@ -112,6 +112,9 @@ class PlaybookRun:
     # Runs of one group (an action's attempts) never overlap: a run first kills what an
     # earlier run of its group left behind (its worker died mid-playbook).
     group: str | None = None
+    # A chain of a playbook run side by side with its group's other chains (e.g.
+    # "hdfs-yarn"): it kills only what an earlier run of its own chain left.
+    chain: str | None = None
     # known_hosts lines of the pinned SSH host keys: with host key checking on, ssh trusts
     # exactly these (none when this is None); ignored when checking is off.
     known_hosts: str | None = None

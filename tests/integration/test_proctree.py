@@ -59,6 +59,19 @@ def test_processes_are_found_by_their_environment_and_killed(spawn):
     assert other.poll() is None  # another value of the variable: left alone
 
 
+def test_processes_are_found_by_several_variables(spawn):
+    """A chain's run kills what its own chain of the group left, not the group's others."""
+    mark = uuid.uuid4().hex
+    ours = spawn(["sleep", "60"], **{KEY: mark, "LAMBDA_PROCTREE_CHAIN": "a"})
+    beside = spawn(["sleep", "60"], **{KEY: mark, "LAMBDA_PROCTREE_CHAIN": "b"})
+    _wait_until(lambda: len(proctree.find_processes_with_env(KEY, mark)) == 2)
+    chain = {"LAMBDA_PROCTREE_CHAIN": "a"}
+    assert proctree.find_processes_with_env(KEY, mark, also=chain) == [ours.pid]
+    assert proctree.kill_processes_with_env(KEY, mark, grace=0.5, timeout=10, also=chain) == []
+    assert ours.wait(timeout=5) == -15
+    assert beside.poll() is None
+
+
 def test_processes_are_found_by_their_command_line(spawn, tmp_path):
     proc = spawn(["sh", "-c", f"sleep 60; : {tmp_path}"])
     assert _wait_until(lambda: proctree.find_processes_with_cmdline(str(tmp_path))) == [proc.pid]

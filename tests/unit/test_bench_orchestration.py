@@ -59,11 +59,12 @@ def test_failed_cycles_are_left_out_and_counted():
     assert "failed cycles (left out): 1" in out.getvalue()
 
 
-def test_run_prints_the_five_summary_lines_last(capsys):
-    assert main(["--skip-http", "--skip-orchestration"]) == 0
+def test_run_prints_the_seven_summary_lines_last(capsys):
+    assert main(["--skip-http", "--skip-orchestration", "--skip-chains"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[-5:] == [f"{key} n/a" for key in SUMMARY_KEYS]
-    assert SUMMARY_KEYS[-2:] == ("CTRL_CPU_PER_HOST", "CTRL_CPU_PER_HOST_PLAIN")
+    assert lines[-7:] == [f"{key} n/a" for key in SUMMARY_KEYS]
+    assert SUMMARY_KEYS[-4:] == ("CTRL_CPU_PER_HOST", "CTRL_CPU_PER_HOST_PLAIN",
+                                 "CHAINS_RATIO", "CHECKS_SHARE")
 
 
 BURN = ("import pathlib, sys, time\nt = time.process_time()\n"

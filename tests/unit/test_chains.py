@@ -67,8 +67,11 @@ def test_start_runs_every_chain_at_once_and_records_them_all(uow_factory):
     action, instance = load(uow_factory, action_id)
     assert instance.status is InstanceStatus.STARTED
     assert sorted(r.playbook for r in runner.runs) == sorted(START_CHAINS)
-    # each its own artifacts and group (a run kills what its group left), the rest shared
-    assert len({r.ident for r in runner.runs}) == len({r.group for r in runner.runs}) == 3
+    # each its own artifacts and chain (a chain's run kills only what its chain left), all
+    # of the action's group, the rest shared
+    assert len({r.ident for r in runner.runs}) == 3
+    assert sorted(r.chain for r in runner.runs) == ["hdfs-yarn", "spark", "zookeeper-kafka"]
+    assert {r.group for r in runner.runs} == {action_id}
     assert len({(r.inventory, r.limit, r.known_hosts, r.timeout) for r in runner.runs}) == 1
     assert sorted(t.task for t in action.tasks) == sorted(
         f"Start {chain_name(c)}" for c in START_CHAINS)
