@@ -35,11 +35,9 @@ browser-deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/install-browser-deps.sh; \
 	else echo "not root: the browser tests will be skipped unless chromium and chromium-driver are installed"; fi
 
-# Two workers: the loopback-bound tests in one, the lab's in the other (tests/conftest.py).
-TEST_WORKERS ?= 2
-
+# Two pytest runs side by side: e2e + integration, and lab + unit (scripts/run-tests.sh).
 test: venv lab-deps browser-deps
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PATH=$(CURDIR)/$(BIN):$$PATH PYTEST=$(BIN)/pytest scripts/run-tests.sh $(PYTEST_ARGS)
 
 test-fast: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest -m "not lab and not slow" $(PYTEST_ARGS)

@@ -83,7 +83,7 @@ setup(
         "prometheus_client>=0.20",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout", "pytest-xdist", "ruff", "ansible-lint",
+        "test": ["pytest>=8", "pytest-timeout", "ruff", "ansible-lint",
                  "openapi-spec-validator", "schemathesis>=4.32.5,<5",
                  # Drives Debian's chromium through /usr/bin/chromedriver (never a
                  # downloaded driver): scripts/install-browser-deps.sh installs both.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -14,21 +13,6 @@ from sqlalchemy import create_engine, text
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
 from tests.fakes import FakeIdentity  # noqa: F401 (tests import it from here too)
-
-TESTS = Path(__file__).resolve().parent
-# `make test` runs the tests in two pytest-xdist workers (``--dist loadgroup``): a group
-# runs whole in one worker, one test after another. The end-to-end and integration tests
-# share the demo's loopback addresses (127.42.*) and ports, so they are one group; the lab
-# (network namespaces, one per session) is another; the unit tests go to either worker.
-XDIST_GROUPS = {"e2e": "loopback", "integration": "loopback", "lab": "lab"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        part = item.path.relative_to(TESTS).parts[0]
-        if part in XDIST_GROUPS:
-            item.add_marker(pytest.mark.xdist_group(XDIST_GROUPS[part]))
-
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "LAMBDA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
