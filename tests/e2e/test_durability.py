@@ -57,6 +57,10 @@ class Durable:
             "LAMBDA_AUTH_URL": self.emulator.auth_url,
             "LAMBDA_STATE_DIR": str(self.state),
             "LAMBDA_PLAYBOOK_DIR": str(FIXTURES),
+            # The fixture playbooks are whole, with no chains to run side by side and no
+            # service checks.
+            "LAMBDA_PLAYBOOK_CHAINS": "one-after-another",
+            "LAMBDA_CHECKS": "off",
             "LAMBDA_ANSIBLE_CONNECTION": "local",
             "LAMBDA_EXTRAVARS_FILE": str(extravars),
             "LAMBDA_HTTP_WORKERS": "1",

@@ -76,6 +76,10 @@ class SecretService:
             "LAMBDA_BIND": f"127.0.0.1:{free_port()}",
             "LAMBDA_STATE_DIR": str(self.state),
             "LAMBDA_PLAYBOOK_DIR": str(FIXTURES),
+            # The fixture playbooks are whole, with no chains to run side by side and no
+            # service checks.
+            "LAMBDA_PLAYBOOK_CHAINS": "one-after-another",
+            "LAMBDA_CHECKS": "off",
             "LAMBDA_ANSIBLE_CONNECTION": "local",
             "LAMBDA_EXTRAVARS_FILE": str(extravars),
             "LAMBDA_SECRET_KEY": f"{self.new_key},{self.old_key}",

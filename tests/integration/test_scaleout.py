@@ -188,6 +188,10 @@ class Cluster:
             "LAMBDA_AUTH_URL": self.emulator.auth_url,
             "LAMBDA_STATE_DIR": str(tmp_path / "state"),
             "LAMBDA_PLAYBOOK_DIR": str(FIXTURES),
+            # The fixture playbooks are whole, with no chains to run side by side and no
+            # service checks.
+            "LAMBDA_PLAYBOOK_CHAINS": "one-after-another",
+            "LAMBDA_CHECKS": "off",
             "LAMBDA_ANSIBLE_CONNECTION": "local",
             "LAMBDA_LEASE_SECONDS": str(lease),
             "LAMBDA_SWEEP_INTERVAL": "1",
@@ -367,7 +371,8 @@ def test_racing_requests_on_two_apis_then_start_and_stop(rabbitmq, make_cluster)
     assert started.attempts == 1
     assert cluster.instance(1).status.name == "STARTED"
     assert [(s.name.value, s.state.value) for s in started.steps] == [
-        ("power_on", "succeeded"), ("wait_ssh", "skipped"), ("playbook", "succeeded")]
+        ("power_on", "succeeded"), ("wait_ssh", "skipped"), ("playbook", "succeeded"),
+        ("service_checks", "skipped")]
     assert cluster.row(start_id)["encrypted_token"] is None  # erased when the action ended
     # The action resource is served by either API process.
     body = requests.get(f"{apis[1]}/api/lambda-instances/{instance_id(1)}/actions/{start_id}",
