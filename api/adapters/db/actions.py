@@ -218,22 +218,7 @@ class SqlActionRepository:
         query = update(actions).where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED))
         if worker is not None:
             query = query.where(actions.c.lease_owner == worker)
-        finished = self._conn.execute(
-            query.values(
-                state=state.value,
-                error=error,
-                finished_at=now,
-                encrypted_token=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(actions.c.attempts)
-        ).first()
-        if finished is None:
-            return False
-        self._append(action_id, now, [(STATE, finished.attempts or None,
-                                       {"state": state.value, "error": error})])
-        return True
+        return self._end(action_id, query, state, error, now)
 
     # -- cancel --------------------------------------------------------------------------
 
@@ -266,12 +251,17 @@ class SqlActionRepository:
         """End the action if it is unfinished and no worker holds it (never claimed, or
         handed back), with its final state event: one conditional UPDATE, so a worker's
         claim and this never both win."""
+        return self._end(action_id, update(actions).where(
+            actions.c.id == action_id, actions.c.state.in_(UNFINISHED),
+            actions.c.lease_owner.is_(None)), state, error, now)
+
+    def _end(self, action_id: str, query, state: ActionState, error: str | None,
+             now: datetime) -> bool:
+        """End the action if ``query`` (an UPDATE of its row) matches it: the final state,
+        the token erased, no lease; with its final state event. False if it did not match."""
         finished = self._conn.execute(
-            update(actions)
-            .where(actions.c.id == action_id, actions.c.state.in_(UNFINISHED),
-                   actions.c.lease_owner.is_(None))
-            .values(state=state.value, error=error, finished_at=now, encrypted_token=None,
-                    lease_expires_at=None)
+            query.values(state=state.value, error=error, finished_at=now,
+                         encrypted_token=None, lease_owner=None, lease_expires_at=None)
             .returning(actions.c.attempts)
         ).first()
         if finished is None:
