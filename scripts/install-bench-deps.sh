@@ -4,6 +4,8 @@
 set -euo pipefail
 
 log() { printf '[install-bench-deps] %s\n' "$*" >&2; }
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 if command -v wrk >/dev/null 2>&1; then
     log "wrk already installed: $(command -v wrk)"
@@ -13,13 +15,5 @@ if [ "$(id -u)" != 0 ]; then
     log "wrk is missing and this is not root: install it with 'apt-get install wrk'"
     exit 1
 fi
-log "apt-get install wrk"
-export DEBIAN_FRONTEND=noninteractive
-# Refresh the package lists only when apt has none (a fresh container); stale lists name
-# versions the mirror no longer has, so a failed install refreshes and retries once.
-if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ]; then
-    apt-get update -qq
-fi
-apt-get install -y -qq --no-install-recommends wrk >/dev/null \
-    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk >/dev/null; }
+apt_install_missing wrk
 log "wrk installed: $(command -v wrk)"

@@ -12,25 +12,8 @@ set -euo pipefail
 PACKAGES=(chromium chromium-driver fonts-dejavu-core)
 
 log() { printf '[install-browser-deps] %s\n' "$*" >&2; }
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
-missing=()
-for pkg in "${PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$pkg")
-    fi
-done
-if ((${#missing[@]} == 0)); then
-    log "Debian packages already installed"
-    exit 0
-fi
-log "apt-get install ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-# Refresh the package lists only when apt has none (a fresh container).
-if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ]; then
-    apt-get update -qq
-fi
-# Stale lists name package versions the mirror no longer has: refresh and retry once.
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-    || { apt-get update -qq && \
-         apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+apt_install_missing "${PACKAGES[@]}"
 log "installed: $(chromium --version 2>/dev/null || echo chromium?), $(chromedriver --version 2>/dev/null | head -c 60 || echo chromedriver?)"

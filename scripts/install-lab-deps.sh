@@ -15,28 +15,11 @@ CACHE_DIR="${LAMBDA_CACHE_DIR:-$HOME/.cache/lambda-service}/wheels"
 PYSPARK_SPEC="${PYSPARK_SPEC:-pyspark}"
 
 log() { printf '[install-lab-deps] %s\n' "$*" >&2; }
+# shellcheck source=lib/apt.sh
+source "$(dirname "$0")/lib/apt.sh"
 
 # --- Debian packages -------------------------------------------------------------------
-missing=()
-for pkg in openssh-server iproute2 procps zookeeper; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
-        missing+=("$pkg")
-    fi
-done
-if ((${#missing[@]})); then
-    log "apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Refresh the package lists only when apt has none (a fresh container).
-    if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial || true)" ]; then
-        apt-get update -qq
-    fi
-    # Stale lists name package versions the mirror no longer has: refresh and retry once.
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || { apt-get update -qq && \
-             apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
-else
-    log "Debian packages already installed"
-fi
+apt_install_missing openssh-server iproute2 procps zookeeper
 # sshd refuses to start without its privilege separation directory.
 mkdir -p /run/sshd
 
