@@ -3,9 +3,12 @@ working directory."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -27,6 +30,23 @@ def _postgres_reachable() -> str | None:
         return None
     except Exception as exc:  # any failure means "not here"
         return str(exc).splitlines()[0]
+
+
+# The end-to-end and integration tests bind the demo's loopback addresses (127.42.x.y) and
+# fixed daemon ports there. `make test` runs them in one pytest process; a second process
+# on the same machine (a developer's targeted run beside it) takes turns test by test
+# rather than failing on "Address already in use".
+LOOPBACK_LOCK = Path(tempfile.gettempdir()) / "lambda-tests-loopback.lock"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_addresses_held(request):
+    if not {"e2e", "integration"} & set(request.node.path.parts):
+        yield
+        return
+    with open(LOOPBACK_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(autouse=True)
