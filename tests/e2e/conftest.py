@@ -105,8 +105,11 @@ class Service:
 def product(tmp_path, request):
     """Emulator + seeded database + stand-ins + the server; everything gone afterwards.
     Settings of a test's own: parametrize ``product`` indirectly with a dict of them;
-    ``{state}`` in a value is the state directory."""
+    ``{state}`` in a value is the state directory; its ``extravars`` (a dict) go to every
+    playbook run."""
     from lambda_testbed import standins
+
+    settings = dict(getattr(request, "param", {}))
 
     state = tmp_path / "state"
     state.mkdir()
@@ -115,7 +118,8 @@ def product(tmp_path, request):
     emulator = Emulator.from_seed(seed)
     emulator.start("127.0.0.1", 0)
     homes = standins.install(state / "dist", latency=0)  # tests: ready at once
-    extravars = dict(homes, lambda_host_root=str(state / "hosts") + "/{{ inventory_hostname }}")
+    extravars = dict(homes, lambda_host_root=str(state / "hosts") + "/{{ inventory_hostname }}",
+                     **settings.pop("extravars", {}))
     (state / "extravars.yml").write_text(yaml.safe_dump(extravars))
     seed_file = tmp_path / "seed.yml"
     seed_file.write_text(yaml.safe_dump(seed))
@@ -140,7 +144,7 @@ def product(tmp_path, request):
         "LAMBDA_CHECKS": "off",
         "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
         **{name: value.format(state=state)
-           for name, value in getattr(request, "param", {}).items()},
+           for name, value in settings.items()},
     })
     env.pop("LAMBDA_CONFIG", None)
     subprocess.run([sys.executable, "-m", "api.cli", "seed", str(seed_file)], env=env,
