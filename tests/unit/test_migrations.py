@@ -28,20 +28,33 @@ def _alembic(engine, url: str, verb: str, revision: str) -> None:
         getattr(command, verb)(config, revision)
 
 
-def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_database):
-    engine = create_db_engine(empty_database)
-    _alembic(engine, empty_database, "upgrade", "0001")
+def _database_at(url: str, revision: str, status: str = "STARTED", with_step: bool = True,
+                 **action_columns):
+    """An engine on a database migrated to ``revision`` that holds one instance ('i1', of
+    ``status``), its start action ('a1', finished unless ``action_columns`` say otherwise,
+    in the columns of that revision) and, ``with_step``, the action's power_on step."""
+    engine = create_db_engine(url)
+    _alembic(engine, url, "upgrade", revision)
+    action = {"id": "a1", "instance_id": "i1", "owner": "u", "kind": "start",
+              "state": "succeeded", "created_at": "2026-01-01", "attempts": 1,
+              **action_columns}
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
-            "updated_at) VALUES ('i1', 'u', 'n', 'STOPPED', '[]', '2026-01-01', '2026-01-01')"))
-        conn.execute(text(
-            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts, "
-            "dispatched) VALUES ('a1', 'i1', 'u', 'start', 'accepted', '2026-01-01', 0, "
-            "false)"))
-        conn.execute(text(
-            "INSERT INTO action_steps (action_id, attempt, name, state) "
-            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+            "updated_at) VALUES ('i1', 'u', 'n', :status, '[]', '2026-01-01', '2026-01-01')"),
+            {"status": status})
+        conn.execute(text(f"INSERT INTO actions ({', '.join(action)}) "
+                          f"VALUES ({', '.join(':' + name for name in action)})"), action)
+        if with_step:
+            conn.execute(text(
+                "INSERT INTO action_steps (action_id, attempt, name, state) "
+                "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+    return engine
+
+
+def test_upgrade_from_the_first_revision_keeps_the_actions_and_steps(empty_database):
+    engine = _database_at(empty_database, "0001", status="STOPPED", state="accepted",
+                          attempts=0, dispatched=False)
     migrate(engine)
     columns = {c["name"] for c in inspect(engine).get_columns("actions")}
     assert "dispatched" not in columns
@@ -83,19 +96,8 @@ def test_hosts_are_read_in_index_order(empty_database):
 
 def test_upgrade_from_0003_renames_the_token_column_and_keeps_the_steps(empty_database):
     """0004: token_cipher becomes encrypted_token in place; nothing else of a row moves."""
-    engine = create_db_engine(empty_database)
-    _alembic(engine, empty_database, "upgrade", "0003")
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
-            "updated_at) VALUES ('i1', 'u', 'n', 'STARTING', '[]', '2026-01-01', '2026-01-01')"))
-        conn.execute(text(
-            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts, "
-            "token_cipher) VALUES ('a1', 'i1', 'u', 'start', 'running', '2026-01-01', 1, "
-            "'gAAAA-secret')"))
-        conn.execute(text(
-            "INSERT INTO action_steps (action_id, attempt, name, state) "
-            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+    engine = _database_at(empty_database, "0003", status="STARTING", state="running",
+                          token_cipher="gAAAA-secret")
     migrate(engine)
     columns = {c["name"] for c in inspect(engine).get_columns("actions")}
     assert "encrypted_token" in columns and "token_cipher" not in columns
@@ -116,18 +118,7 @@ def test_upgrade_from_0005_numbers_no_events_for_earlier_actions_and_keeps_the_s
     steps (no table rebuilt); the downgrade drops the events and the column."""
     from api.adapters.db import UnitOfWorkFactory
 
-    engine = create_db_engine(empty_database)
-    _alembic(engine, empty_database, "upgrade", "0005")
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
-            "updated_at) VALUES ('i1', 'u', 'n', 'STARTED', '[]', '2026-01-01', '2026-01-01')"))
-        conn.execute(text(
-            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts) "
-            "VALUES ('a1', 'i1', 'u', 'start', 'succeeded', '2026-01-01', 1)"))
-        conn.execute(text(
-            "INSERT INTO action_steps (action_id, attempt, name, state) "
-            "VALUES ('a1', 1, 'power_on', 'succeeded')"))
+    engine = _database_at(empty_database, "0005")
     migrate(engine)
     factory = UnitOfWorkFactory(engine)
     with factory(readonly=True) as uow:
@@ -145,15 +136,7 @@ def test_upgrade_to_0008_reads_rows_from_before_as_nothing_left_out(empty_databa
     reads as none); the downgrade drops the two columns and keeps the rows."""
     from api.adapters.db import UnitOfWorkFactory
 
-    engine = create_db_engine(empty_database)
-    _alembic(engine, empty_database, "upgrade", "0007")
-    with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO lambda_instances (id, owner, name, status, services, created_at, "
-            "updated_at) VALUES ('i1', 'u', 'n', 'STARTED', '[]', '2026-01-01', '2026-01-01')"))
-        conn.execute(text(
-            "INSERT INTO actions (id, instance_id, owner, kind, state, created_at, attempts) "
-            "VALUES ('a1', 'i1', 'u', 'start', 'succeeded', '2026-01-01', 1)"))
+    engine = _database_at(empty_database, "0007", with_step=False)
     migrate(engine)
     with UnitOfWorkFactory(engine)(readonly=True) as uow:
         assert uow.instances.get("i1").left_out_hosts == ()
