@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -47,7 +47,6 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance, negative_data_rejection]
 SETTINGS = settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None,
                     deadline=None, suppress_health_check=list(HealthCheck), print_blob=False)
-MAX_INT64 = 2**63 - 1
 
 
 def fuzz_config() -> SchemathesisConfig:
@@ -56,19 +55,6 @@ def fuzz_config() -> SchemathesisConfig:
         # The document's security scheme gets the demo's token; negative cases may drop it.
         "auth": {"openapi": {"token": {"api_key": AUTH["Authorization"]}}},
     })
-
-
-def known_server_bug(case) -> str | None:
-    """A request the fuzz found a server bug with, not yet fixed: the fuzz steps around it
-    and a strict xfail below reproduces it (once fixed, that test fails: remove both)."""
-    if case.operation.label == "GET /api/lambda-instances/":
-        for name in ("limit", "offset"):
-            try:
-                if int((case.query or {}).get(name)) > MAX_INT64:
-                    return "paging beyond 64-bit integers"
-            except (TypeError, ValueError):
-                pass
-    return None
 
 
 def cases(operation, mode: GenerationMode, known: dict):
@@ -97,8 +83,6 @@ def fuzz(operation, mode: GenerationMode, known: dict) -> str | None:
     @SETTINGS
     @given(case=cases(operation, mode, known))
     def run(case):
-        if known_server_bug(case):
-            reject()
         case.call_and_validate(checks=CHECKS)
 
     try:

@@ -1,0 +1,89 @@
+"""A flood of made-up tokens against the real server while the identity service is slow:
+a cached token's requests are answered as fast as ever, the flood pushes no valid token out
+of the cache, and the identity service gets one check per distinct token, never more at once
+than the server's identity threads."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
+
+IDENTITY_THREADS = 2  # the embedded default (LAMBDA_HTTP_IDENTITY_THREADS)
+IDENTITY_LATENCY_MS = 300  # each token check the identity service answers
+DISTINCT = 20  # made-up tokens, one request each
+REPEATS = 20  # requests carrying one more made-up token, all at once
+ORDINARY_REQUEST_BOUND = 1.0  # seconds, as for the slow clients (the issue's "about a second")
+
+# One server process, so that every request meets the cache the demo token is in; a cache
+# of one valid token, so that a flood stored among the valid tokens would push it out.
+FLOOD_SETTINGS = {"LAMBDA_HTTP_WORKERS": "1", "LAMBDA_IDENTITY_CACHE_SIZE": "1"}
+
+
+def token_checks(emulator) -> int:
+    return emulator.request_counts().get("tokens", 0)
+
+
+@pytest.mark.parametrize("product", [FLOOD_SETTINGS], indirect=True)
+def test_a_flood_of_made_up_tokens_leaves_cached_ones_fast_and_the_upstream_bounded(product):
+    details = f"{product.base}/api/lambda-instances/{DEMO_INSTANCE_ID}/"
+    assert product.call("GET", "/api/authenticate/").status_code == 200  # now cached
+    product.emulator.set_faults(identity_latency_ms=IDENTITY_LATENCY_MS)
+    product.emulator.reset_counts()
+
+    repeated = secrets.token_urlsafe(32)
+    flood = [secrets.token_urlsafe(32) for _ in range(DISTINCT)] + [repeated] * REPEATS
+    answers: list[requests.Response | requests.RequestException] = []
+    go = threading.Barrier(len(flood) + 1)
+
+    def one(token: str) -> None:
+        with requests.Session() as session:  # a connection of its own
+            session.trust_env = False
+            go.wait()
+            try:
+                answers.append(session.get(details, timeout=120,
+                                           headers={"Authorization": f"Token {token}"}))
+            except requests.RequestException as exc:  # told below, with the others
+                answers.append(exc)
+
+    threads = [threading.Thread(target=one, args=(token,)) for token in flood]
+    for thread in threads:
+        thread.start()
+    go.wait()
+    try:
+        deadline = time.monotonic() + 30
+        while token_checks(product.emulator) < IDENTITY_THREADS:  # the flood is upstream
+            assert time.monotonic() < deadline, "the flood never reached the identity service"
+            time.sleep(0.02)
+        took = []
+        for _ in range(5):
+            started = time.monotonic()
+            resp = product.session.get(details, timeout=10,
+                                       headers={"Authorization": f"Token {DEMO_TOKEN}"})
+            took.append(time.monotonic() - started)
+            assert resp.status_code == 200, resp.text
+        unanswered = len(flood) - len(answers)
+    finally:
+        for thread in threads:
+            thread.join(timeout=120)
+    assert unanswered > 0, "the flood was over before the cached token's requests"
+    assert max(took) <= ORDINARY_REQUEST_BOUND, took
+
+    assert len(answers) == len(flood)
+    refused = [a for a in answers if isinstance(a, requests.Response) and a.status_code == 401]
+    assert len(refused) == len(flood), [
+        a if isinstance(a, requests.RequestException) else (a.status_code, a.text[:200])
+        for a in answers]
+    # One check per distinct token (the repeated one's requests shared one check, or met
+    # its answer in the cache of invalid tokens), no more at once than the threads.
+    assert token_checks(product.emulator) == DISTINCT + 1
+    assert product.emulator.peak_concurrency()["tokens"] <= IDENTITY_THREADS
+    # The demo token was never pushed out of its cache of one: no check for it.
+    assert product.call("GET", "/api/authenticate/").status_code == 200
+    assert token_checks(product.emulator) == DISTINCT + 1
+    product.emulator.set_faults(identity_latency_ms=0)
