@@ -134,6 +134,7 @@ def create_http_app(container: Container, identity=None):
                       token_cipher=container.token_cipher,
                       domain_threads=settings.http_threads,
                       identity_threads=settings.http_identity_threads,
+                      identity_waiting=settings.http_identity_waiting,
                       body_timeout=settings.http_body_timeout,
                       events_poll_interval=settings.events_poll_interval,
                       events_keepalive=settings.events_keepalive,

@@ -87,6 +87,8 @@ class Settings:
     # for the GIL. Raise it when the database is remote, so its round trips overlap.
     http_threads: int = 1
     http_identity_threads: int = 2  # per API process, for tokens not in the cache
+    # Checks of uncached tokens that may wait for those threads; past them, 503 at once.
+    http_identity_waiting: int = 16
     # Seconds from a connection's start (or its previous response) to a request's
     # complete headers: a client that trickles them, or idles, is cut off then.
     http_header_timeout: float = 10.0

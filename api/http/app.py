@@ -26,7 +26,8 @@ from api.http.webpage import RootResource, WebPageResource, load_web_files
 
 
 def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_threads: int = 1,
-               identity_threads: int = 2, body_timeout: float = 10.0,
+               identity_threads: int = 2, identity_waiting: int | None = 16,
+               body_timeout: float = 10.0,
                events_poll_interval: float = 0.5, events_keepalive: float = 15.0,
                event_streams: int = 100, metrics: Metrics = NO_METRICS,
                exposition: Callable[[], tuple[str, bytes]] | None = None,
@@ -34,7 +35,8 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
                ) -> falcon.asgi.App:
     """``domain_threads``: how many domain calls that may wait (database writes, reads of
     a database server) run at once; the
-    identity service's checks of uncached tokens get ``identity_threads`` of their own.
+    identity service's checks of uncached tokens get ``identity_threads`` of their own,
+    and at most ``identity_waiting`` more wait for them (the rest: 503 at once).
     ``body_timeout``: seconds a request body may take to arrive, in all. The pools'
     threads are started on demand and end with the process. An action's event stream
     reads the database every ``events_poll_interval`` seconds, sends a keep-alive after
@@ -46,7 +48,7 @@ def create_app(*, identity, uow_factory, dispatcher, token_cipher, domain_thread
     # Reads that never wait run on the loop; writes (they may queue for the database's
     # lock) and reads of a database server run in the pool.
     reads = InlineCalls() if uow_factory.reads_never_wait else calls
-    identity_calls = BlockingCalls(identity_threads, "http-identity")
+    identity_calls = BlockingCalls(identity_threads, "http-identity", identity_waiting)
     openapi = OpenApiResource()
     # The web page's files hold no data (the page reads it through the API, with the
     # operator's token): public, like the document.

@@ -10,9 +10,9 @@ import time
 import falcon
 
 from api.domain import log_context
-from api.domain.errors import InvalidToken
+from api.domain.errors import IdentityUnavailable, InvalidToken
 from api.domain.ports import IdentityPort, Metrics
-from api.http.blocking import BlockingCalls
+from api.http.blocking import BlockingCalls, CallsFull
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ class AuthMiddleware:
 
     A token the identity adapter has cached is checked on the event loop; only an
     uncached one goes to the identity service, in a small pool of its own, so a slow
-    identity service holds neither the loop nor the domain's threads.
+    identity service holds neither the loop nor the domain's threads. When that pool's
+    waiting line is full too, an uncached token is answered 503 at once.
     """
 
     def __init__(self, identity: IdentityPort, public_resources, calls: BlockingCalls):
@@ -90,7 +91,11 @@ class AuthMiddleware:
         req.context.token = token = parse_token(req.get_header("Authorization"))
         identity = self.identity.cached(token)
         if identity is None:
-            identity = await self.calls(self.identity.authenticate, token)
+            try:
+                identity = await self.calls(self.identity.authenticate, token)
+            except CallsFull:
+                raise IdentityUnavailable("too many token checks under way; try again",
+                                          retry_after=1) from None
         req.context.identity = identity
 
 

@@ -1,7 +1,8 @@
 """A flood of made-up tokens against the real server while the identity service is slow:
 a cached token's requests are answered as fast as ever, the flood pushes no valid token out
-of the cache, and the identity service gets one check per distinct token, never more at once
-than the server's identity threads."""
+of the cache, the identity service gets at most one check per distinct token, never more at
+once than the server's identity threads, and what finds the waiting line full is answered
+the contract's 503 at once instead of waiting its turn."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import pytest
 import requests
 
 from tests.e2e.conftest import DEMO_INSTANCE_ID, DEMO_TOKEN
+from tests.e2e.test_identity_outage import IDENTITY_UNAVAILABLE_DETAIL
 
 IDENTITY_THREADS = 2  # the embedded default (LAMBDA_HTTP_IDENTITY_THREADS)
+IDENTITY_WAITING = 16  # the embedded default (LAMBDA_HTTP_IDENTITY_WAITING)
 IDENTITY_LATENCY_MS = 300  # each token check the identity service answers
 DISTINCT = 20  # made-up tokens, one request each
 REPEATS = 20  # requests carrying one more made-up token, all at once
@@ -75,15 +78,24 @@ def test_a_flood_of_made_up_tokens_leaves_cached_ones_fast_and_the_upstream_boun
     assert max(took) <= ORDINARY_REQUEST_BOUND, took
 
     assert len(answers) == len(flood)
-    refused = [a for a in answers if isinstance(a, requests.Response) and a.status_code == 401]
-    assert len(refused) == len(flood), [
-        a if isinstance(a, requests.RequestException) else (a.status_code, a.text[:200])
-        for a in answers]
-    # One check per distinct token (the repeated one's requests shared one check, or met
-    # its answer in the cache of invalid tokens), no more at once than the threads.
-    assert token_checks(product.emulator) == DISTINCT + 1
+    assert not [a for a in answers if isinstance(a, requests.RequestException)], answers
+    refused = [a for a in answers if a.status_code == 401]
+    turned_away = [a for a in answers if a.status_code == 503]
+    assert len(refused) + len(turned_away) == len(flood), [
+        (a.status_code, a.text[:200]) for a in answers]
+    # All 40 came at once: past the threads and the waiting line, the rest were turned away.
+    assert len(turned_away) >= len(flood) - IDENTITY_THREADS - IDENTITY_WAITING - 2
+    assert len(refused) >= IDENTITY_THREADS
+    for answer in turned_away:
+        assert answer.json() == {"errors": [{"status": 503,
+                                             "detail": IDENTITY_UNAVAILABLE_DETAIL}]}
+        assert answer.headers["Retry-After"] == "1"
+    # At most one check per distinct token (the repeated one's requests shared one check,
+    # or met its answer in the cache of invalid tokens), no more at once than the threads.
+    checks = token_checks(product.emulator)
+    assert len(refused) - REPEATS <= checks <= DISTINCT + 1
     assert product.emulator.peak_concurrency()["tokens"] <= IDENTITY_THREADS
     # The demo token was never pushed out of its cache of one: no check for it.
     assert product.call("GET", "/api/authenticate/").status_code == 200
-    assert token_checks(product.emulator) == DISTINCT + 1
+    assert token_checks(product.emulator) == checks
     product.emulator.set_faults(identity_latency_ms=0)
