@@ -25,16 +25,23 @@ STOP_CHAINS = (
     "lambda-stop-zookeeper-kafka.yml",
     "lambda-stop-hdfs-yarn.yml",
 )
+# Each chain's service checks: no check needs another's (lambda-check.yml).
+CHECK_CHAINS = (
+    "lambda-check-hdfs-yarn.yml",
+    "lambda-check-zookeeper-kafka.yml",
+    "lambda-check-spark.yml",
+)
 PLAYBOOK_CHAINS: Mapping[str, tuple[str, ...]] = {
     "lambda-start.yml": START_CHAINS,
     "lambda-stop.yml": STOP_CHAINS,
+    "lambda-check.yml": CHECK_CHAINS,
 }
 
 
 def chain_name(playbook: str) -> str:
     """``lambda-start-hdfs-yarn.yml`` -> ``hdfs-yarn``: names a chain's run and its group."""
     stem = playbook.removesuffix(".yml")
-    for prefix in ("lambda-start-", "lambda-stop-"):
+    for prefix in ("lambda-start-", "lambda-stop-", "lambda-check-"):
         if stem.startswith(prefix):
             return stem[len(prefix):]
     return stem

@@ -15,15 +15,19 @@ from api.domain.model import TaskResult
 # The last task of each service check (lambda-check.yml) is named "Service check <SERVICE>"
 # and its message reads "<SERVICE> on <host> passed|failed: tried ...; saw ...; took <s>s".
 CHECK_TASK = "Service check "
+# The order the checks are shown in: lambda-check.yml's, chain by chain (side by side,
+# their results arrive in any order).
+SERVICE_ORDER = ("HDFS", "YARN", "ZooKeeper", "Kafka", "Spark")
 _CHECK_MESSAGE = re.compile(
     r"^(?:ignored: )?(?P<service>\S+) on (?P<host>\S+) (?P<verdict>passed|failed): "
     r"tried (?P<tried>.*); saw (?P<seen>.*); took (?P<seconds>[0-9.]+)s$", re.S)
 
 
 def service_checks(tasks: list[TaskResult]) -> list[dict]:
-    """The service checks among an action's task results, the latest per service and host:
-    {service, host, passed, tried, seen, seconds}. A check whose message is not of the
-    shape above (a task that crashed) is failed, with its message as what was seen."""
+    """The service checks among an action's task results, the latest per service and host,
+    in ``SERVICE_ORDER``: {service, host, passed, tried, seen, seconds}. A check whose
+    message is not of the shape above (a task that crashed) is failed, with its message as
+    what was seen."""
     checks: dict[tuple[str, str], dict] = {}
     for task in tasks:
         if not task.task.startswith(CHECK_TASK) or task.status == "skipped":
@@ -39,7 +43,13 @@ def service_checks(tasks: list[TaskResult]) -> list[dict]:
             check = {"service": service, "host": task.host, "passed": False, "tried": None,
                      "seen": task.message or task.status, "seconds": task.duration}
         checks[(service, task.host)] = check
-    return list(checks.values())
+    return sorted(checks.values(), key=_shown_order)
+
+
+def _shown_order(check: dict) -> tuple[int, str]:
+    service = check["service"]
+    rank = SERVICE_ORDER.index(service) if service in SERVICE_ORDER else len(SERVICE_ORDER)
+    return rank, check["host"]
 
 
 def checks_summary(tasks: list[TaskResult], report_only: bool = False) -> str:

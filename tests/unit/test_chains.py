@@ -9,7 +9,13 @@ import threading
 import pytest
 import yaml
 
-from api.domain.chains import PLAYBOOK_CHAINS, START_CHAINS, STOP_CHAINS, chain_name
+from api.domain.chains import (
+    CHECK_CHAINS,
+    PLAYBOOK_CHAINS,
+    START_CHAINS,
+    STOP_CHAINS,
+    chain_name,
+)
 from api.domain.model import ActionState, InstanceStatus, StepName, TaskResult
 from api.domain.orchestration import CANCELLED, Cancellation
 from api.domain.ports import PlaybookResult
@@ -33,7 +39,7 @@ class ChainRunner:
         self.lock = threading.Lock()
 
     def run(self, run, on_task=None, cancel=None):
-        if run.playbook not in self.chains:  # the start's service checks, after its chains
+        if run.playbook not in self.chains:  # the start's chains or its checks' chains
             return PlaybookResult("successful", 0, [])
         with self.lock:
             self.runs.append(run)
@@ -42,6 +48,12 @@ class ChainRunner:
         task = TaskResult("m", f"Start {name}", "changed", play=f"Start {name}")
         on_task(task)
         outcome = self.outcomes.get(run.playbook, "ok")
+        if outcome == "check-failed":
+            failure = TaskResult("m", "Service check HDFS", "failed",
+                                 message="HDFS on m failed: tried a file; saw no replica on s1; "
+                                         "took 1.0s")
+            on_task(failure)
+            return PlaybookResult("failed", 2, [task, failure], failure=failure)
         if outcome == "failed":
             failure = TaskResult("s1", "Wait for the DataNode port", "failed",
                                  message="port 9866 never opened")
@@ -118,6 +130,35 @@ def test_a_cancel_reaches_every_chain(uow_factory):
     assert seen == ["cancelled"] * 3
     action, _ = load(uow_factory, action_id)
     assert "lambda-start.yml was killed at task 'Wait in " in action.error
+
+
+def test_the_checks_of_each_chain_run_side_by_side_as_a_group_of_their_own(uow_factory):
+    add_instance(uow_factory)
+    action_id = accept(uow_factory)
+    runner = ChainRunner(CHECK_CHAINS)
+    orchestrator = make(uow_factory, FakeCompute(), runner, playbook_chains=PLAYBOOK_CHAINS)
+    assert orchestrator.run(action_id) is ActionState.SUCCEEDED
+    assert sorted(r.playbook for r in runner.runs) == sorted(CHECK_CHAINS)
+    assert {r.group for r in runner.runs} == {action_id + "-checks"}
+    assert {r.extravars["lambda_checks_report_only"] for r in runner.runs} == {False}
+    action, _ = load(uow_factory, action_id)
+    checks = next(s for s in action.steps if s.name is StepName.SERVICE_CHECKS)
+    assert checks.message.startswith("lambda-check.yml: 3 task results, rc 0; "
+                                     "3 chains side by side")
+
+
+def test_a_failed_check_fails_the_start_naming_it_and_the_other_checks_finish(uow_factory):
+    add_instance(uow_factory)
+    failing = accept(uow_factory)
+    runner = ChainRunner(CHECK_CHAINS, {"lambda-check-hdfs-yarn.yml": "check-failed"})
+    orchestrator = make(uow_factory, FakeCompute(), runner, playbook_chains=PLAYBOOK_CHAINS,
+                        max_attempts=1)
+    assert orchestrator.run(failing) is ActionState.FAILED
+    action, _ = load(uow_factory, failing)
+    assert action.error == ("start failed at step service_checks: service check failed: "
+                            "HDFS on m failed: tried a file; saw no replica on s1; took 1.0s")
+    # the other chains' checks ran to their end
+    assert {t.task for t in action.tasks} >= {"Start zookeeper-kafka", "Start spark"}
 
 
 def test_stop_runs_the_stop_chains_each_limited_to_the_hosts_on(uow_factory):
