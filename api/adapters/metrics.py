@@ -100,6 +100,9 @@ class PrometheusMetrics:
         self.outcomes.labels(kind, outcome).inc()
         self.action_seconds.labels(kind, outcome).observe(seconds)
 
+    def action_ended_unclaimed(self, kind: str, outcome: str) -> None:
+        self.outcomes.labels(kind, outcome).inc()
+
     def step_finished(self, step: str, state: str, seconds: float) -> None:
         self.step_seconds.labels(step, state).observe(seconds)
 

@@ -357,6 +357,10 @@ class Metrics(Protocol):
         action's final state, or None when the attempt left it unfinished (handed back
         on shutdown, lease lost)."""
 
+    def action_ended_unclaimed(self, kind: str, outcome: str) -> None:
+        """An action no worker held was ended outside any attempt (a cancel before its
+        claim): one more of ``outcome``, never in flight, no attempt to time."""
+
     def step_finished(self, step: str, state: str, seconds: float) -> None:
         """A step of an action ended in ``state`` after ``seconds``."""
 
@@ -381,6 +385,9 @@ class NoMetrics:
         pass
 
     def action_ended(self, kind: str, outcome: str | None, seconds: float) -> None:
+        pass
+
+    def action_ended_unclaimed(self, kind: str, outcome: str) -> None:
         pass
 
     def step_finished(self, step: str, state: str, seconds: float) -> None:

@@ -22,6 +22,7 @@ from falcon.media.multipart import MultipartForm
 
 from api.domain import services
 from api.domain.errors import ActionNotFound, InstanceNotFound, InvalidParameter
+from api.domain.model import ActionState
 from api.domain.ports import NO_METRICS, Metrics
 from api.http import STOPPING, views
 from api.http.blocking import BlockingCalls, InlineCalls
@@ -137,6 +138,8 @@ class InstanceResource:
         ended. The body, if any, is not read."""
         action = await self.writes(services.cancel_action, self.uow_factory,
                                    req.context.identity, instance_id, action_id)
+        if action.state is ActionState.CANCELLED:  # ended here: no worker held it
+            self.metrics.action_ended_unclaimed(action.kind.value, action.state.value)
         resp.status = falcon.HTTP_202
         resp.location = views.action_path(action.instance_id, action.id)
         resp.media = {"status": ACCEPTED, "data": {"action": views.action_cancel(action)}}

@@ -109,9 +109,14 @@ def test_split_bind():
 
 
 @pytest.fixture
-def client():
+def uow_factory():
     uow_factory = InMemoryUnitOfWorkFactory()
     add_instance(uow_factory)
+    return uow_factory
+
+
+@pytest.fixture
+def client(uow_factory):
     metrics = PrometheusMetrics()
     app = create_app(identity=FakeIdentity({TOKEN: Identity("alice-uuid", "alice", "x")}),
                      uow_factory=uow_factory, dispatcher=None,
@@ -156,3 +161,17 @@ def test_requests_are_labelled_by_route_template_never_by_path(client):
     }
     assert got[("lambda_http_request_duration_seconds_count",
                 (("method", "GET"), ("route", "unmatched")))] == 3
+
+
+def test_an_action_cancelled_before_any_worker_claimed_it_counts_as_cancelled(client,
+                                                                             uow_factory):
+    from tests.unit.test_orchestration import accept
+
+    action_id = accept(uow_factory)  # no worker holds it
+    path = f"/api/lambda-instances/{INSTANCE_ID}/actions/{action_id}/cancel"
+    auth = {"Authorization": f"Token {TOKEN}"}
+    assert client.simulate_post(path, headers=auth).status_code == 202
+    assert client.simulate_post(path, headers=auth).status_code == 409  # counted once
+    got = samples(client.simulate_get("/metrics", remote_addr="127.0.0.1").text)
+    assert got[("lambda_actions_total", (("kind", "start"), ("outcome", "cancelled")))] == 1
+    assert ("lambda_actions_in_flight", (("kind", "start"),)) not in got  # never in flight
