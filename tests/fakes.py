@@ -443,6 +443,9 @@ class RecordingMetrics:
         assert seconds >= 0
         self._record("action_ended", kind, outcome)
 
+    def action_ended_unclaimed(self, kind: str, outcome: str) -> None:
+        self._record("action_ended_unclaimed", kind, outcome)
+
     def step_finished(self, step: str, state: str, seconds: float) -> None:
         assert seconds >= 0
         self._record("step_finished", step, state)

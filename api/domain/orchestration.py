@@ -369,11 +369,12 @@ class Orchestrator:
         runs = []
         for chain in chains:
             # Every run of the action is of its group (what it starts carries the action's
-            # id); a chain's kills only what an earlier run of its own chain left.
+            # id); a chain's kills only what an earlier run of its own chain left. The
+            # artifacts' directory says whose run it was: <action>-<attempt>[-checks][-chain].
             name = None if chain == playbook else chain_name(chain)
             runs.append(PlaybookRun(
                 playbook=chain, inventory=inventory,
-                ident=f"{claim.action_id}-{claim.attempt}" + (f"-{name}" if name else ""),
+                ident=f"{claim.action_id}-{claim.attempt}{group}" + (f"-{name}" if name else ""),
                 extravars=extravars, limit=limit, timeout=self.config.playbook_timeout,
                 group=claim.action_id + group, chain=name, known_hosts=known_hosts))
         if cancel.is_set():  # the last moment not to start it (a lease lost meanwhile)

@@ -140,6 +140,8 @@ def test_the_checks_of_each_chain_run_side_by_side_as_a_group_of_their_own(uow_f
     assert orchestrator.run(action_id) is ActionState.SUCCEEDED
     assert sorted(r.playbook for r in runner.runs) == sorted(CHECK_CHAINS)
     assert {r.group for r in runner.runs} == {action_id + "-checks"}
+    assert sorted(r.ident for r in runner.runs) == [
+        f"{action_id}-1-checks-{chain}" for chain in ("hdfs-yarn", "spark", "zookeeper-kafka")]
     assert {r.extravars["lambda_checks_report_only"] for r in runner.runs} == {False}
     action, _ = load(uow_factory, action_id)
     checks = next(s for s in action.steps if s.name is StepName.SERVICE_CHECKS)
