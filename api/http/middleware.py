@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -76,14 +77,17 @@ class AuthMiddleware:
 
     A token the identity adapter has cached is checked on the event loop; only an
     uncached one goes to the identity service, in a small pool of its own, so a slow
-    identity service holds neither the loop nor the domain's threads. When that pool's
-    waiting line is full too, an uncached token is answered 503 at once.
+    identity service holds neither the loop nor the domain's threads. Requests with a
+    token already being checked await that check on the loop: a burst of one user's
+    requests takes one place in the pool, not one each. When the pool's waiting line is
+    full, a token not being checked yet is answered 503 at once.
     """
 
     def __init__(self, identity: IdentityPort, public_resources, calls: BlockingCalls):
         self.identity = identity
         self.public = frozenset(public_resources)  # compared by identity
         self.calls = calls
+        self._checking: dict[str, asyncio.Future] = {}  # token -> its check under way
 
     async def process_resource(self, req, resp, resource, params):
         if resource in self.public:
@@ -91,12 +95,29 @@ class AuthMiddleware:
         req.context.token = token = parse_token(req.get_header("Authorization"))
         identity = self.identity.cached(token)
         if identity is None:
-            try:
-                identity = await self.calls(self.identity.authenticate, token)
-            except CallsFull:
-                raise IdentityUnavailable("too many token checks under way; try again",
-                                          retry_after=1) from None
+            identity = await self._check(token)
         req.context.identity = identity
+
+    async def _check(self, token: str):
+        check = self._checking.get(token)
+        if check is None:
+            check = asyncio.ensure_future(self._check_upstream(token))
+            self._checking[token] = check
+            check.add_done_callback(lambda done: self._forget(token, done))
+        # A request that goes away (its client hung up) leaves the check to the others.
+        return await asyncio.shield(check)
+
+    def _forget(self, token: str, done: asyncio.Future) -> None:
+        self._checking.pop(token, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: no "never retrieved" warning if all went away
+
+    async def _check_upstream(self, token: str):
+        try:
+            return await self.calls(self.identity.authenticate, token)
+        except CallsFull:
+            raise IdentityUnavailable("too many token checks under way; try again",
+                                      retry_after=1) from None
 
 
 def parse_token(header: str | None) -> str:
