@@ -496,6 +496,10 @@ class ZooKeeperRegistry:
 
     def register(self, endpoint: dict) -> None:
         self.session = self.open()
+        self._register(endpoint)
+        threading.Thread(target=self._keep_session, args=(endpoint,), daemon=True).start()
+
+    def _register(self, endpoint: dict) -> None:
         path = f"{self.root}/brokers/ids/{endpoint['id']}"
         address = f"{endpoint['host']}:{endpoint['port']}"
         data = json.dumps({
@@ -521,15 +525,26 @@ class ZooKeeperRegistry:
             raise StartError(f"Registering broker at {path} failed: {exc}") from exc
         log.info("Registered broker %s at path %s with addresses: PLAINTEXT://%s",
                  endpoint["id"], path, address)
-        threading.Thread(target=self._keep_session, daemon=True).start()
 
-    def _keep_session(self) -> None:
+    def _keep_session(self, endpoint: dict) -> None:
+        """Ping; once the session is lost (ZooKeeper restarted, say), open a new one and
+        register again, as the real broker does when its session expires."""
         while not self.stopping.wait(self.session.timeout_ms / 3000.0):
             try:
                 self.session.ping()
+                continue
             except (OSError, ConnectionError, struct.error):
-                log.warning("ZooKeeper session lost; the broker stays up and keeps its data")
-                return
+                log.warning("ZooKeeper session lost; the broker stays up and registers again")
+            with contextlib.suppress(OSError):
+                self.session.sock.close()
+            while not self.stopping.is_set():
+                try:
+                    self.session = self.open()
+                    self._register(endpoint)
+                    break
+                except (StartError, OSError, ConnectionError, struct.error) as exc:
+                    log.warning("cannot register again yet: %s", exc)
+                    self.stopping.wait(1.0)
 
     def brokers(self) -> list[dict]:
         err, ids = self.session.get_children(f"{self.root}/brokers/ids")
