@@ -337,6 +337,7 @@ def test_kafka_tools_deliver_messages_through_the_brokers(dist):
                    "--replication-factor", "2"], check=True)
     assert created.stdout.strip() == "Created topic t."
     assert "already exists" in run([*topics, "--create", "--topic", "t"]).stdout
+    assert "is illegal" in run([*topics, "--create", "--topic", "../t"]).stdout
     described = run([*topics, "--describe", "--topic", "t"], check=True).stdout
     assert "PartitionCount: 1\tReplicationFactor: 2" in described
     assert "Partition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1,2" in described

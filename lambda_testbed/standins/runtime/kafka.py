@@ -200,6 +200,9 @@ class Broker:
 
     def dispatch(self, request: dict) -> dict:
         op = request["op"]
+        problem = topic_name_problem(request["topic"]) if "topic" in request else None
+        if problem:  # a topic names a directory of the log dir: nothing else
+            return {"ok": False, "error": "InvalidTopicException", "message": problem}
         if op == "brokers":
             return {"ok": True, "brokers": self.registry.brokers()}
         if op == "topics":
@@ -247,9 +250,6 @@ class Broker:
 
     def create_topic(self, request: dict) -> dict:
         topic = request["topic"]
-        problem = topic_name_problem(topic)
-        if problem:
-            return {"ok": False, "error": "InvalidTopicException", "message": problem}
         if topic in self.topics():
             return {"ok": False, "error": "TopicExistsException",
                     "message": f"Topic '{topic}' already exists."}
@@ -428,7 +428,7 @@ class Partitions:
     def drop(self, topic: str) -> int:
         dropped = 0
         with self.lock:
-            for directory in self.directory.glob(f"{glob_escape(topic)}-*"):
+            for directory in self.directory.glob(f"{topic}-*"):
                 state = self._state(directory)
                 if state is not None and state["topic"] == topic:
                     for path in directory.iterdir():
@@ -452,10 +452,6 @@ class Partitions:
         with self.lock, open(self._dir(topic, partition) / self.LOG) as handle:
             lines = handle.read().splitlines()
         return lines[offset : offset + limit]
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 class ZooKeeperRegistry:
