@@ -382,10 +382,12 @@ def test_kafka_tools_deliver_messages_through_the_brokers(dist):
                     f"{IP}:9092"], check=True).stdout
     assert "(id: 1 rack: null)" in versions and "(id: 2 " not in versions
     # ZooKeeper restarted (its znodes lost with it): the broker left registers again.
+    zk_pid = int(Path(zk_env["ZOOPIDFILE"]).read_text())
     run([homes["zookeeper_home"] + "/bin/zkServer.sh", "stop"], zk_env, check=True)
+    assert wait_until(lambda: not Path(f"/proc/{zk_pid}").exists())
     run([homes["zookeeper_home"] + "/bin/zkServer.sh", "start"], zk_env, check=True)
     assert wait_until(lambda: run([*zk_cli, "ls", "/brokers/ids"]).stdout.strip() == "[1]",
-                      timeout=20)
+                      timeout=30)
     run([homes["zookeeper_home"] + "/bin/zkServer.sh", "stop"], zk_env, check=True)
 
 
