@@ -174,6 +174,11 @@ def assert_checks(lab: Lab, homes) -> None:
     DataNode that cannot store, a broker that drops messages and a Spark worker that cannot
     register fail it naming the service and the host; report only, the run goes on; fixed,
     it passes again."""
+    # A test topic an interrupted check left behind goes with the next check.
+    topics = [f"{homes[1]['kafka_home']}/bin/kafka-topics.sh", "--bootstrap-server",
+              f"{lab.master_ip}:9092"]
+    subprocess.run([*topics, "--create", "--topic", "lambda-check-1", "--replication-factor",
+                    "3"], check=True, capture_output=True)
     checked = lab.playbook("lambda-check.yml")
     assert_ok(checked)
     messages = check_messages(checked)
@@ -194,6 +199,8 @@ def assert_checks(lab: Lab, homes) -> None:
     assert left.returncode == 1  # the test file is gone
     assert list((lab.root / "hosts/lambda-slave-1/data/hadoop").rglob("blk_*")) == []
     assert list((lab.root / "hosts").glob("*/data/kafka/lambda-check-*")) == []  # no topic
+    listed = subprocess.run([*topics, "--list"], check=True, capture_output=True, text=True)
+    assert listed.stdout == ""
 
     datanode = lab.root / "hosts/lambda-slave-2/data/hadoop/data/STANDIN_FAULT_CANNOT_STORE"
     worker = lab.root / "hosts/lambda-slave-1/etc/spark/STANDIN_FAULT_CANNOT_REGISTER"
