@@ -325,6 +325,7 @@ DOCUMENT = {
                 "A start ends with the step service_checks: playbooks/lambda-check.yml checks "
                 "that each listed service does real work (HDFS stores and returns a file, YARN "
                 "lists every NodeManager RUNNING, ZooKeeper answers ruok and keeps a znode, "
+                "Kafka has every broker registered and delivers a message, "
                 "Spark has every worker ALIVE and runs SparkPi). "
                 "checks lists each check's service, host, what was tried, what was seen and "
                 "how long it took; a failed check fails the start, its error naming the "

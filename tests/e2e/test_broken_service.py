@@ -23,6 +23,12 @@ FAULTS = {
         "says": ["step service_checks", f"service check failed: HDFS on {MASTER} failed",
                  f"no replica on {SLAVE_2}", f"{SLAVE_2_IP}:9866"],
     },
+    "broker-drops-messages": {  # the master's broker leads the check's topic
+        "switch": f"{MASTER}/etc/kafka/STANDIN_FAULT_DROPS_MESSAGES",
+        "says": ["step service_checks", f"service check failed: Kafka on {MASTER} failed",
+                 "saw 0 messages consumed back within 3000 ms from the leader, broker 1 on "
+                 f"{MASTER} (127.42.1.1:9092), which acknowledged the message produced"],
+    },
     "spark-worker-cannot-register": {
         "switch": f"{SLAVE_1}/etc/spark/STANDIN_FAULT_CANNOT_REGISTER",
         "says": ["step playbook", "Spark workers not ALIVE on the master after 10 s: "
@@ -38,9 +44,12 @@ def start(product) -> dict:
     return product.wait_action(resp.headers["Location"], timeout=300)
 
 
-# The Spark master waits for its workers 10 s (not 120) before the start gives up on one.
+# The Spark master waits for its workers 10 s (not 120) before the start gives up on one;
+# the Kafka check's consumer waits 3 s (not 15) for a message that never comes.
 @pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce",
-                                      "extravars": {"spark_wait_timeout": 10}}], indirect=True)
+                                      "extravars": {"spark_wait_timeout": 10,
+                                                    "kafka_check_consume_timeout_ms": 3000}}],
+                         indirect=True)
 @pytest.mark.parametrize("fault", sorted(FAULTS, reverse=True))
 def test_a_broken_service_fails_the_start_naming_it_and_a_retry_after_repair_succeeds(
         product, fault):
@@ -60,8 +69,9 @@ def test_a_broken_service_fails_the_start_naming_it_and_a_retry_after_repair_suc
     assert action["state"] == "succeeded", action["error"]
     assert action["steps"][0]["message"].startswith("already ACTIVE, not powered on:")
     checks = {c["service"]: c for c in action["checks"]}
-    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, action["checks"]
+    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Kafka", "Spark"}, action["checks"]
     assert all(c["passed"] for c in checks.values()), checks
     assert "a replica on each of the 2 DataNodes, 2 live" in checks["HDFS"]["seen"]
     assert "2 of 2 workers ALIVE" in checks["Spark"]["seen"]
+    assert "3 of 3 brokers registered, the message consumed back" in checks["Kafka"]["seen"]
     product.wait_status(DEMO_INSTANCE_ID, {"STARTED"})

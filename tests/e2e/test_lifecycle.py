@@ -41,19 +41,20 @@ def test_start_then_stop_through_the_action_resource(product):
     assert all(s["state"] in ("succeeded", "skipped") for s in action["steps"])
     # Every service check passed, on the action resource and in its events.
     checks = {c["service"]: c for c in action["checks"]}
-    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, action["checks"]
+    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Kafka", "Spark"}, action["checks"]
     assert all(c["passed"] and c["host"] == "lambda-1-master" for c in checks.values()), checks
     assert "a replica on each of the 2 DataNodes, 2 live" in checks["HDFS"]["seen"]
     assert checks["YARN"]["seen"] == "2 of 2 NodeManagers RUNNING"
     assert checks["ZooKeeper"]["seen"].startswith("ruok answered imok")
+    assert checks["Kafka"]["seen"].startswith("3 of 3 brokers registered, the message consumed")
     assert "SparkPi finished with Pi is roughly 3." in checks["Spark"]["seen"]
     assert action["steps"][-1]["message"].startswith("lambda-check.yml: ")
-    assert "checks 4 passed: HDFS (lambda-1-master)" in action["steps"][-1]["message"]
+    assert "checks 5 passed: HDFS (lambda-1-master)" in action["steps"][-1]["message"]
     events = read_stream(product, location)
     checked = [e for e in events if e["type"] == "task" and e["task"].startswith("Service check")]
     assert sorted(e["task"] for e in checked) == [
-        "Service check HDFS", "Service check Spark", "Service check YARN",
-        "Service check ZooKeeper"]
+        "Service check HDFS", "Service check Kafka", "Service check Spark",
+        "Service check YARN", "Service check ZooKeeper"]
     assert all(" passed: tried " in e["message"] for e in checked)
     assert action["playbook"]["hosts"].keys() == {"lambda-1-master", "lambda-1-slave-1",
                                                   "lambda-1-slave-2"}

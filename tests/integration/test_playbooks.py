@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -87,6 +88,7 @@ class Lab:
             hadoop_heartbeat_interval=1,
             spark_worker_timeout=10,
             hadoop_stop_timeout=10,
+            kafka_check_consume_timeout_ms=3000,
         )
 
     def playbook(self, name: str, env: dict | None = None, **extra
@@ -145,6 +147,12 @@ def assert_ok(result: subprocess.CompletedProcess) -> dict:
     return counts
 
 
+def assert_ok_run(lab: Lab, playbook: str) -> subprocess.CompletedProcess:
+    result = lab.playbook(playbook)
+    assert_ok(result)
+    return result
+
+
 def assert_all_down(lab: Lab, homes_root: Path) -> None:
     still_open = [(ip, p) for ip, p in lab.expected_ports(ALL) if port_open(ip, p)]
     assert still_open == []
@@ -163,16 +171,25 @@ def check_messages(result: subprocess.CompletedProcess) -> dict[str, str]:
 
 def assert_checks(lab: Lab, homes) -> None:
     """lambda-check.yml passes and, run again, changes nothing and leaves nothing behind; a
-    DataNode that cannot store and a Spark worker that cannot register fail it naming the
-    service and the slave; report only, the run goes on; fixed, it passes again."""
+    DataNode that cannot store, a broker that drops messages and a Spark worker that cannot
+    register fail it naming the service and the host; report only, the run goes on; fixed,
+    it passes again."""
+    # A test topic an interrupted check left behind goes with the next check.
+    topics = [f"{homes[1]['kafka_home']}/bin/kafka-topics.sh", "--bootstrap-server",
+              f"{lab.master_ip}:9092"]
+    subprocess.run([*topics, "--create", "--topic", "lambda-check-1", "--replication-factor",
+                    "3"], check=True, capture_output=True)
     checked = lab.playbook("lambda-check.yml")
     assert_ok(checked)
     messages = check_messages(checked)
-    assert set(messages) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, checked.stdout[-4000:]
+    assert set(messages) == {"HDFS", "YARN", "ZooKeeper", "Kafka", "Spark"}, checked.stdout[-4000:]
     assert all(" passed: " in m for m in messages.values()), messages
     assert "a replica on each of the 2 DataNodes, 2 live" in messages["HDFS"]
     assert "saw 2 of 2 NodeManagers RUNNING" in messages["YARN"]
     assert "saw ruok answered imok" in messages["ZooKeeper"]
+    assert ("saw 3 of 3 brokers registered, the message consumed back as produced from the "
+            f"leader, broker 1 on lambda-master ({lab.master_ip}:9092), with 3 replicas, the "
+            "topic deleted") in messages["Kafka"]
     assert "2 of 2 workers ALIVE, SparkPi finished with Pi is roughly 3." in messages["Spark"]
     again = assert_ok(lab.playbook("lambda-check.yml"))
     assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
@@ -181,11 +198,16 @@ def assert_checks(lab: Lab, homes) -> None:
     left = subprocess.run([*hdfs, "/tmp/lambda-check/lambda-master"], capture_output=True)
     assert left.returncode == 1  # the test file is gone
     assert list((lab.root / "hosts/lambda-slave-1/data/hadoop").rglob("blk_*")) == []
+    assert list((lab.root / "hosts").glob("*/data/kafka/lambda-check-*")) == []  # no topic
+    listed = subprocess.run([*topics, "--list"], check=True, capture_output=True, text=True)
+    assert listed.stdout == ""
 
     datanode = lab.root / "hosts/lambda-slave-2/data/hadoop/data/STANDIN_FAULT_CANNOT_STORE"
     worker = lab.root / "hosts/lambda-slave-1/etc/spark/STANDIN_FAULT_CANNOT_REGISTER"
+    broker = lab.root / "hosts/lambda-master/etc/kafka/STANDIN_FAULT_DROPS_MESSAGES"
     datanode.touch()
     worker.touch()
+    broker.touch()
     assert wait_until(lambda: get_json(f"http://{lab.master_ip}:8080/json/")["aliveworkers"] == 1)
     failed = lab.playbook("lambda-check.yml")
     assert failed.returncode != 0
@@ -201,9 +223,14 @@ def assert_checks(lab: Lab, homes) -> None:
     assert "Spark on lambda-master failed" in messages["Spark"]
     assert f"no ALIVE worker on lambda-slave-1 ({lab.slave_ips[0]})" in messages["Spark"]
     assert "ZooKeeper on lambda-master passed" in messages["ZooKeeper"]
+    assert "Kafka on lambda-master failed" in messages["Kafka"]
+    assert (f"saw 0 messages consumed back within 3000 ms from the leader, broker 1 on "
+            f"lambda-master ({lab.master_ip}:9092), which acknowledged the message produced "
+            "(Processed a total of 0 messages)") in messages["Kafka"]
 
     datanode.unlink()
     worker.unlink()
+    broker.unlink()
     assert_ok(lab.playbook("lambda-check.yml"))
 
 
@@ -297,6 +324,34 @@ def test_kraft_mode_brokers_without_zookeeper(make_lab, homes):
     again = assert_ok(lab.playbook("lambda-start.yml"))
     assert {host: c["changed"] for host, c in again.items()} == dict.fromkeys(again, 0)
     assert pid_file.read_text() == pid
+
+    # The Kafka check in KRaft mode: the brokers registered with the controller, a message
+    # delivered through the topic's leader (the master's broker, the first by id).
+    checked = lab.playbook("lambda-check.yml")
+    assert_ok(checked)
+    messages = check_messages(checked)
+    assert set(messages) == {"Kafka"}, checked.stdout[-3000:]
+    assert "Kafka on lambda-master passed" in messages["Kafka"]
+    assert "saw 3 of 3 brokers registered, the message consumed back" in messages["Kafka"]
+    # A leader that drops the messages it acknowledges fails the check, naming it.
+    broker = lab.root / "hosts/lambda-master/etc/kafka/STANDIN_FAULT_DROPS_MESSAGES"
+    broker.touch()
+    failed = lab.playbook("lambda-check.yml")
+    assert failed.returncode != 0
+    message = check_messages(failed)["Kafka"]
+    assert "Kafka on lambda-master failed" in message, message
+    assert (f"saw 0 messages consumed back within 3000 ms from the leader, broker 1 on "
+            f"lambda-master ({lab.master_ip}:9092), which acknowledged") in message
+    broker.unlink()
+    # A broker gone is no longer registered; the check names it.
+    os.kill(int(pid), signal.SIGTERM)
+    assert wait_until(lambda: not port_open(lab.slave_ips[1], 9092))
+    gone = lab.playbook("lambda-check.yml", kafka_check_retries=1)
+    assert gone.returncode != 0
+    message = check_messages(gone)["Kafka"]
+    assert f"saw broker not registered on lambda-slave-2 ({lab.slave_ips[1]}:9092)" in message
+    assert_ok(lab.playbook("lambda-start.yml"))  # the retry after the fix
+    assert " passed: " in check_messages(assert_ok_run(lab, "lambda-check.yml"))["Kafka"]
 
     assert_ok(lab.playbook("lambda-stop.yml"))
     assert_all_down(lab, homes[0])

@@ -236,6 +236,7 @@ def test_zookeeper_answers_four_letter_words(dist):
     assert "Node already exists" in run([*cli, "create", "/check", "x"]).stderr
     assert "Node does not exist" in run([*cli, "create", "/no/parent", "x"]).stderr
     assert run([*cli, "get", "/check"], check=True).stdout.strip() == "hello"
+    assert run([*cli, "ls", "/"], check=True).stdout.strip() == "[check, zookeeper]"
     run([*cli, "delete", "/check"], check=True)
     assert "Node does not exist: /check" in run([*cli, "get", "/check"]).stderr
 
@@ -295,6 +296,98 @@ def test_kafka_with_zookeeper(dist):
     os.kill(pid, signal.SIGTERM)
     assert wait_until(lambda: not Path(f"/proc/{pid}").exists())
     assert not port_open(IP, 9092)
+    run([homes["zookeeper_home"] + "/bin/zkServer.sh", "stop"], zk_env, check=True)
+
+
+def test_kafka_tools_deliver_messages_through_the_brokers(dist):
+    """kafka-topics.sh, the console producer and consumer and kafka-broker-api-versions.sh
+    with the real tools' options: brokers register in ZooKeeper, a topic's replicas are on the
+    brokers, a message is stored by the leader and its follower and read back from the
+    leader; a broker with STANDIN_FAULT_DROPS_MESSAGES acknowledges messages and drops them."""
+    root, homes = dist
+    bin_dir = Path(homes["kafka_home"]) / "bin"
+    zk_env = zookeeper_env(root)
+    run([homes["zookeeper_home"] + "/bin/zkServer.sh", "start"], zk_env, check=True)
+    brokers = {}
+    for number, ip in ((1, IP), (2, IP2)):
+        conf = root / f"broker{number}"
+        conf.mkdir()
+        (conf / "server.properties").write_text(
+            f"broker.id={number}\nlisteners=PLAINTEXT://{ip}:9092\n"
+            f"log.dirs={conf}/data\nzookeeper.connect={IP}:2181\n")
+        run([bin_dir / "kafka-server-start.sh", "-daemon", conf / "server.properties"],
+            {"LOG_DIR": f"{conf}/log"}, check=True)
+        brokers[number] = conf
+    assert wait_until(lambda: port_open(IP, 9092) and port_open(IP2, 9092))
+    bootstrap = ["--bootstrap-server", f"{IP2}:9092"]
+    topics = [bin_dir / "kafka-topics.sh", *bootstrap]
+
+    # Registered as the real brokers do: ephemeral znodes under /brokers/ids.
+    zk_cli = [homes["zookeeper_home"] + "/bin/zkCli.sh", "-server", f"{IP}:2181"]
+    assert run([*zk_cli, "ls", "/brokers/ids"], check=True).stdout.strip() == "[1, 2]"
+    versions = run([bin_dir / "kafka-broker-api-versions.sh", *bootstrap], check=True).stdout
+    assert f"{IP}:9092 (id: 1 rack: null) -> (" in versions
+    assert f"{IP2}:9092 (id: 2 rack: null) -> (" in versions
+
+    too_many = run([*topics, "--create", "--topic", "t", "--partitions", "1",
+                    "--replication-factor", "3"])
+    assert too_many.returncode == 1
+    assert "Replication factor: 3 larger than available brokers: 2." in too_many.stdout
+    created = run([*topics, "--create", "--topic", "t", "--partitions", "1",
+                   "--replication-factor", "2"], check=True)
+    assert created.stdout.strip() == "Created topic t."
+    assert "already exists" in run([*topics, "--create", "--topic", "t"]).stdout
+    assert "is illegal" in run([*topics, "--create", "--topic", "../t"]).stdout
+    described = run([*topics, "--describe", "--topic", "t"], check=True).stdout
+    assert "PartitionCount: 1\tReplicationFactor: 2" in described
+    assert "Partition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1,2" in described
+    assert run([*topics, "--list"], check=True).stdout.split() == ["t"]
+
+    produce = [bin_dir / "kafka-console-producer.sh", *bootstrap, "--topic"]
+    produced = subprocess.run([str(a) for a in [*produce, "t"]], input="one\ntwo\n",
+                              capture_output=True, text=True, timeout=60)
+    assert produced.returncode == 0, produced.stderr
+    logs = [brokers[n] / "data/t-0/00000000000000000000.log" for n in (1, 2)]
+    assert [len(log.read_text().split()) for log in logs] == [2, 2]  # leader and follower
+    consume = [bin_dir / "kafka-console-consumer.sh", *bootstrap, "--from-beginning",
+               "--timeout-ms", "500", "--topic"]
+    consumed = run([*consume, "t", "--max-messages", "2"], check=True)
+    assert consumed.stdout.splitlines() == ["one", "two"]
+    assert consumed.stderr.strip() == "Processed a total of 2 messages"
+    # Read from the leader's log: a message it lost is not read from anywhere else.
+    logs[0].write_text("")
+    lost = run([*consume, "t", "--max-messages", "1"], check=True)
+    assert lost.stdout == "" and "Processed a total of 0 messages" in lost.stderr
+    assert "TimeoutException" in lost.stderr
+
+    run([*topics, "--delete", "--topic", "t"], check=True)
+    assert not (brokers[1] / "data/t-0").exists() and not (brokers[2] / "data/t-0").exists()
+    assert "does not exist as expected" in run([*topics, "--delete", "--topic", "t"]).stdout
+
+    (brokers[1] / "STANDIN_FAULT_DROPS_MESSAGES").touch()
+    run([*topics, "--create", "--topic", "u", "--replication-factor", "2"], check=True)
+    dropped = subprocess.run([str(a) for a in [*produce, "u"]], input="lost\n",
+                             capture_output=True, text=True, timeout=60)
+    assert dropped.returncode == 0 and dropped.stderr == ""  # acknowledged
+    gone = run([*consume, "u", "--max-messages", "1"], check=True)
+    assert gone.stdout == "" and "Processed a total of 0 messages" in gone.stderr
+    assert (brokers[1] / "data/u-0/00000000000000000000.log").read_text() == ""
+
+    # A broker stopped leaves the cluster: its registration goes with its session.
+    pid = kafka_pid(brokers[2] / "server.properties")
+    os.kill(pid, signal.SIGTERM)
+    assert wait_until(lambda: not Path(f"/proc/{pid}").exists())
+    assert run([*zk_cli, "ls", "/brokers/ids"], check=True).stdout.strip() == "[1]"
+    versions = run([bin_dir / "kafka-broker-api-versions.sh", "--bootstrap-server",
+                    f"{IP}:9092"], check=True).stdout
+    assert "(id: 1 rack: null)" in versions and "(id: 2 " not in versions
+    # ZooKeeper restarted (its znodes lost with it): the broker left registers again.
+    zk_pid = int(Path(zk_env["ZOOPIDFILE"]).read_text())
+    run([homes["zookeeper_home"] + "/bin/zkServer.sh", "stop"], zk_env, check=True)
+    assert wait_until(lambda: not Path(f"/proc/{zk_pid}").exists())
+    run([homes["zookeeper_home"] + "/bin/zkServer.sh", "start"], zk_env, check=True)
+    assert wait_until(lambda: run([*zk_cli, "ls", "/brokers/ids"]).stdout.strip() == "[1]",
+                      timeout=30)
     run([homes["zookeeper_home"] + "/bin/zkServer.sh", "stop"], zk_env, check=True)
 
 

@@ -3,13 +3,15 @@
 Reads ``zoo.cfg`` (``clientPort``, ``clientPortAddress``, ``dataDir``,
 ``4lw.commands.whitelist``), honours ZOOCFGDIR / ZOO_LOG_DIR / ZOOPIDFILE, answers the
 four-letter words and accepts real client sessions (connect handshake, pings, close, and
-create / getData / delete of znodes in the real jute encoding), so a real ZooKeeper client, or
-the Kafka stand-in, can tell it is up. ``bin/zkCli.sh -server H:P create|get|delete`` is the
-client for znodes.
+create / getData / getChildren / delete of znodes in the real jute encoding, ephemeral znodes
+removed with their session), so a real ZooKeeper client, or the Kafka stand-in registering its
+brokers, can use it. ``bin/zkCli.sh -server H:P create|get|ls|delete`` is the client for
+znodes; ``Session`` is the client the Kafka stand-in keeps.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import socketserver
@@ -25,7 +27,8 @@ from .common import StartError, log
 VERSION = "3.8.4-standin, built on 2024-01-01 00:00 UTC"
 FOUR_LETTER_WORDS = {b"ruok", b"srvr", b"stat", b"mntr", b"conf", b"envi", b"cons", b"isro"}
 PING, CLOSE_SESSION = 11, -11
-CREATE, DELETE, GET_DATA = 1, 2, 4
+CREATE, DELETE, GET_DATA, GET_CHILDREN = 1, 2, 4, 8
+EPHEMERAL = 1  # CreateMode's flag
 ZUNIMPLEMENTED = -6
 ZNONODE, ZNODEEXISTS, ZNOTEMPTY = -101, -110, -111
 
@@ -64,6 +67,7 @@ class Server:
         self.tree: dict[str, tuple[bytes, int, int]] = {"/": (b"", 0, 0),
                                                         "/zookeeper": (b"", 0, 0)}
         self.zxid = 0
+        self.ephemeral_owners: dict[str, int] = {}  # ephemeral znode -> its session id
 
     def srvr(self, with_clients: bool) -> str:
         with self.lock:
@@ -147,22 +151,33 @@ class Server:
                     _send_frame(sock, struct.pack(">iqi", xid, 0, 0))
                     if kind == CLOSE_SESSION:
                         return
-                elif kind in (CREATE, DELETE, GET_DATA):
-                    err, payload = self.data_op(kind, body_rest)
+                elif kind in (CREATE, DELETE, GET_DATA, GET_CHILDREN):
+                    err, payload = self.data_op(kind, body_rest, sid)
                     _send_frame(sock, struct.pack(">iqi", xid, self.zxid, err) + payload)
                 else:
                     _send_frame(sock, struct.pack(">iqi", xid, 0, ZUNIMPLEMENTED))
         finally:
             with self.lock:
                 self.sessions.pop(sid, None)
+                # A session's ephemeral znodes go with it (how ZooKeeper drops a dead broker).
+                for path in [p for p, owner in self.ephemeral_owners.items() if owner == sid]:
+                    self.tree.pop(path, None)
+                    del self.ephemeral_owners[path]
             log.info("closed session 0x%x", sid)
 
-    def data_op(self, kind: int, body: bytes) -> tuple[int, bytes]:
-        """create / delete / getData in the jute encoding the real client speaks."""
+    def data_op(self, kind: int, body: bytes, session: int) -> tuple[int, bytes]:
+        """create / delete / getData / getChildren in the jute encoding the real client
+        speaks."""
         path, offset = _read_string(body, 0)
         with self.lock:
             if kind == CREATE:
                 data, offset = _read_buffer(body, offset)
+                acl_count = struct.unpack(">i", body[offset : offset + 4])[0]
+                offset += 4
+                for _ in range(max(acl_count, 0)):  # perms, then the id's scheme and id
+                    _scheme, offset = _read_string(body, offset + 4)
+                    _id, offset = _read_string(body, offset)
+                flags = struct.unpack(">i", body[offset : offset + 4])[0]
                 parent = path.rsplit("/", 1)[0] or "/"
                 if path in self.tree:
                     return ZNODEEXISTS, b""
@@ -170,20 +185,26 @@ class Server:
                     return ZNONODE, b""
                 self.zxid += 1
                 self.tree[path] = (data or b"", common.now_ms(), self.zxid)
+                if flags & EPHEMERAL:
+                    self.ephemeral_owners[path] = session
                 return 0, _string(path)
             if path not in self.tree:
                 return ZNONODE, b""
+            children = sorted(p.rsplit("/", 1)[1] for p in self.tree
+                              if p != "/" and (p.rsplit("/", 1)[0] or "/") == path)
             if kind == DELETE:
-                if any(p.startswith(path.rstrip("/") + "/") for p in self.tree):
+                if children:
                     return ZNOTEMPTY, b""
                 self.zxid += 1
                 del self.tree[path]
+                self.ephemeral_owners.pop(path, None)
                 return 0, b""
+            if kind == GET_CHILDREN:
+                return 0, struct.pack(">i", len(children)) + b"".join(map(_string, children))
             data, ctime, czxid = self.tree[path]
-            children = sum(1 for p in self.tree if p != path and
-                           p.rsplit("/", 1)[0] == path.rstrip("/"))
-            stat = struct.pack(">qqqqiiiqiiq", czxid, czxid, ctime, ctime, 0, 0, 0, 0,
-                               len(data), children, czxid)
+            owner = self.ephemeral_owners.get(path, 0)
+            stat = struct.pack(">qqqqiiiqiiq", czxid, czxid, ctime, ctime, 0, 0, 0, owner,
+                               len(data), len(children), czxid)
             return 0, struct.pack(">i", len(data)) + data + stat
 
     def run(self, notifier: common.Notifier) -> None:
@@ -251,25 +272,74 @@ def open_session(address: tuple[str, int], timeout_ms: int, source: str | None =
     return sock, sid, negotiated
 
 
-def ping(sock) -> None:
-    _send_frame(sock, struct.pack(">ii", -2, PING))
-    length = struct.unpack(">i", _read_exact(sock, 4))[0]
-    _read_exact(sock, length)
+class Session:
+    """A client session, as a real client keeps one: requests and pings one at a time, each
+    answered in turn (watch events, which nothing here sets, are skipped)."""
+
+    def __init__(self, address: tuple[str, int], timeout_ms: int, source: str | None = None):
+        self.sock, self.id, self.timeout_ms = open_session(address, timeout_ms, source)
+        self.lock = threading.Lock()
+        self.xid = 0
+
+    def call(self, kind: int, body: bytes) -> tuple[int, bytes]:
+        """Send one request; return its error code and the reply's body."""
+        with self.lock:
+            self.xid += 1
+            xid = -2 if kind == PING else self.xid  # the real client's PING_XID
+            _send_frame(self.sock, struct.pack(">ii", xid, kind) + body)
+            while True:
+                length = struct.unpack(">i", _read_exact(self.sock, 4))[0]
+                reply = _read_exact(self.sock, length)
+                if struct.unpack(">i", reply[:4])[0] != -1:  # -1: a watch event
+                    return struct.unpack(">i", reply[12:16])[0], reply[16:]
+
+    def ping(self) -> None:
+        self.call(PING, b"")
+
+    def create(self, path: str, data: bytes = b"", ephemeral: bool = False) -> int:
+        body = (_string(path) + struct.pack(">i", len(data)) + data + struct.pack(">i", 1)
+                + OPEN_ACL_UNSAFE + struct.pack(">i", EPHEMERAL if ephemeral else 0))
+        return self.call(CREATE, body)[0]
+
+    def get_data(self, path: str) -> tuple[int, bytes]:
+        err, body = self.call(GET_DATA, _string(path) + b"\0")
+        return err, (_read_buffer(body, 0)[0] or b"") if err == 0 else b""
+
+    def get_children(self, path: str) -> tuple[int, list[str]]:
+        err, body = self.call(GET_CHILDREN, _string(path) + b"\0")
+        if err != 0:
+            return err, []
+        count, offset, children = struct.unpack(">i", body[:4])[0], 4, []
+        for _ in range(count):
+            child, offset = _read_string(body, offset)
+            children.append(child)
+        return 0, children
+
+    def delete(self, path: str) -> int:
+        return self.call(DELETE, _string(path) + struct.pack(">i", -1))[0]
+
+    def close(self) -> None:
+        """Close the session (its ephemeral znodes go at once), then the connection."""
+        with contextlib.suppress(OSError, ConnectionError, struct.error):
+            self.call(CLOSE_SESSION, b"")
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 # --- zkCli.sh ----------------------------------------------------------------------------------
 
-OPEN_ACL_UNSAFE = struct.pack(">ii", 1, 31) + _string("world") + _string("anyone")
+OPEN_ACL_UNSAFE = struct.pack(">i", 31) + _string("world") + _string("anyone")
+CLI_USAGE = ("ZooKeeper -server host:port cmd args\n\tcreate path [data]\n\tget path\n"
+             "\tls path\n\tdelete path")
 
 
 def cli(args: list[str]) -> int:
-    """``zkCli.sh -server host:port create|get|delete PATH [DATA]``, one command per run."""
+    """``zkCli.sh -server host:port create|get|ls|delete PATH [DATA]``, one command per run."""
     server = "localhost:2181"
     if args[:1] == ["-server"] and len(args) > 1:
         server, args = args[1], args[2:]
-    if not args or args[0] not in ("create", "get", "delete"):
-        print("ZooKeeper -server host:port cmd args\n\tcreate path [data]\n\tget path\n"
-              "\tdelete path", file=sys.stderr)
+    if not args or args[0] not in ("create", "get", "ls", "delete"):
+        print(CLI_USAGE, file=sys.stderr)
         return 1
     command, path = args[0], args[1] if len(args) > 1 else ""
     if not path.startswith("/"):
@@ -277,30 +347,26 @@ def cli(args: list[str]) -> int:
         return 1
     address = common.split_address(server.split(",")[0], 2181)
     try:
-        sock, _sid, _timeout = open_session(address, 30000)
+        session = Session(address, 30000)
     except (OSError, ConnectionError, ValueError) as exc:
         print(f"Connecting to {server}\nUnable to connect to {server}: {exc}", file=sys.stderr)
         return 1
     try:
         if command == "create":
-            data = args[2].encode() if len(args) > 2 else b""
-            body = (_string(path) + struct.pack(">i", len(data)) + data + struct.pack(">i", 1)
-                    + OPEN_ACL_UNSAFE + struct.pack(">i", 0))
-            kind = CREATE
+            err, out = session.create(path, args[2].encode() if len(args) > 2 else b""), None
         elif command == "delete":
-            body, kind = _string(path) + struct.pack(">i", -1), DELETE
+            err, out = session.delete(path), None
+        elif command == "ls":
+            err, children = session.get_children(path)
+            out = "[" + ", ".join(children) + "]"
         else:
-            body, kind = _string(path) + b"\0", GET_DATA
-        _send_frame(sock, struct.pack(">ii", 1, kind) + body)
-        length = struct.unpack(">i", _read_exact(sock, 4))[0]
-        reply = _read_exact(sock, length)
-        _send_frame(sock, struct.pack(">ii", 2, CLOSE_SESSION))
+            err, data = session.get_data(path)
+            out = data.decode(errors="replace")
     except (OSError, ConnectionError, struct.error) as exc:
         print(f"Connection to {server} lost: {exc}", file=sys.stderr)
         return 1
     finally:
-        sock.close()
-    err = struct.unpack(">i", reply[12:16])[0]
+        session.close()
     if err == ZNODEEXISTS:
         print(f"Node already exists: {path}", file=sys.stderr)
         return 1
@@ -313,9 +379,8 @@ def cli(args: list[str]) -> int:
     if command == "create":
         # As ZooKeeper's CreateCommand does: the confirmation goes to stderr.
         print(f"Created {path}", file=sys.stderr)
-    elif command == "get":
-        data, _ = _read_buffer(reply, 16)
-        print((data or b"").decode(errors="replace"))
+    elif out is not None:
+        print(out)
     return 0
 
 
