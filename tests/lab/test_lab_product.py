@@ -48,10 +48,10 @@ def test_start_then_stop_through_the_http_api(product) -> None:
     assert [s["name"] for s in action["steps"]] == [
         "power_on", "wait_ssh", "playbook", "service_checks"]
     assert all(s["state"] == "succeeded" for s in steps.values()), steps
-    # The service checks passed, with the real ZooKeeper (zkCli.sh) and the real Spark
-    # (SparkPi run on the workers).
+    # The service checks passed, with the real ZooKeeper (zkCli.sh), the Kafka stand-in's
+    # brokers registered in it, and the real Spark (SparkPi run on the workers).
     checks = {c["service"]: c for c in action["checks"]}
-    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Spark"}, action["checks"]
+    assert set(checks) == {"HDFS", "YARN", "ZooKeeper", "Kafka", "Spark"}, action["checks"]
     assert all(c["passed"] for c in checks.values()), action["checks"]
     assert "SparkPi finished with Pi is roughly 3." in checks["Spark"]["seen"]
     for check in action["checks"]:
