@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo serve test test-fast lint smoke lab-deps browser-deps lab-up lab-down bench bench-chains clean demo-clean
+.PHONY: venv demo serve test test-fast lint smoke lab-deps browser-deps lab-up lab-down bench bench-chains scale clean demo-clean
 
 venv: $(STAMP)
 
@@ -62,6 +62,11 @@ bench: venv lab-deps
 # Only the start's chains, one after another against side by side, on the demo.
 bench-chains: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.run chains $(BENCH_ARGS)
+
+# The control plane at scale with faults (benchmarks/README.md, part 6): PostgreSQL at
+# 127.0.0.1:5432 and rabbitmq-server installed; SCALE_ARGS="--quick" for the short version.
+scale: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) .lambda build *.egg-info .pytest_cache .ruff_cache

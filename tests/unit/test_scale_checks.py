@@ -1,0 +1,168 @@
+"""The scale run's end checks and figures (``benchmarks.scale_checks``) on made-up records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import scale_checks as checks
+
+
+def start(pid, ident, group, hosts, t):
+    return {"event": "start", "pid": pid, "ident": ident, "group": group, "hosts": hosts,
+            "t": t, "chain": None, "playbook": "p.yml"}
+
+
+def end(pid, ident, t, status="successful"):
+    return {"event": "end", "pid": pid, "ident": ident, "t": t, "status": status}
+
+
+# --- actions and instances --------------------------------------------------------------------
+
+
+def test_every_accepted_action_ended_passes_with_messages_on_failures():
+    rows = {"a": {"state": "succeeded", "error": None},
+            "b": {"state": "failed", "error": "start failed at step playbook"},
+            "c": {"state": "cancelled", "error": "start cancelled by u"}}
+    check = checks.check_actions_ended(["a", "b"], rows)
+    assert check.ok, check.detail
+    assert "1 cancelled, 1 failed, 1 succeeded" in check.detail
+
+
+@pytest.mark.parametrize("rows, accepted, needle", [
+    ({"a": {"state": "running", "error": None}}, ["a"], "action a is running"),
+    ({"a": {"state": "accepted", "error": None}}, [], "action a is accepted"),
+    ({"a": {"state": "failed", "error": " "}}, ["a"], "failed with no message"),
+    ({}, ["a"], "202 for a but no row"),
+])
+def test_an_unended_unexplained_or_missing_action_fails(rows, accepted, needle):
+    check = checks.check_actions_ended(accepted, rows)
+    assert not check.ok
+    assert needle in check.detail
+
+
+def test_instances_in_transition_fail():
+    check = checks.check_no_transitional({"i1": {"status": "STARTED"},
+                                          "i2": {"status": "STOPPING"}})
+    assert not check.ok and check.problems == ["instance i2 is STOPPING"]
+
+
+def test_states_agree_with_the_servers():
+    servers = {"1": {"status": "ACTIVE"}, "2": {"status": "ACTIVE"},
+               "3": {"status": "STOPPED"}, "4": {"status": "STOPPED"},
+               "5": {"status": "ACTIVE"}, "6": {"status": "STOPPED"}}
+    instances = {"up": {"status": "STARTED"}, "down": {"status": "STOPPED"},
+                 "half": {"status": "FAILED", "failure_message": "start failed at power_on"}}
+    servers_of = {"up": ["1", "2"], "down": ["3", "4"], "half": ["5", "6"]}
+    check = checks.check_states_agree(instances, servers_of, servers)
+    assert check.ok, check.detail
+
+
+@pytest.mark.parametrize("instance, server, needle", [
+    ({"status": "STARTED"}, {"status": "STOPPED"}, "is STARTED but has servers STOPPED"),
+    ({"status": "STOPPED"}, {"status": "ACTIVE"}, "is STOPPED but has servers ACTIVE"),
+    ({"status": "FAILED", "failure_message": "x"}, {"status": "ERROR"}, "servers ERROR"),
+    ({"status": "FAILED", "failure_message": ""}, {"status": "ACTIVE"}, "with no message"),
+    ({"status": "STARTED"}, {"status": "ACTIVE", "task_state": "STOPPING"}, "still STOPPING"),
+])
+def test_states_that_disagree_fail(instance, server, needle):
+    check = checks.check_states_agree({"i": instance}, {"i": ["1"]}, {"1": server})
+    assert not check.ok
+    assert needle in check.detail
+
+
+def test_a_server_missing_from_the_cloud_fails():
+    check = checks.check_states_agree({"i": {"status": "STOPPED"}}, {"i": ["9"]}, {})
+    assert "server 9 not in the cloud" in check.detail
+
+
+# --- the journal ------------------------------------------------------------------------------
+
+
+def test_one_attempts_chains_side_by_side_are_not_an_overlap():
+    records = [start(1, "a-1-hdfs", "A", ["m", "s1"], 0),
+               start(1, "a-1-spark", "A", ["m", "s1"], 0),
+               end(1, "a-1-hdfs", 5), end(1, "a-1-spark", 4)]
+    runs = checks.journal_runs(records, {})
+    assert checks.find_overlaps(runs) == []
+    assert checks.check_journal(runs).ok
+
+
+def test_two_actions_on_one_host_at_once_overlap():
+    records = [start(1, "a", "A", ["m"], 0), end(1, "a", 5),
+               start(2, "b", "B", ["x", "m"], 4), end(2, "b", 9)]
+    [(host, first, second)] = checks.find_overlaps(checks.journal_runs(records, {}))
+    assert (host, first.group, second.group) == ("m", "A", "B")
+
+
+def test_a_killed_workers_run_ends_at_its_kill_time():
+    # Worker 1 was killed at t=10 mid-run; worker 2 resumed the same action at t=40.
+    records = [start(1, "a-1", "A", ["m"], 0), start(2, "a-2", "A", ["m"], 40), end(2, "a-2", 50)]
+    runs = checks.journal_runs(records, {1: 10.0})
+    assert [r.killed for r in runs] == [True, False]
+    assert runs[0].end == 10.0
+    assert checks.check_journal(runs).ok
+
+
+def test_a_resumed_attempt_while_the_killed_ones_run_still_went_is_an_overlap():
+    records = [start(1, "a-1", "A", ["m"], 0), start(2, "a-2", "A", ["m"], 5), end(2, "a-2", 9)]
+    runs = checks.journal_runs(records, {1: 10.0})
+    assert len(checks.find_overlaps(runs)) == 1
+    assert not checks.check_journal(runs).ok
+
+
+def test_a_run_that_never_ended_without_a_kill_fails():
+    runs = checks.journal_runs([start(1, "a", "A", ["m"], 0)], {})
+    check = checks.check_journal(runs)
+    assert not check.ok and "never ended" in check.detail
+
+
+def test_back_to_back_runs_do_not_overlap():
+    records = [start(1, "a", "A", ["m"], 0), end(1, "a", 5), start(1, "b", "B", ["m"], 5),
+               end(1, "b", 6)]
+    assert checks.find_overlaps(checks.journal_runs(records, {})) == []
+
+
+def test_read_journal_skips_a_line_cut_short(tmp_path):
+    path = tmp_path / "journal.jsonl"
+    path.write_text(json.dumps(start(1, "a", "A", ["m"], 0)) + "\n" + '{"event": "en')
+    assert [r["ident"] for r in checks.read_journal(path)] == ["a"]
+    assert checks.read_journal(tmp_path / "absent") == []
+
+
+# --- figures ----------------------------------------------------------------------------------
+
+
+def test_percentile_interpolates_between_ranks():
+    values = [float(v) for v in range(1, 101)]
+    assert checks.percentile(values, 50) == pytest.approx(50.5)
+    assert checks.percentile(values, 99) == pytest.approx(99.01)
+    assert checks.percentile([7.0], 99) == 7.0
+    assert checks.percentile([], 50) is None
+
+
+def test_rates_and_shares():
+    phase = checks.PhaseFigures(workers=2, seconds=120, ended=240,
+                                cpu_seconds={"workers": 60.0, "api": 24.0})
+    assert phase.actions_per_min_per_worker == 60.0
+    assert phase.cpu_share(cores=2) == {"workers": 0.25, "api": 0.1}
+    assert checks.ratio(None, 3) is None and checks.ratio(6, 0) is None
+    assert checks.fmt(None) == "n/a" and checks.fmt(1234.5) == "1,234.5"
+
+
+def test_saturation_names_worker_slots_when_throughput_doubles():
+    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.4)
+    high = checks.PhaseFigures(workers=4, seconds=60, ended=195, machine_busy=0.7,
+                               cpu_seconds={"workers": 50.0})
+    resource, why = checks.saturating_resource(low, high, cores=2)
+    assert resource.startswith("none")
+    assert "x1.95" in why
+
+
+def test_saturation_names_the_cpu_when_throughput_stalls_on_a_busy_machine():
+    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.8)
+    high = checks.PhaseFigures(workers=4, seconds=60, ended=110, machine_busy=0.97,
+                               cpu_seconds={"workers": 70.0, "postgres": 20.0})
+    resource, _why = checks.saturating_resource(low, high, cores=2)
+    assert resource == "machine CPU (largest consumer: workers)"
