@@ -59,7 +59,7 @@ class ScaleConfig:
     transition: float = 2.0  # the emulator's power transition, seconds
     rest: float = 30.0  # the quiet period measured after the drain
     drain_timeout: float = 300.0
-    max_outstanding: int | None = None  # default: 2 x the most workers x concurrency
+    max_outstanding: int | None = None  # default: 3 x the most workers x concurrency
     wave_every: float = 20.0
     seed: int = 24
     keep: bool = False
@@ -116,6 +116,19 @@ class _Database:
             return conn.execute(text("select count(*) from actions where finished_at >= :a "
                                      "and finished_at < :b"), {"a": began, "b": ended}
                                 ).scalar_one()
+
+    def runs_between(self, began: datetime, ended: datetime) -> tuple[float, list[float]]:
+        """Seconds the actions' attempts ran within the window (claim to end, clipped), and
+        the queue waits (accepted to first claim) of those claimed in it."""
+        with self.engine.connect() as conn:
+            busy = conn.execute(text(
+                "select coalesce(sum(extract(epoch from least(coalesce(finished_at, :b), :b)"
+                " - greatest(started_at, :a))), 0) from actions where started_at < :b "
+                "and coalesce(finished_at, :b) > :a"), {"a": began, "b": ended}).scalar_one()
+            waits = [float(r.w) for r in conn.execute(text(
+                "select extract(epoch from started_at - created_at) as w from actions "
+                "where started_at >= :a and started_at < :b"), {"a": began, "b": ended})]
+        return float(busy), waits
 
     def rows(self):
         with self.engine.connect() as conn:
@@ -226,7 +239,7 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
             instances_of.setdefault(users[user_of(k, config.users)].id, []).append(
                 instance_id(k))
         initial = {i["id"]: i["status"] for i in seed["instances"]}
-        cap = config.max_outstanding or 2 * max(config.workers) * config.concurrency
+        cap = config.max_outstanding or 3 * max(config.workers) * config.concurrency
         mix = Mix(cluster.api_urls(), users, instances_of, initial,
                   MixConfig(wave_every=config.wave_every, max_outstanding=cap,
                             seed=config.seed))
@@ -251,13 +264,16 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
             end_snap, end_wall = sampler.snapshot(), _utcnow()
             lines.extend(phase.events)
             delta = Sampler.delta(start_snap, end_snap)
+            busy, waits = database.runs_between(start_wall, end_wall)
             phases.append(checks.PhaseFigures(
                 workers=count, seconds=delta["seconds"],
                 ended=database.ended_between(start_wall, end_wall),
                 accept_ms=[r.ms for r in mix.records if r.kind == "accept" and r.phase == index],
                 pg_transactions=delta["transactions"], worker_statements=delta["statements"],
                 rss_mb=delta["rss_mb"], cpu_seconds=delta["cpu"],
-                machine_busy=delta["machine_busy"]))
+                machine_busy=delta["machine_busy"],
+                slot_busy=busy / (count * config.concurrency * delta["seconds"]),
+                queue_wait_s=waits))
 
         _say(lines, "== drain: no new actions; waiting for every accepted one to end")
         mix.stop_accepting()
@@ -347,6 +363,18 @@ def _figures(phases, rest, mix, actions, sampler, config) -> dict[str, str]:
             f"{p.workers}w:" + ",".join(f"{g}={100 * s:.0f}%" for g, s in
                                          sorted(p.cpu_share(cores).items()))
             + f",machine={f(100 * (p.machine_busy or 0), 0)}%" for p in phases),
+        "SCALE_WORKER_THREADS_BUSY": tag(
+            f"{p.workers}w={f(100 * (p.slot_busy or 0), 0)}%" for p in phases),
+        "SCALE_QUEUE_WAIT_S": tag(
+            f"{p.workers}w:p50={f(checks.percentile(p.queue_wait_s, 50))},"
+            f"p99={f(checks.percentile(p.queue_wait_s, 99))}" for p in phases),
+        "SCALE_CPU_S_PER_ACTION": tag(
+            f"{p.workers}w:" + ",".join(f"{g}={s:.2f}" for g, s in
+                                         sorted(p.cpu_per_action().items()))
+            + f",all={sum(p.cpu_per_action().values()):.2f}" for p in phases),
+        "SCALE_CPU_BOUND_ACTIONS_PER_MIN": tag(
+            f"{p.workers}w={f(checks.cpu_bound_actions_per_min(p.cpu_per_action(), cores), 0)}"
+            for p in phases) + f" ({cores} cores)",
         "SCALE_PEAK_DB_CONNECTIONS": str(sampler.peak_connections),
     }
     if len(phases) >= 2:

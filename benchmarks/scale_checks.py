@@ -237,10 +237,16 @@ class PhaseFigures:
     rss_mb: list[float] = field(default_factory=list)  # each worker's peak
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # group -> CPU-s
     machine_busy: float | None = None  # share of all cores busy, 0-1
+    slot_busy: float | None = None  # share of the workers' threads running an action, 0-1
+    queue_wait_s: list[float] = field(default_factory=list)  # accepted -> claimed
 
     @property
     def actions_per_min_per_worker(self) -> float | None:
         return per_minute(self.ended, self.seconds, self.workers)
+
+    def cpu_per_action(self) -> dict[str, float]:
+        """Each group's CPU-seconds per action ended in the phase."""
+        return {g: s / self.ended for g, s in self.cpu_seconds.items()} if self.ended else {}
 
     def cpu_share(self, cores: int) -> dict[str, float]:
         """Each group's CPU as a share of the machine's (all cores) over the phase."""
@@ -265,11 +271,22 @@ def saturating_resource(low: PhaseFigures, high: PhaseFigures, cores: int) -> tu
     why = (f"throughput x{gain:.2f} for workers x{scale:.2f}; machine CPU busy "
            f"{100 * (low.machine_busy or 0):.0f}% -> {100 * busy:.0f}%; largest share at "
            f"{high.workers} workers: {top[0]} {100 * top[1]:.0f}%")
+    if high.slot_busy is not None:
+        why += f"; worker threads busy {100 * (low.slot_busy or 0):.0f}% -> " \
+               f"{100 * high.slot_busy:.0f}%"
     if gain >= 0.9 * scale:
         return "none (worker slots: throughput grew with the workers)", why
+    if high.slot_busy is not None and high.slot_busy < 0.75 and busy < 0.85:
+        return "none (the offered load: workers were idle part of the time)", why
     if busy >= 0.85:
         return f"machine CPU (largest consumer: {top[0]})", why
     return f"{top[0]} (throughput stalled below full CPU)", why
+
+
+def cpu_bound_actions_per_min(per_action: Mapping[str, float], cores: int) -> float | None:
+    """Actions a minute at which the CPU these groups spend per action fills ``cores``."""
+    total = sum(per_action.values())
+    return cores * 60.0 / total if total > 0 else None
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

@@ -166,3 +166,22 @@ def test_saturation_names_the_cpu_when_throughput_stalls_on_a_busy_machine():
                                cpu_seconds={"workers": 70.0, "postgres": 20.0})
     resource, _why = checks.saturating_resource(low, high, cores=2)
     assert resource == "machine CPU (largest consumer: workers)"
+
+
+def test_saturation_names_the_offered_load_when_workers_sat_idle():
+    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.5,
+                              slot_busy=0.9)
+    high = checks.PhaseFigures(workers=4, seconds=60, ended=150, machine_busy=0.7,
+                               slot_busy=0.6, cpu_seconds={"workers": 40.0})
+    resource, why = checks.saturating_resource(low, high, cores=2)
+    assert resource.startswith("none (the offered load")
+    assert "90% -> 60%" in why
+
+
+def test_cpu_per_action_and_the_cpu_bound_rate():
+    phase = checks.PhaseFigures(workers=2, seconds=60, ended=100,
+                                cpu_seconds={"workers": 30.0, "api": 10.0})
+    assert phase.cpu_per_action() == {"workers": 0.3, "api": 0.1}
+    assert checks.cpu_bound_actions_per_min(phase.cpu_per_action(), cores=2) == \
+        pytest.approx(300.0)
+    assert checks.cpu_bound_actions_per_min({}, cores=2) is None
