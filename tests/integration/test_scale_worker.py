@@ -48,7 +48,7 @@ def test_a_start_then_a_stop_on_the_simulated_runner(rabbitmq, make_cluster, tmp
     stats = tmp_path / "stats"
     # The product's playbooks, chains side by side and their checks, as in production.
     sim = {"LAMBDA_PLAYBOOK_CHAINS": "side-by-side", "LAMBDA_CHECKS": "enforce",
-           "LAMBDA_SIM_SPEED": "0.05", "LAMBDA_SIM_SOURCE": "demo",
+           "LAMBDA_SIM_SPEED": "0.05",
            "LAMBDA_SIM_JOURNAL": str(journal), "LAMBDA_SIM_STATS_DIR": str(stats)}
     worker = start_scale_worker(cluster, **sim)
     api = cluster.start_api(LAMBDA_PLAYBOOK_CHAINS="side-by-side", LAMBDA_CHECKS="enforce")
