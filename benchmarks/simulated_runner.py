@@ -205,8 +205,10 @@ class SimulatedRunner:
         tasks: list[TaskResult] = []
         current: list[TaskResult] = []  # the task running now, on each of its hosts
         try:
-            for rec in recordings:
-                self._sleep(rec.get("startup", 0.0), cancel, deadline)
+            for n, rec in enumerate(recordings):
+                # A whole playbook is one ansible-playbook: one start-up, one teardown.
+                if n == 0:
+                    self._sleep(rec.get("startup", 0.0), cancel, deadline)
                 for task in rec["tasks"]:
                     on = [(h, task["hosts"][h.group]) for h in hosts if h.group in task["hosts"]]
                     if not on:
@@ -235,7 +237,8 @@ class SimulatedRunner:
                     if fatal is not None:
                         return PlaybookResult(status="failed", rc=RC_FAILED, tasks=tasks,
                                               failure=fatal)
-                self._sleep(rec.get("teardown", 0.0), cancel, deadline)
+                if n == len(recordings) - 1:
+                    self._sleep(rec.get("teardown", 0.0), cancel, deadline)
         except _Stopped as stopped:
             why = (f"timed out after {timeout:g}s" if stopped.status == "timeout"
                    else "cancelled")
