@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, text
 
 from benchmarks import scale_checks as checks
 from benchmarks.scale_mix import Mix, MixConfig, Phase
-from benchmarks.scale_procs import Cluster, PrivateRabbit, Sampler
+from benchmarks.scale_procs import Cluster, Occupancy, PrivateRabbit, Sampler
 from benchmarks.scale_seed import instance_id, make_seed, make_users, seed_everything, user_of
 
 ADMIN_URL = os.environ.get("LAMBDA_TEST_POSTGRES_URL",
@@ -117,18 +117,12 @@ class _Database:
                                      "and finished_at < :b"), {"a": began, "b": ended}
                                 ).scalar_one()
 
-    def runs_between(self, began: datetime, ended: datetime) -> tuple[float, list[float]]:
-        """Seconds the actions' attempts ran within the window (claim to end, clipped), and
-        the queue waits (accepted to first claim) of those claimed in it."""
+    def queue_waits(self, began: datetime, ended: datetime) -> list[float]:
+        """Accepted to first claim, in seconds, of the actions first claimed in the window."""
         with self.engine.connect() as conn:
-            busy = conn.execute(text(
-                "select coalesce(sum(extract(epoch from least(coalesce(finished_at, :b), :b)"
-                " - greatest(started_at, :a))), 0) from actions where started_at < :b "
-                "and coalesce(finished_at, :b) > :a"), {"a": began, "b": ended}).scalar_one()
-            waits = [float(r.w) for r in conn.execute(text(
+            return [float(r.w) for r in conn.execute(text(
                 "select extract(epoch from started_at - created_at) as w from actions "
                 "where started_at >= :a and started_at < :b"), {"a": began, "b": ended})]
-        return float(busy), waits
 
     def rows(self):
         with self.engine.connect() as conn:
@@ -254,6 +248,7 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
             _say(lines, f"== phase {index + 1}: {count} workers x {config.concurrency} "
                         f"threads, {config.duration:.0f} s, at most {cap} actions outstanding")
             start_snap, start_wall = sampler.phase_start(), _utcnow()
+            occupancy = Occupancy(cluster, database.url).start()
             phase_began = time.monotonic()
             for at, what in _Faults(config, index, len(config.workers)).plan:
                 delay = phase_began + at - time.monotonic()
@@ -261,19 +256,21 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
                     time.sleep(delay)
                 _apply(what, cluster, rabbit, config, rng, phase)
             time.sleep(max(phase_began + config.duration - time.monotonic(), 0))
+            occupied = occupancy.stop()
             end_snap, end_wall = sampler.snapshot(), _utcnow()
             lines.extend(phase.events)
             delta = Sampler.delta(start_snap, end_snap)
-            busy, waits = database.runs_between(start_wall, end_wall)
             phases.append(checks.PhaseFigures(
                 workers=count, seconds=delta["seconds"],
                 ended=database.ended_between(start_wall, end_wall),
                 accept_ms=[r.ms for r in mix.records if r.kind == "accept" and r.phase == index],
-                pg_transactions=delta["transactions"], worker_statements=delta["statements"],
+                pg_transactions=delta["transactions"] - occupied["queries"],
+                worker_statements=delta["statements"],
                 rss_mb=delta["rss_mb"], cpu_seconds=delta["cpu"],
                 machine_busy=delta["machine_busy"],
-                slot_busy=busy / (count * config.concurrency * delta["seconds"]),
-                queue_wait_s=waits))
+                in_flight=occupied["in_flight"], occupancy=occupied["occupancy"],
+                backlog=occupied["backlog"], backlog_share=occupied["backlog_share"],
+                queue_wait_s=database.queue_waits(start_wall, end_wall)))
 
         _say(lines, "== drain: no new actions; waiting for every accepted one to end")
         mix.stop_accepting()
@@ -363,8 +360,17 @@ def _figures(phases, rest, mix, actions, sampler, config) -> dict[str, str]:
             f"{p.workers}w:" + ",".join(f"{g}={100 * s:.0f}%" for g, s in
                                          sorted(p.cpu_share(cores).items()))
             + f",machine={f(100 * (p.machine_busy or 0), 0)}%" for p in phases),
-        "SCALE_WORKER_THREADS_BUSY": tag(
-            f"{p.workers}w={f(100 * (p.slot_busy or 0), 0)}%" for p in phases),
+        "SCALE_WORKER_OCCUPANCY": tag(
+            f"{p.workers}w={f(100 * p.occupancy if p.occupancy is not None else None, 0)}%"
+            f"(in_flight={f(p.in_flight)})" for p in phases),
+        "SCALE_BACKLOG": tag(
+            f"{p.workers}w:mean={f(p.backlog)},present="
+            f"{f(100 * p.backlog_share if p.backlog_share is not None else None, 0)}%"
+            for p in phases),
+        "SCALE_THREAD_S_PER_ACTION": tag(
+            f"{p.workers}w={f(p.thread_seconds_per_action)}" for p in phases),
+        "SCALE_PHASE_LIMIT": "; ".join(
+            f"{p.workers}w: {checks.phase_limit(p, cores)[1]}" for p in phases),
         "SCALE_QUEUE_WAIT_S": tag(
             f"{p.workers}w:p50={f(checks.percentile(p.queue_wait_s, 50))},"
             f"p99={f(checks.percentile(p.queue_wait_s, 99))}" for p in phases),

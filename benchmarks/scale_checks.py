@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 ENDED = ("succeeded", "failed", "cancelled")
 TRANSITIONAL = ("STARTING", "STOPPING")
 # The servers' statuses each instance status allows once every action has ended.
@@ -237,12 +239,24 @@ class PhaseFigures:
     rss_mb: list[float] = field(default_factory=list)  # each worker's peak
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # group -> CPU-s
     machine_busy: float | None = None  # share of all cores busy, 0-1
-    slot_busy: float | None = None  # share of the workers' threads running an action, 0-1
+    # Sampled every second from the live workers' in-flight gauges: the mean of their sum,
+    # and that over the live workers' threads (occupancy, 0-1).
+    in_flight: float | None = None
+    occupancy: float | None = None
+    # Actions no worker holds (accepted, or handed back), sampled with the gauges: the mean,
+    # and the share of the samples in which there was at least one.
+    backlog: float | None = None
+    backlog_share: float | None = None
     queue_wait_s: list[float] = field(default_factory=list)  # accepted -> claimed
 
     @property
     def actions_per_min_per_worker(self) -> float | None:
         return per_minute(self.ended, self.seconds, self.workers)
+
+    @property
+    def thread_seconds_per_action(self) -> float | None:
+        """Seconds an action holds a worker thread (Little's law: mean in flight / rate)."""
+        return ratio(self.in_flight, self.ended / self.seconds if self.seconds else None)
 
     def cpu_per_action(self) -> dict[str, float]:
         """Each group's CPU-seconds per action ended in the phase."""
@@ -254,33 +268,102 @@ class PhaseFigures:
         return {g: s / capacity for g, s in self.cpu_seconds.items()} if capacity else {}
 
 
-def saturating_resource(low: PhaseFigures, high: PhaseFigures, cores: int) -> tuple[str, str]:
-    """Which resource ran out first as workers went from ``low`` to ``high``, and why.
+IN_FLIGHT = "lambda_actions_in_flight"
 
-    Throughput that grows with the workers says nothing saturated in between (the workers'
-    own slots were the limit). Otherwise the machine's CPU is the suspect when it was nearly
-    all busy; else the group whose CPU share grew least while the throughput stalled is the
-    one to look at (it queues rather than works)."""
+
+def in_flight_of(exposition: str) -> float:
+    """The sum of the in-flight gauge (every kind) in a Prometheus text exposition."""
+    return sum(sample.value for family in text_string_to_metric_families(exposition)
+               if family.name == IN_FLIGHT for sample in family.samples
+               if sample.name == IN_FLIGHT)
+
+
+def summarize_occupancy(samples: list[tuple[float, int, int | None]],
+                        concurrency: int) -> dict:
+    """Means of ``Occupancy``'s samples; occupancy is the in-flight over the threads of the
+    workers that answered, sample by sample (time-weighted)."""
+    counted = [s for s in samples if s[1]]
+    capacity = sum(workers * concurrency for _f, workers, _b in counted)
+    backlogs = [b for _f, _w, b in samples if b is not None]
+    return {
+        "samples": len(samples),
+        "in_flight": sum(f for f, _w, _b in counted) / len(counted) if counted else None,
+        "occupancy": sum(f for f, _w, _b in counted) / capacity if capacity else None,
+        "backlog": sum(backlogs) / len(backlogs) if backlogs else None,
+        "backlog_share": sum(b > 0 for b in backlogs) / len(backlogs) if backlogs else None,
+    }
+
+
+# What counts as full: the workers' threads, the machine's cores; and as a backlog: work
+# waiting for a worker in most of the phase's samples.
+THREADS_FULL = 0.85
+CPU_FULL = 0.85
+BACKLOG_MOST = 0.5
+
+
+def phase_limit(p: PhaseFigures, cores: int) -> tuple[str, str, str]:
+    """What limited one phase's throughput: ``(case, what, figures)``, the case one of
+
+    - ``cpu``: the machine's cores were busy (``CPU_FULL``), whatever else was seen;
+    - ``threads``: a backlog and the workers' threads full: their concurrency is the limit;
+    - ``handoff``: a backlog while threads were free: work waited for a claim, not for a
+      thread, so the hand-off (the broker's delivery, the claim in the database) held it;
+    - ``offered``: no backlog: the users asked for less than the workers could do."""
+    busy = p.machine_busy or 0.0
+    shares = p.cpu_share(cores)
+    top, top_share = max(shares.items(), key=lambda kv: kv[1]) if shares else ("n/a", 0.0)
+    occupancy = p.occupancy or 0.0
+    backlog = (p.backlog_share or 0.0) >= BACKLOG_MOST
+    figures = (f"threads {100 * occupancy:.0f}% busy, a backlog in "
+               f"{100 * (p.backlog_share or 0):.0f}% of samples (mean {fmt(p.backlog)}), "
+               f"machine CPU {100 * busy:.0f}% busy")
+    if busy >= CPU_FULL:
+        return "cpu", (f"machine CPU (busy {100 * busy:.0f}%, largest consumer {top} "
+                       f"{100 * top_share:.0f}%)"), figures
+    if backlog and occupancy >= THREADS_FULL:
+        return "threads", "worker threads (their concurrency: more workers help)", figures
+    if backlog:
+        return "handoff", (
+            f"the database or the broker (work waited while threads were free; PostgreSQL "
+            f"{100 * shares.get('postgres', 0):.0f}%, RabbitMQ "
+            f"{100 * shares.get('rabbitmq', 0):.0f}% of the CPU)"), figures
+    return "offered", ("nothing: the offered load (threads not full, no backlog; the "
+                       "ceiling was not reached)"), figures
+
+
+def saturating_resource(low: PhaseFigures, high: PhaseFigures, cores: int) -> tuple[str, str]:
+    """The first resource that saturated as workers went from ``low`` to ``high``, and why.
+
+    Each phase's limit is ``phase_limit``'s; the verdict is the one at the most workers,
+    read against the fewer: threads still full at ``high`` say nothing else ran out (more
+    workers help), unless each action held its thread much longer while throughput lagged
+    (the shared machine slowed them); CPU or the hand-off at ``high`` is the resource that
+    ran out; no backlog at ``high`` says the ceiling was not reached."""
     low_rate = low.ended / low.seconds if low.seconds else 0
     high_rate = high.ended / high.seconds if high.seconds else 0
     scale = high.workers / low.workers
     gain = high_rate / low_rate if low_rate else float("inf")
-    busy = high.machine_busy or 0.0
-    shares = high.cpu_share(cores)
-    top = max(shares.items(), key=lambda kv: kv[1]) if shares else ("n/a", 0.0)
-    why = (f"throughput x{gain:.2f} for workers x{scale:.2f}; machine CPU busy "
-           f"{100 * (low.machine_busy or 0):.0f}% -> {100 * busy:.0f}%; largest share at "
-           f"{high.workers} workers: {top[0]} {100 * top[1]:.0f}%")
-    if high.slot_busy is not None:
-        why += f"; worker threads busy {100 * (low.slot_busy or 0):.0f}% -> " \
-               f"{100 * high.slot_busy:.0f}%"
-    if gain >= 0.9 * scale:
-        return "none (worker slots: throughput grew with the workers)", why
-    if high.slot_busy is not None and high.slot_busy < 0.75 and busy < 0.85:
-        return "none (the offered load: workers were idle part of the time)", why
-    if busy >= 0.85:
-        return f"machine CPU (largest consumer: {top[0]})", why
-    return f"{top[0]} (throughput stalled below full CPU)", why
+    low_case, low_what, low_figures = phase_limit(low, cores)
+    high_case, high_what, high_figures = phase_limit(high, cores)
+    t_low, t_high = low.thread_seconds_per_action, high.thread_seconds_per_action
+    why = (f"throughput x{gain:.2f} for workers x{scale:.2f}; seconds in a thread per "
+           f"action {fmt(t_low)} -> {fmt(t_high)}; {low.workers} workers: {low_what}: "
+           f"{low_figures}; {high.workers} workers: {high_what}: {high_figures}")
+    if high_case == "threads":
+        if t_low and t_high and t_high / t_low >= 1.2 and gain < 0.9 * scale:
+            return (f"worker threads, with actions slowed by the shared machine (each held "
+                    f"its thread x{t_high / t_low:.2f} longer, machine CPU "
+                    f"{100 * (high.machine_busy or 0):.0f}% busy)"), why
+        return (f"nothing but the workers' own threads: throughput grew with the workers "
+                f"(x{gain:.2f} for x{scale:.2f}); more workers help"), why
+    if high_case in ("cpu", "handoff"):
+        return high_what, why
+    if low_case != "offered":
+        return (f"nothing at {high.workers} workers: the offered load ({low.workers} "
+                f"workers were limited by {low_what.split(' (')[0]}; {high.workers} had "
+                "threads free and no backlog); the ceiling was not reached"), why
+    return ("nothing: the offered load (no backlog in either phase); the ceiling was not "
+            "reached"), why
 
 
 def cpu_bound_actions_per_min(per_action: Mapping[str, float], cores: int) -> float | None:

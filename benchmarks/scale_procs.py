@@ -25,6 +25,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from benchmarks.procs import Proc, free_port
+from benchmarks.scale_checks import in_flight_of, summarize_occupancy
 
 RABBIT_BIN = Path(os.environ.get("LAMBDA_SCALE_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 LAMBDA_SERVICE = str(Path(sys.executable).parent / "lambda-service")
@@ -150,6 +151,7 @@ class Cluster:
         self.emulator_base = ""
         self.apis: list[tuple[Proc, int]] = []  # (process, port)
         self.workers: list[Proc] = []
+        self.metrics_urls: dict[int, str] = {}  # worker pid -> its /metrics
         self.kills: dict[int, float] = {}  # pid -> time.time() of its SIGKILL
         self.retired: list[Proc] = []
         self._count = 0
@@ -219,10 +221,12 @@ class Cluster:
 
     def start_worker(self, wait: bool = True) -> Proc:
         name = self._name("worker")
+        bind = f"127.0.0.1:{free_port()}"
         proc = Proc(name, [*self.worker_cmd, "--concurrency", str(self.concurrency)],
-                    {**self.base_env, "LAMBDA_WORKER_METRICS_BIND": f"127.0.0.1:{free_port()}"},
+                    {**self.base_env, "LAMBDA_WORKER_METRICS_BIND": bind},
                     self.logs / f"{name}.log")
         self.workers.append(proc)
+        self.metrics_urls[proc.pid] = f"http://{bind}/metrics"
         if wait:
             self.wait_ready(proc)
         return proc
@@ -262,6 +266,68 @@ class Cluster:
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in self.all_procs():
             proc.stop(timeout=20)
+
+
+class Occupancy:
+    """Every ``interval`` s during a phase: each live worker's in-flight gauge (scraped from
+    its metrics endpoint; a killed worker simply stops being sampled) and the actions no
+    worker holds (accepted, or handed back) in the run's database.
+
+    ``stop`` returns the means: ``in_flight`` (the sum over the workers), ``occupancy``
+    (that over the sampled workers' threads), ``backlog`` and ``backlog_share`` (of the
+    samples with at least one action waiting), and ``queries`` (its own transactions, to
+    take out of the database's)."""
+
+    def __init__(self, cluster: Cluster, database_url: str, interval: float = 1.0):
+        self.cluster = cluster
+        self.interval = interval
+        self.engine = create_engine(database_url, pool_size=1)
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.samples: list[tuple[float, int, int | None]] = []  # (in flight, workers, backlog)
+        self.queries = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="occupancy", daemon=True)
+
+    def start(self) -> Occupancy:
+        self._thread.start()
+        return self
+
+    def sample(self) -> None:
+        in_flight, workers = 0.0, 0
+        for proc in self.cluster.live_workers():
+            url = self.cluster.metrics_urls.get(proc.pid)
+            if url is None:
+                continue
+            try:
+                resp = self.session.get(url, timeout=0.5)
+                resp.raise_for_status()
+                in_flight += in_flight_of(resp.text)
+            except (requests.RequestException, ValueError):
+                continue  # dying or not serving yet: not a live worker for this sample
+            workers += 1
+        backlog = None
+        with contextlib.suppress(Exception), self.engine.connect() as conn:
+            self.queries += 1
+            backlog = conn.execute(text(
+                "select count(*) from actions where lease_owner is null and state not in "
+                "('succeeded', 'failed', 'cancelled')")).scalar_one()
+        self.samples.append((in_flight, workers, backlog))
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            with contextlib.suppress(Exception):
+                self.sample()
+            self._stop.wait(max(self.interval - (time.monotonic() - began), 0.0))
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        self.session.close()
+        self.engine.dispose()
+        return summarize_occupancy(self.samples, self.cluster.concurrency) | {
+            "queries": self.queries}
 
 
 def read_stats(stats_dir: Path) -> dict[int, dict]:

@@ -151,31 +151,109 @@ def test_rates_and_shares():
     assert checks.fmt(None) == "n/a" and checks.fmt(1234.5) == "1,234.5"
 
 
-def test_saturation_names_worker_slots_when_throughput_doubles():
-    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.4)
-    high = checks.PhaseFigures(workers=4, seconds=60, ended=195, machine_busy=0.7,
-                               cpu_seconds={"workers": 50.0})
+def phase(workers, ended, *, busy, occupancy, backlog_share, in_flight=None, cpu=None):
+    return checks.PhaseFigures(
+        workers=workers, seconds=60, ended=ended, machine_busy=busy, occupancy=occupancy,
+        in_flight=in_flight if in_flight is not None else occupancy * workers * 8,
+        backlog=10.0 * backlog_share, backlog_share=backlog_share,
+        cpu_seconds=cpu or {"workers": 30.0, "postgres": 10.0, "rabbitmq": 1.0})
+
+
+@pytest.mark.parametrize("figures, case, needle", [
+    # Threads not full and no backlog: nothing saturated.
+    (dict(busy=0.5, occupancy=0.6, backlog_share=0.1), "offered", "ceiling was not reached"),
+    # A backlog and every thread busy: the workers' concurrency.
+    (dict(busy=0.6, occupancy=0.95, backlog_share=0.9), "threads", "more workers help"),
+    # The cores full: the CPU, whatever the threads and the backlog, and who used most.
+    (dict(busy=0.93, occupancy=0.95, backlog_share=0.9), "cpu", "largest consumer workers"),
+    # Work waiting while threads were free: the hand-off, with the database's and broker's CPU.
+    (dict(busy=0.5, occupancy=0.5, backlog_share=0.8), "handoff", "PostgreSQL 8%, RabbitMQ 1%"),
+])
+def test_each_phase_names_what_limited_it(figures, case, needle):
+    found, what, detail = checks.phase_limit(phase(2, 100, **figures), cores=2)
+    assert found == case
+    assert needle in what
+    assert "threads" in detail and "backlog" in detail
+
+
+def test_saturation_when_throughput_grows_with_the_workers_is_their_threads():
+    low = phase(2, 100, busy=0.4, occupancy=0.97, backlog_share=0.95)
+    high = phase(4, 195, busy=0.7, occupancy=0.95, backlog_share=0.9)
     resource, why = checks.saturating_resource(low, high, cores=2)
-    assert resource.startswith("none")
-    assert "x1.95" in why
+    assert resource.startswith("nothing but the workers' own threads")
+    assert "x1.95 for workers x2.00" in why
 
 
-def test_saturation_names_the_cpu_when_throughput_stalls_on_a_busy_machine():
-    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.8)
-    high = checks.PhaseFigures(workers=4, seconds=60, ended=110, machine_busy=0.97,
-                               cpu_seconds={"workers": 70.0, "postgres": 20.0})
+def test_saturation_names_the_cpu_when_the_machine_is_full_with_more_workers():
+    low = phase(2, 100, busy=0.7, occupancy=0.97, backlog_share=0.95)
+    high = phase(4, 120, busy=0.95, occupancy=0.9, backlog_share=0.9,
+                 cpu={"workers": 70.0, "postgres": 20.0})
     resource, _why = checks.saturating_resource(low, high, cores=2)
-    assert resource == "machine CPU (largest consumer: workers)"
+    assert resource == "machine CPU (busy 95%, largest consumer workers 58%)"
 
 
-def test_saturation_names_the_offered_load_when_workers_sat_idle():
-    low = checks.PhaseFigures(workers=2, seconds=60, ended=100, machine_busy=0.5,
-                              slot_busy=0.9)
-    high = checks.PhaseFigures(workers=4, seconds=60, ended=150, machine_busy=0.7,
-                               slot_busy=0.6, cpu_seconds={"workers": 40.0})
+def test_saturation_names_the_offered_load_when_more_workers_had_nothing_to_do():
+    low = phase(2, 100, busy=0.5, occupancy=0.95, backlog_share=0.9)
+    high = phase(4, 110, busy=0.55, occupancy=0.5, backlog_share=0.05)
     resource, why = checks.saturating_resource(low, high, cores=2)
-    assert resource.startswith("none (the offered load")
-    assert "90% -> 60%" in why
+    assert resource.startswith("nothing at 4 workers: the offered load (2 workers were "
+                               "limited by worker threads")
+    assert "the ceiling was not reached" in resource
+    assert "threads 50% busy" in why
+
+
+def test_saturation_names_the_offered_load_when_no_phase_had_a_backlog():
+    low = phase(2, 50, busy=0.3, occupancy=0.4, backlog_share=0.0)
+    high = phase(4, 50, busy=0.3, occupancy=0.2, backlog_share=0.0)
+    resource, _why = checks.saturating_resource(low, high, cores=2)
+    assert resource.startswith("nothing: the offered load")
+
+
+def test_saturation_names_the_handoff_when_work_waited_beside_free_threads():
+    low = phase(2, 100, busy=0.5, occupancy=0.95, backlog_share=0.9)
+    high = phase(4, 110, busy=0.6, occupancy=0.55, backlog_share=0.9)
+    resource, _why = checks.saturating_resource(low, high, cores=2)
+    assert resource.startswith("the database or the broker")
+
+
+def test_saturation_says_when_full_threads_were_slowed_by_the_shared_machine():
+    # Threads full at both, but each action held its thread 1.6x longer: x1.25, not x2.
+    low = phase(2, 100, busy=0.6, occupancy=0.95, backlog_share=0.9, in_flight=15.2)
+    high = phase(4, 125, busy=0.8, occupancy=0.95, backlog_share=0.9, in_flight=30.4)
+    resource, why = checks.saturating_resource(low, high, cores=2)
+    assert resource.startswith("worker threads, with actions slowed by the shared machine")
+    assert "x1.60 longer" in resource
+    assert "9.1 -> 14.6" in why
+
+
+def test_thread_seconds_per_action_is_littles_law():
+    p = checks.PhaseFigures(workers=2, seconds=60, ended=120, in_flight=16.0)
+    assert p.thread_seconds_per_action == pytest.approx(8.0)
+    assert checks.PhaseFigures(workers=2, seconds=60).thread_seconds_per_action is None
+
+
+def test_in_flight_sums_every_kind_of_a_workers_exposition():
+    exposition = (
+        "# HELP lambda_actions_in_flight Actions running now\n"
+        "# TYPE lambda_actions_in_flight gauge\n"
+        'lambda_actions_in_flight{kind="start"} 3.0\n'
+        'lambda_actions_in_flight{kind="stop"} 2.0\n'
+        "# HELP lambda_actions_total Actions ended\n"
+        "# TYPE lambda_actions_total counter\n"
+        'lambda_actions_total{kind="start",outcome="succeeded"} 40.0\n')
+    assert checks.in_flight_of(exposition) == 5.0
+    assert checks.in_flight_of("") == 0.0
+
+
+def test_occupancy_counts_only_the_workers_that_answered():
+    # (sum in flight, workers sampled, backlog): a killed worker drops out of a sample.
+    samples = [(16.0, 2, 5), (8.0, 1, 0), (12.0, 2, None), (0.0, 0, 3)]
+    summary = checks.summarize_occupancy(samples, concurrency=8)
+    assert summary["occupancy"] == pytest.approx(36 / 40)
+    assert summary["in_flight"] == pytest.approx(12.0)
+    assert summary["backlog"] == pytest.approx(8 / 3)
+    assert summary["backlog_share"] == pytest.approx(2 / 3)
+    assert checks.summarize_occupancy([], concurrency=8)["occupancy"] is None
 
 
 def test_cpu_per_action_and_the_cpu_bound_rate():
