@@ -35,6 +35,7 @@ from benchmarks import scale_checks as checks
 from benchmarks.scale_mix import Mix, MixConfig, Phase
 from benchmarks.scale_procs import Cluster, Occupancy, PrivateRabbit, Sampler
 from benchmarks.scale_seed import instance_id, make_seed, make_users, seed_everything, user_of
+from benchmarks.simulated_runner import DEFAULT_TIMINGS, load_timings
 
 ADMIN_URL = os.environ.get("LAMBDA_TEST_POSTGRES_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -189,6 +190,20 @@ def _apply(what: str, cluster: Cluster, rabbit: PrivateRabbit, config: ScaleConf
         phase.note("emulator: 503 burst over")
 
 
+def expected_action_seconds(speed: float, transition: float,
+                            timings_path: str | Path = DEFAULT_TIMINGS) -> dict[str, float]:
+    """The replayed length of a start and of a stop, by kind: the power transition, then
+    the slowest chain of the recorded playbooks (chains run side by side), and for a start
+    the slowest check chain, at ``speed``."""
+    playbooks = load_timings(timings_path)["playbooks"]
+
+    def slowest(prefix: str) -> float:
+        return max((v["wall_seconds"] for k, v in playbooks.items() if k.startswith(prefix)),
+                   default=0.0)
+    return {"start": transition + speed * (slowest("lambda-start-") + slowest("lambda-check-")),
+            "stop": transition + speed * slowest("lambda-stop-")}
+
+
 def run_scale(config: ScaleConfig) -> ScaleResult:
     """The whole run; every process it started is stopped and the database dropped, also on
     a failure or a Ctrl-C."""
@@ -233,10 +248,20 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
             instances_of.setdefault(users[user_of(k, config.users)].id, []).append(
                 instance_id(k))
         initial = {i["id"]: i["status"] for i in seed["instances"]}
+        # Outstanding actions: 3 x the most worker threads, so that even the last phase has
+        # work waiting; each user keeps its share in flight between the bursts.
         cap = config.max_outstanding or 3 * max(config.workers) * config.concurrency
+        lengths = expected_action_seconds(config.speed, config.transition)
+        mean_length = sum(lengths.values()) / len(lengths)
         mix = Mix(cluster.api_urls(), users, instances_of, initial,
                   MixConfig(wave_every=config.wave_every, max_outstanding=cap,
                             seed=config.seed))
+        _say(lines, f"offered: {cap} actions outstanding (each user keeps {mix.per_user} in "
+                    f"flight, bursts every {config.wave_every:g} s); a replayed start "
+                    f"{lengths['start']:.1f} s, stop {lengths['stop']:.1f} s: "
+                    + ", ".join(f"{n} workers do about "
+                                f"{n * config.concurrency * 60 / mean_length:.0f}/min"
+                                for n in config.workers))
         mix.start()
 
         phases: list[checks.PhaseFigures] = []

@@ -4,16 +4,20 @@ Every ``wave_every`` seconds all users fire a burst of start/stop requests at on
 morning's starts, an evening's stops); between waves each user reads: its instances'
 details, its actions' resources (which is how it learns an action ended), an action's
 event stream (a few events, then it hangs up), its list a page at a time, and now and
-then a single start or stop, or a cancel. The client fails over to the next API process
-when one does not answer a connection, as a load balancer would. How many actions may be
-outstanding at once is capped (``max_outstanding``), so the offered load stays the same
-whatever the number of workers and the queue does not grow without bound.
+then a single start or stop. Each user keeps its share of ``max_outstanding`` in flight:
+when it learns one of its actions ended it starts or stops another, so the workers face a
+backlog whenever the cap exceeds their threads. How many actions may be outstanding at
+once is capped, so the offered load stays the same whatever the number of workers and
+the queue does not grow without bound. Now and then a user cancels an action. The client
+fails over to the next API process when one does not answer a connection, as a load
+balancer would.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import random
 import threading
 import time
@@ -118,6 +122,8 @@ class Mix:
         self.outstanding: dict[str, Accepted] = {}  # instance id -> its action in flight
         self.phase = 0
         self.accepting = True
+        # Each user's share of the cap, kept in flight between the bursts.
+        self.per_user = max(1, math.ceil(config.max_outstanding / max(len(users), 1)))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wave = 0
@@ -158,6 +164,7 @@ class Mix:
                     wave = self._wave
                     self._burst(client, rng, mine)
                 self._one_read(client, rng, user, mine)
+                self._keep_busy(client, rng, mine)
                 self._stop.wait(rng.expovariate(1 / self.config.think))
         finally:
             client.close()
@@ -243,6 +250,15 @@ class Mix:
             self._act(client, rng, rng.choice(mine))
         elif pending:
             self._action(client, rng.choice(pending))
+
+    def _keep_busy(self, client: FailoverClient, rng: random.Random, mine: list[str]) -> None:
+        """Start or stop another instance for each of the user's actions seen ended, up to
+        its share of the cap."""
+        with self._lock:
+            idle = [i for i in mine if i not in self.outstanding]
+        missing = self.per_user - (len(mine) - len(idle))
+        for instance_id in rng.sample(idle, max(min(missing, len(idle)), 0)):
+            self._act(client, rng, instance_id)
 
     def _action(self, client: FailoverClient, accepted: Accepted) -> None:
         resp = self._timed("action", lambda: client.request(
