@@ -255,7 +255,7 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
         mean_length = sum(lengths.values()) / len(lengths)
         mix = Mix(cluster.api_urls(), users, instances_of, initial,
                   MixConfig(wave_every=config.wave_every, max_outstanding=cap,
-                            seed=config.seed))
+                            seed=config.seed, action_seconds=lengths))
         _say(lines, f"offered: {cap} actions outstanding (each user keeps {mix.per_user} in "
                     f"flight, bursts every {config.wave_every:g} s); a replayed start "
                     f"{lengths['start']:.1f} s, stop {lengths['stop']:.1f} s: "
@@ -416,6 +416,12 @@ def _figures(phases, rest, mix, actions, sampler, config) -> dict[str, str]:
         states[row["state"]] = states.get(row["state"], 0) + 1
     out["SCALE_ACTIONS"] = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + \
         f"; requests: {sum(1 for _ in mix.records)}"
+    ended = sum(n for s, n in states.items() if s in checks.ENDED)
+    cancelled = checks.ratio(100 * states.get("cancelled", 0), ended)
+    out["SCALE_CANCEL_SHARE"] = (
+        f"cancelled={f(cancelled)}% of {ended} ended; cancels planned="
+        f"{len(mix.cancels_planned)} sent={mix.cancels_sent} of {len(mix.accepted)} accepted "
+        f"(cancel_share {mix.config.cancel_share:g})")
     return out
 
 

@@ -8,9 +8,13 @@ then a single start or stop. Each user keeps its share of ``max_outstanding`` in
 when it learns one of its actions ended it starts or stops another, so the workers face a
 backlog whenever the cap exceeds their threads. How many actions may be outstanding at
 once is capped, so the offered load stays the same whatever the number of workers and
-the queue does not grow without bound. Now and then a user cancels an action. The client
-fails over to the next API process when one does not answer a connection, as a load
-balancer would.
+the queue does not grow without bound.
+
+Cancels: for each accepted action the user decides once (``cancel_share``, its seeded
+random numbers) whether it will cancel it, and when: a random time within the action's
+expected length (``action_seconds``); its loop sends the cancel when due, if it has not
+seen the action end by then. The client fails over to the next API process when one does
+not answer a connection, as a load balancer would.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Accepted:
     t: float
     phase: int
     ended: str | None = None
+    cancel_at: float | None = None  # time.monotonic() at which its user cancels it
 
 
 @dataclass
@@ -56,7 +61,10 @@ class MixConfig:
     burst: tuple[int, int] = (2, 6)  # instances per user per wave
     think: float = 1.0  # mean seconds between a user's reads
     max_outstanding: int = 64
-    cancel_share: float = 0.02
+    cancel_share: float = 0.02  # of the accepted actions, cancelled by their user
+    # The expected length of an action, by kind (a cancel falls within it).
+    action_seconds: dict[str, float] = field(
+        default_factory=lambda: {"start": 10.0, "stop": 4.0})
     seed: int = 24
 
 
@@ -124,6 +132,8 @@ class Mix:
         self.accepting = True
         # Each user's share of the cap, kept in flight between the bursts.
         self.per_user = max(1, math.ceil(config.max_outstanding / max(len(users), 1)))
+        self.cancels_planned: list[str] = []  # action ids whose user will cancel them
+        self.cancels_sent = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._wave = 0
@@ -163,6 +173,7 @@ class Mix:
                 if self._wave != wave:
                     wave = self._wave
                     self._burst(client, rng, mine)
+                self._cancel_due(client, mine)
                 self._one_read(client, rng, user, mine)
                 self._keep_busy(client, rng, mine)
                 self._stop.wait(rng.expovariate(1 / self.config.think))
@@ -206,7 +217,12 @@ class Mix:
         if resp.status_code == 202:
             action_id = resp.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
             accepted = Accepted(action_id, instance_id, action, time.monotonic(), self.phase)
+            if rng.random() < self.config.cancel_share:
+                length = self.config.action_seconds.get(action, 0.0)
+                accepted.cancel_at = accepted.t + rng.uniform(0.0, length)
             with self._lock:
+                if accepted.cancel_at is not None:
+                    self.cancels_planned.append(action_id)
                 self.accepted[action_id] = accepted
                 self.outstanding[instance_id] = accepted
                 self.status[instance_id] = "STARTING" if action == "start" else "STOPPING"
@@ -241,11 +257,6 @@ class Mix:
                 "GET", "/api/lambda-instances/", params={"limit": limit, "offset": offset}))
         elif roll < 0.80:
             self._events(client, rng, pending)
-        elif roll < 0.80 + self.config.cancel_share and pending:
-            target = rng.choice(pending)
-            self._timed("cancel", lambda: client.request(
-                "POST", f"/api/lambda-instances/{target.instance_id}/actions/"
-                        f"{target.action_id}/cancel"))
         elif roll < 0.92:
             self._act(client, rng, rng.choice(mine))
         elif pending:
@@ -259,6 +270,19 @@ class Mix:
         missing = self.per_user - (len(mine) - len(idle))
         for instance_id in rng.sample(idle, max(min(missing, len(idle)), 0)):
             self._act(client, rng, instance_id)
+
+    def _cancel_due(self, client: FailoverClient, mine: list[str]) -> None:
+        """Send the cancels the user planned whose time has come (once each)."""
+        now = time.monotonic()
+        for target in self._mine_outstanding(mine):
+            if target.cancel_at is None or target.cancel_at > now:
+                continue
+            target.cancel_at = None
+            with self._lock:
+                self.cancels_sent += 1
+            self._timed("cancel", lambda t=target: client.request(
+                "POST", f"/api/lambda-instances/{t.instance_id}/actions/"
+                        f"{t.action_id}/cancel"))
 
     def _action(self, client: FailoverClient, accepted: Accepted) -> None:
         resp = self._timed("action", lambda: client.request(
