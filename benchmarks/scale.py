@@ -295,6 +295,7 @@ def run_scale(config: ScaleConfig) -> ScaleResult:
                 machine_busy=delta["machine_busy"],
                 in_flight=occupied["in_flight"], occupancy=occupied["occupancy"],
                 backlog=occupied["backlog"], backlog_share=occupied["backlog_share"],
+                occupancy_timeline=occupied["timeline"],
                 queue_wait_s=database.queue_waits(start_wall, end_wall)))
 
         _say(lines, "== drain: no new actions; waiting for every accepted one to end")
@@ -388,6 +389,9 @@ def _figures(phases, rest, mix, actions, sampler, config) -> dict[str, str]:
         "SCALE_WORKER_OCCUPANCY": tag(
             f"{p.workers}w={f(100 * p.occupancy if p.occupancy is not None else None, 0)}%"
             f"(in_flight={f(p.in_flight)})" for p in phases),
+        "SCALE_OCCUPANCY_BY_20S": tag(
+            f"{p.workers}w=" + ",".join(f(None if o is None else 100 * o, 0)
+                                        for o in p.occupancy_timeline) for p in phases),
         "SCALE_BACKLOG": tag(
             f"{p.workers}w:mean={f(p.backlog)},present="
             f"{f(100 * p.backlog_share if p.backlog_share is not None else None, 0)}%"

@@ -247,6 +247,7 @@ class PhaseFigures:
     # and the share of the samples in which there was at least one.
     backlog: float | None = None
     backlog_share: float | None = None
+    occupancy_timeline: list[float | None] = field(default_factory=list)  # by 20 s
     queue_wait_s: list[float] = field(default_factory=list)  # accepted -> claimed
 
     @property
@@ -292,6 +293,18 @@ def summarize_occupancy(samples: list[tuple[float, int, int | None]],
         "backlog": sum(backlogs) / len(backlogs) if backlogs else None,
         "backlog_share": sum(b > 0 for b in backlogs) / len(backlogs) if backlogs else None,
     }
+
+
+def occupancy_timeline(samples: list[tuple[float, int, int | None]], times: list[float],
+                       concurrency: int, bucket: float = 20.0) -> list[float | None]:
+    """Occupancy (``summarize_occupancy``'s) of each ``bucket`` seconds of the samples, in
+    order: where a fault's recovery left the threads idle."""
+    buckets: dict[int, list] = {}
+    for sample, t in zip(samples, times, strict=True):
+        buckets.setdefault(int(t // bucket), []).append(sample)
+    last = max(buckets, default=-1)
+    return [summarize_occupancy(buckets.get(n, []), concurrency)["occupancy"]
+            for n in range(last + 1)]
 
 
 # What counts as full: the workers' threads, the machine's cores; and as a backlog: work

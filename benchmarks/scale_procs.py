@@ -25,7 +25,7 @@ import requests
 from sqlalchemy import create_engine, text
 
 from benchmarks.procs import Proc, free_port
-from benchmarks.scale_checks import in_flight_of, summarize_occupancy
+from benchmarks.scale_checks import in_flight_of, occupancy_timeline, summarize_occupancy
 
 RABBIT_BIN = Path(os.environ.get("LAMBDA_SCALE_RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 LAMBDA_SERVICE = str(Path(sys.executable).parent / "lambda-service")
@@ -275,8 +275,8 @@ class Occupancy:
 
     ``stop`` returns the means: ``in_flight`` (the sum over the workers), ``occupancy``
     (that over the sampled workers' threads), ``backlog`` and ``backlog_share`` (of the
-    samples with at least one action waiting), and ``queries`` (its own transactions, to
-    take out of the database's)."""
+    samples with at least one action waiting), ``timeline`` (occupancy by 20 s), and
+    ``queries`` (its own transactions, to take out of the database's)."""
 
     def __init__(self, cluster: Cluster, database_url: str, interval: float = 1.0):
         self.cluster = cluster
@@ -285,6 +285,8 @@ class Occupancy:
         self.session = requests.Session()
         self.session.trust_env = False
         self.samples: list[tuple[float, int, int | None]] = []  # (in flight, workers, backlog)
+        self.times: list[float] = []  # each sample's seconds from the start
+        self.began = time.monotonic()
         self.queries = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="occupancy", daemon=True)
@@ -313,6 +315,7 @@ class Occupancy:
                 "select count(*) from actions where lease_owner is null and state not in "
                 "('succeeded', 'failed', 'cancelled')")).scalar_one()
         self.samples.append((in_flight, workers, backlog))
+        self.times.append(time.monotonic() - self.began)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -327,7 +330,8 @@ class Occupancy:
         self.session.close()
         self.engine.dispose()
         return summarize_occupancy(self.samples, self.cluster.concurrency) | {
-            "queries": self.queries}
+            "queries": self.queries,
+            "timeline": occupancy_timeline(self.samples, self.times, self.cluster.concurrency)}
 
 
 def read_stats(stats_dir: Path) -> dict[int, dict]:

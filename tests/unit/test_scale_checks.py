@@ -256,6 +256,13 @@ def test_occupancy_counts_only_the_workers_that_answered():
     assert checks.summarize_occupancy([], concurrency=8)["occupancy"] is None
 
 
+def test_the_occupancy_timeline_is_by_bucket_and_shows_a_gap():
+    samples = [(16.0, 2, 5), (16.0, 2, 5), (0.0, 0, 5), (4.0, 1, 5)]
+    times = [1.0, 15.0, 25.0, 65.0]
+    timeline = checks.occupancy_timeline(samples, times, concurrency=8, bucket=20.0)
+    assert timeline == [1.0, None, None, 0.5]
+
+
 def test_cpu_per_action_and_the_cpu_bound_rate():
     phase = checks.PhaseFigures(workers=2, seconds=60, ended=100,
                                 cpu_seconds={"workers": 30.0, "api": 10.0})
