@@ -114,6 +114,11 @@ def create_celery_app(settings: Settings, queue: str | None = None,
         # A duplicate delivery is harmless (the lease decides), so a running action is
         # never cancelled because the broker connection dropped.
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # After a reconnect Celery lowers the prefetch while tasks run and restores it as
+        # they are acked; their acks go to the closed channel and fail, so the worker
+        # stayed at one task at a time (celery#9512). A redelivered task of an action
+        # running here is a duplicate acked at once, so full prefetch over-fetches nothing.
+        worker_enable_prefetch_count_reduction=False,
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
         broker_connection_max_retries=None,

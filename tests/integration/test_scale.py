@@ -27,3 +27,21 @@ def test_quick_scale_run_loses_nothing_when_a_worker_is_killed(postgres_server):
     assert sum("SIGKILLed" in line for line in result.lines) == 1
     [phase] = result.phases
     assert phase.ended > 0 and phase.accept_ms
+
+
+def test_workers_take_work_at_full_concurrency_again_after_a_broker_restart(postgres_server):
+    """The broker restarts while every worker thread runs an action, with a backlog queued:
+    in the 20 s after it is back, the workers' threads are as busy as before it."""
+    problem = PrivateRabbit.available()
+    if problem:
+        pytest.skip(f"rabbitmq-server is needed for a private node: {problem}")
+    # The restart at 0.65 x 80 s = 52 s, down for 5-10 s: the last 20 s are all after it.
+    result = run_scale(ScaleConfig.quick(faults=("broker",), duration=80.0, workers=(1,),
+                                         concurrency=8, speed=0.25))
+    failed = [c.line() for c in result.checks if not c.ok]
+    assert not failed, "\n".join(failed)
+    assert sum("broker up again" in line for line in result.lines) == 1
+    [phase] = result.phases
+    before, after = phase.occupancy_timeline[1], phase.occupancy_timeline[-1]
+    assert before is not None and before > 0.8, phase.occupancy_timeline
+    assert after is not None and after > 0.8 * before, phase.occupancy_timeline
