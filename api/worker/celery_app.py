@@ -115,9 +115,9 @@ def create_celery_app(settings: Settings, queue: str | None = None,
         # never cancelled because the broker connection dropped.
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # After a reconnect Celery lowers the prefetch while tasks run and restores it as
-        # they are acked; their acks go to the closed channel and fail, so the worker
-        # stayed at one task at a time. A redelivered task of an action
-        # running here is a duplicate acked at once, so full prefetch over-fetches nothing.
+        # they are acked; their acks go to the closed channel and fail, so a worker would
+        # stay at one task at a time. A redelivered task of an action running here is a
+        # duplicate acked at once, so the full prefetch over-fetches nothing.
         worker_enable_prefetch_count_reduction=False,
         broker_connection_retry_on_startup=True,
         broker_connection_retry=True,
