@@ -4,6 +4,7 @@ with a grace period, and never when a fresh scan no longer lists them."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,15 @@ from api.adapters import proctree
 KEY = "LAMBDA_PROCTREE_TEST"
 # Ignores SIGTERM: only the SIGKILL after the grace period stops it.
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+
+
+def _ignores_sigterm(pid: int) -> bool:
+    """Whether the process has set SIGTERM to ignored yet (its SigIgn mask in /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("SigIgn:"):
+                return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
 
 
 def _wait_until(predicate, timeout: float = 10.0):
@@ -48,6 +58,8 @@ def test_processes_are_found_by_their_environment_and_killed(spawn):
     marked = spawn([sys.executable, "-c", STUBBORN], **{KEY: mark})
     other = spawn(["sleep", "60"], **{KEY: "someone-else"})
     _wait_until(lambda: proctree.find_processes_with_env(KEY, mark) == [marked.pid])
+    # Found as soon as it runs, but only stubborn once the interpreter has set the signal.
+    _wait_until(lambda: _ignores_sigterm(marked.pid))
     assert mark in proctree.env_values_in_use(KEY)
     assert "someone-else" in proctree.env_values_in_use(KEY)
 
