@@ -35,7 +35,8 @@ browser-deps:
 	@if [ "$$(id -u)" = 0 ]; then scripts/install-browser-deps.sh; \
 	else echo "not root: the browser tests will be skipped unless chromium and chromium-driver are installed"; fi
 
-# Two pytest runs side by side: e2e + integration, and lab + unit (scripts/run-tests.sh).
+# Two pytest runs side by side: the demo's loopback addresses, and hosts of their own
+# (scripts/run-tests.sh).
 test: venv lab-deps browser-deps
 	PATH=$(CURDIR)/$(BIN):$$PATH PYTEST=$(BIN)/pytest scripts/run-tests.sh $(PYTEST_ARGS)
 

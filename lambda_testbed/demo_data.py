@@ -18,11 +18,13 @@ OTHER_USER_ID = "3b9a1f6e-5c2d-4e8f-a7b0-c1d2e3f4a5b6"
 OTHER_INSTANCE_ID = "0f6c2a1e-8d3b-4c5a-9e7f-1a2b3c4d5e6f"
 
 
-def demo_seed(instances: int = 1, slaves: int = 2) -> dict:
+def demo_seed(instances: int = 1, slaves: int = 2, net: str = "127.42") -> dict:
     """The demo's user, token and ``instances`` instances, the first with the seed's id.
 
     Instance k's hosts live on 127.42.k.1.. : 127.0.0.0/8 is all loopback on Linux, so
     every host gets its own address and the daemons of many instances never collide.
+    Another ``net`` (the first two numbers) puts them on addresses of their own, beside a
+    demo on the default ones.
     """
     if not 1 <= instances <= 250:
         raise SeedError("the demo seeds 1 to 250 instances")
@@ -30,9 +32,9 @@ def demo_seed(instances: int = 1, slaves: int = 2) -> dict:
     for k in range(1, instances + 1):
         instance_id = DEMO_INSTANCE_ID if k == 1 else _demo_uuid(k)
         hosts = [{"server_id": str(1000 + k * 10), "name": f"lambda-{k}-master",
-                  "role": "master", "ip": f"127.42.{k}.1"}]
+                  "role": "master", "ip": f"{net}.{k}.1"}]
         hosts += [{"server_id": str(1000 + k * 10 + j), "name": f"lambda-{k}-slave-{j}",
-                   "role": "slave", "ip": f"127.42.{k}.{j + 1}"} for j in range(1, slaves + 1)]
+                   "role": "slave", "ip": f"{net}.{k}.{j + 1}"} for j in range(1, slaves + 1)]
         items.append({"id": instance_id, "owner": DEMO_USER_ID, "name": f"demo-instance-{k}",
                       "status": "STOPPED", "services": list(SERVICES), "hosts": hosts})
     items.append({"id": OTHER_INSTANCE_ID, "owner": OTHER_USER_ID, "name": "someone-elses",

@@ -32,11 +32,17 @@ def _postgres_reachable() -> str | None:
         return str(exc).splitlines()[0]
 
 
-# The end-to-end and integration tests bind the demo's loopback addresses (127.42.x.y) and
-# fixed daemon ports there. `make test` runs them in one pytest process; a second process
-# on the same machine (a developer's targeted run beside it) takes turns test by test
-# rather than failing on "Address already in use".
-LOOPBACK_LOCK = Path(tempfile.gettempdir()) / "lambda-tests-loopback.lock"
+# The end-to-end and integration tests bind loopback addresses and fixed daemon ports there:
+# by default the demo's (127.42.x.y) and ports of 127.0.0.1. A second pytest process on the
+# same machine (`make test` runs two; a developer's targeted run may be a third) takes turns
+# with them test by test rather than failing on "Address already in use". A module whose
+# hosts have addresses of their own says so (``LOOPBACK_NET = "127.44"``), and holds only
+# the lock of those.
+LOOPBACK_NET = "127.42"
+
+
+def loopback_lock(net: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"lambda-tests-loopback-{net}.lock"
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +50,8 @@ def _loopback_addresses_held(request):
     if not {"e2e", "integration"} & set(request.node.path.parts):
         yield
         return
-    with open(LOOPBACK_LOCK, "a") as lock:
+    net = getattr(request.module, "LOOPBACK_NET", LOOPBACK_NET)
+    with open(loopback_lock(net), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
 

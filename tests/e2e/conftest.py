@@ -106,14 +106,16 @@ def product(tmp_path, request):
     """Emulator + seeded database + stand-ins + the server; everything gone afterwards.
     Settings of a test's own: parametrize ``product`` indirectly with a dict of them;
     ``{state}`` in a value is the state directory; its ``extravars`` (a dict) go to every
-    playbook run."""
+    playbook run; its ``net`` (default 127.42) the first two numbers of the hosts'
+    addresses (``lambda_testbed.demo_data.demo_seed``)."""
     from lambda_testbed import standins
 
     settings = dict(getattr(request, "param", {}))
+    net = settings.pop("net", "127.42")
 
     state = tmp_path / "state"
     state.mkdir()
-    seed = demo_seed(instances=2)
+    seed = demo_seed(instances=2, net=net)
     seed["emulator"] = {"transition_seconds": 0.3}
     emulator = Emulator.from_seed(seed)
     emulator.start("127.0.0.1", 0)
@@ -152,6 +154,7 @@ def product(tmp_path, request):
     service = Service(env, tmp_path / "serve.log")
     service.emulator = emulator
     service.state = state
+    service.net = net
     try:
         service.start()
         yield service

@@ -11,9 +11,11 @@ from tests.e2e.conftest import DEMO_INSTANCE_ID
 
 pytestmark = pytest.mark.slow
 
+# The hosts on addresses of their own: this module runs beside the demo's (tests/conftest.py).
+LOOPBACK_NET = "127.44"
 URL = f"/api/lambda-instances/{DEMO_INSTANCE_ID}/"
 MASTER, SLAVE_1, SLAVE_2 = "lambda-1-master", "lambda-1-slave-1", "lambda-1-slave-2"
-SLAVE_1_IP, SLAVE_2_IP = "127.42.1.2", "127.42.1.3"
+MASTER_IP, SLAVE_1_IP, SLAVE_2_IP = (f"{LOOPBACK_NET}.1.{n}" for n in (1, 2, 3))
 
 # Each fault is a stand-in's switch file (README, "Stand-ins"): where it goes, and what the
 # failed start must say about it.
@@ -27,12 +29,12 @@ FAULTS = {
         "switch": f"{MASTER}/etc/kafka/STANDIN_FAULT_DROPS_MESSAGES",
         "says": ["step service_checks", f"service check failed: Kafka on {MASTER} failed",
                  "saw 0 messages consumed back within 3000 ms from the leader, broker 1 on "
-                 f"{MASTER} (127.42.1.1:9092), which acknowledged the message produced"],
+                 f"{MASTER} ({MASTER_IP}:9092), which acknowledged the message produced"],
     },
     "spark-worker-cannot-register": {
         "switch": f"{SLAVE_1}/etc/spark/STANDIN_FAULT_CANNOT_REGISTER",
         "says": ["step playbook", "Spark workers not ALIVE on the master after 10 s: "
-                 f"{SLAVE_1} ({SLAVE_1_IP}); the master at 127.42.1.1:8080 lists ALIVE: "
+                 f"{SLAVE_1} ({SLAVE_1_IP}); the master at {MASTER_IP}:8080 lists ALIVE: "
                  f"{SLAVE_2_IP}"],
     },
 }
@@ -46,7 +48,7 @@ def start(product) -> dict:
 
 # The Spark master waits for its workers 10 s (not 120) before the start gives up on one;
 # the Kafka check's consumer waits 3 s (not 15) for a message that never comes.
-@pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce",
+@pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce", "net": LOOPBACK_NET,
                                       "extravars": {"spark_wait_timeout": 10,
                                                     "kafka_check_consume_timeout_ms": 3000}}],
                          indirect=True)

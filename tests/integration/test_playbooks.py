@@ -30,6 +30,9 @@ from tests.support import get_json, kill_under, port_open, processes_under, wait
 
 pytestmark = pytest.mark.slow
 
+# Each lab's hosts on 127.45.n.x, addresses of their own: this module runs beside the
+# demo's (tests/conftest.py).
+LOOPBACK_NET = "127.45"
 VENV_BIN = Path(sys.executable).parent
 ALL = ("hdfs", "yarn", "zookeeper", "kafka", "spark")
 MASTER_PORTS = {
@@ -265,7 +268,7 @@ def make_lab(tmp_path, homes):
 
 
 def test_start_is_ordered_ready_and_idempotent_then_stop(make_lab, homes):
-    lab = make_lab("127.42.201")
+    lab = make_lab("127.45.2")
     counts = assert_ok(lab.playbook("lambda-start.yml"))
     assert all(c["changed"] > 0 for c in counts.values())
 
@@ -305,7 +308,7 @@ def test_start_is_ordered_ready_and_idempotent_then_stop(make_lab, homes):
 
 
 def test_kraft_mode_brokers_without_zookeeper(make_lab, homes):
-    lab = make_lab("127.42.202", services=("kafka",))
+    lab = make_lab("127.45.3", services=("kafka",))
     assert_ok(lab.playbook("lambda-start.yml"))
     for ip in [lab.master_ip, *lab.slave_ips]:
         assert port_open(ip, 9092)
@@ -358,7 +361,7 @@ def test_kraft_mode_brokers_without_zookeeper(make_lab, homes):
 
 
 def test_only_listed_services_are_touched(make_lab, homes):
-    lab = make_lab("127.42.203", services=("hdfs", "spark"))
+    lab = make_lab("127.45.4", services=("hdfs", "spark"))
     assert_ok(lab.playbook("lambda-start.yml"))
     assert [(ip, p) for ip, p in lab.expected_ports() if not port_open(ip, p)] == []
     unlisted = lab.expected_ports(("yarn", "zookeeper", "kafka"))
@@ -370,7 +373,7 @@ def test_only_listed_services_are_touched(make_lab, homes):
 
 
 def test_daemon_that_cannot_bind_fails_the_play_naming_host_and_task(make_lab, homes):
-    lab = make_lab("127.42.204", services=("spark",))
+    lab = make_lab("127.45.5", services=("spark",))
     squatter = socket.socket()
     squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     squatter.bind((lab.master_ip, 7077))
@@ -442,7 +445,7 @@ def test_chains_side_by_side_keep_each_chain_s_order_and_gates(make_lab, homes):
     """The chain playbooks run at once (as the service runs them): inside a chain each
     daemon begins only once the step before is ready, and the chains overlap; the stop
     chains likewise stop each chain in reverse and leave nothing running."""
-    lab = make_lab("127.42.205")
+    lab = make_lab("127.45.6")
     # Small start-to-ready delays (a tenth of the real figures): steps take visible time.
     env = {"LAMBDA_STANDIN_LATENCY": "0.1"}
     run_side_by_side(lab, START_CHAINS, env)

@@ -14,8 +14,10 @@ import pytest
 from lambda_testbed import standins
 from tests.support import get_json, kill_under, port_open, wait_until
 
-IP = "127.42.200.1"
-IP2 = "127.42.200.2"
+# Addresses of their own: this module runs beside the demo's (tests/conftest.py).
+LOOPBACK_NET = "127.45"
+IP = f"{LOOPBACK_NET}.200.1"
+IP2 = f"{LOOPBACK_NET}.200.2"
 
 
 # --- helpers -------------------------------------------------------------------------------------
