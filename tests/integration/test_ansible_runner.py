@@ -87,7 +87,7 @@ def runner(tmp_path) -> AnsibleRunner:
 @pytest.fixture
 def mitogen_runner(tmp_path) -> AnsibleRunner:
     """The runner as the product builds it for SSH hosts (``LAMBDA_ANSIBLE_STRATEGY=auto``)."""
-    return fixture_runner(tmp_path, resolve_strategy("auto", "ssh"))
+    return fixture_runner(tmp_path, resolve_strategy("auto"))
 
 
 def by_host_task(tasks):
@@ -517,16 +517,23 @@ def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
 
 
-def mitogen_contexts() -> dict[int, str]:
-    # Mitogen retitles its interpreters "python3(mitogen:user@host:pid)", both sides.
-    return processes_mentioning("(mitogen:")
+def mitogen_contexts(sshd) -> dict[int, str]:
+    """The Mitogen interpreters on the host side of the test's own sshd: playbook runs
+    elsewhere on the machine (the lab's, the demo's) have theirs. Mitogen retitles its
+    interpreters "python3(mitogen:user@host:pid)"; the controller's side belongs to the
+    run, whose processes the tests find by its marker."""
+    _port, key = sshd
+    ours = {child for listener in processes_mentioning(str(key.parent / "sshd_config"))
+            for child in descendants(listener)}
+    return {pid: line for pid, line in processes_mentioning("(mitogen:").items()
+            if pid in ours}
 
 
-def test_auto_strategy_is_mitogen_over_ssh_and_linear_over_a_local_connection():
-    assert resolve_strategy("auto", "ssh") == "mitogen_linear"
-    # Mitogen would run every local "host" of the demo in one interpreter, one at a time.
-    assert resolve_strategy("auto", "local") == "linear"
-    assert resolve_strategy("linear", "ssh") == "linear"
+@pytest.mark.parametrize("connection", ["ssh", "local"])
+def test_the_default_strategy_is_mitogen_over_either_connection(connection):
+    runner = AnsibleRunner.from_settings(Settings(ansible_connection=connection))
+    assert runner.strategy == "mitogen_linear"
+    assert resolve_strategy("linear") == "linear"
 
 
 def test_ssh_kex_setting_puts_a_fast_exchange_first_only_where_the_client_has_it():
@@ -551,7 +558,7 @@ def test_runner_over_ssh_agrees_the_preferred_key_exchange(sshd, tmp_path):
     port, key = sshd
     out = tmp_path / "out"
     out.mkdir()
-    runner = fixture_runner(tmp_path, resolve_strategy("auto", "ssh"), ssh_kex=kex)
+    runner = fixture_runner(tmp_path, resolve_strategy("auto"), ssh_kex=kex)
     run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
                       ident="kex", extravars={"out_dir": str(out)})
 
@@ -572,7 +579,8 @@ def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
     run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
                       ident="mitogen", extravars={"out_dir": str(out)})
     during: list[str] = []
-    result = mitogen_runner.run(run, on_task=lambda _: during.extend(mitogen_contexts().values()))
+    result = mitogen_runner.run(
+        run, on_task=lambda _: during.extend(mitogen_contexts(sshd).values()))
 
     assert result.status == "successful", result.failure
     assert {(t.host, t.task, t.status) for t in result.tasks} == {
@@ -583,7 +591,7 @@ def test_mitogen_ssh_run_reports_every_task_and_leaves_nothing_running(
     marker = (out / "s1.marker").read_text().strip()
     assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
     # The host's interpreter exits once its connection is gone.
-    assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+    assert wait_until(lambda: mitogen_contexts(sshd) == {}, 10), mitogen_contexts(sshd)
 
 
 @pytest.mark.timeout(90)
@@ -596,7 +604,7 @@ def test_mitogen_ssh_cancel_kills_the_run_and_its_host_interpreter(
         assert result.status == "cancelled"
         assert result.failure.task == "Sleep for a long time on the host"
         assert proctree.find_processes_with_env(RUN_MARKER_ENV, marker) == []
-        assert wait_until(lambda: mitogen_contexts() == {}, 10), mitogen_contexts()
+        assert wait_until(lambda: mitogen_contexts(sshd) == {}, 10), mitogen_contexts(sshd)
     # The multiplexer's socket lived in the run's control dir, and went with it: a killed
     # multiplexer cannot remove its own.
     assert [p.parent.name for p in sockets] == [marker[:12]]
