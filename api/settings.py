@@ -34,10 +34,8 @@ FILES_ROOT = _ansible_files_root()
 
 
 # mitogen_linear: the strategy plugin ansible.cfg names; linear: Ansible's own; auto:
-# Mitogen, over SSH and over a local connection alike. Locally Mitogen gives every "host"
-# of a run one interpreter, which takes their tasks one after another, and is still the
-# cheaper: a demo start's playbook step 12.5 s and 43 CPU-s for start+stop, against 23.3 s
-# and 76 CPU-s with linear (one Python per task per host), on this project's 2 cores.
+# Mitogen over SSH, linear over a local connection. Mitogen gives every local "host" of one
+# machine the same interpreter, which then runs their tasks one after another.
 ANSIBLE_STRATEGIES = ("auto", "mitogen_linear", "linear")
 # pinned: each VM's SSH host key is pinned on first sight and checked on every run after;
 # off: no check at all (the lab and the demo, whose hosts are throwaway).

@@ -384,9 +384,11 @@ def playbook_environment(prepared: Mapping[str, str], ours: Mapping[str, str],
     return env
 
 
-def resolve_strategy(strategy: str) -> str:
+def resolve_strategy(strategy: str, connection: str) -> str:
     """The strategy plugin for a ``LAMBDA_ANSIBLE_STRATEGY`` (see ``api.settings``)."""
-    return "mitogen_linear" if strategy == "auto" else strategy
+    if strategy != "auto":
+        return strategy
+    return "mitogen_linear" if connection == "ssh" else "linear"
 
 
 class AnsibleRunner:
@@ -470,7 +472,7 @@ class AnsibleRunner:
             roles_dir=settings.roles_dir,
             artifacts_dir=str(settings.artifacts_dir),
             forks=settings.ansible_forks,
-            strategy=resolve_strategy(settings.ansible_strategy),
+            strategy=resolve_strategy(settings.ansible_strategy, settings.ansible_connection),
             default_timeout=settings.playbook_timeout,
             base_extravars=base_extravars,
             ssh_kex=resolve_kex(settings.ssh_kex),

@@ -87,7 +87,7 @@ def runner(tmp_path) -> AnsibleRunner:
 @pytest.fixture
 def mitogen_runner(tmp_path) -> AnsibleRunner:
     """The runner as the product builds it for SSH hosts (``LAMBDA_ANSIBLE_STRATEGY=auto``)."""
-    return fixture_runner(tmp_path, resolve_strategy("auto"))
+    return fixture_runner(tmp_path, resolve_strategy("auto", "ssh"))
 
 
 def by_host_task(tasks):
@@ -519,9 +519,9 @@ def test_ssh_timeout_kills_control_masters(runner, sshd, tmp_path):
 
 def mitogen_contexts(sshd) -> dict[int, str]:
     """The Mitogen interpreters on the host side of the test's own sshd: playbook runs
-    elsewhere on the machine (the lab's, the demo's) have theirs. Mitogen retitles its
-    interpreters "python3(mitogen:user@host:pid)"; the controller's side belongs to the
-    run, whose processes the tests find by its marker."""
+    elsewhere on the machine (the lab's, the end-to-end tests') have theirs. Mitogen
+    retitles its interpreters "python3(mitogen:user@host:pid)"; the controller's side
+    belongs to the run, whose processes the tests find by its marker."""
     _port, key = sshd
     ours = {child for listener in processes_mentioning(str(key.parent / "sshd_config"))
             for child in descendants(listener)}
@@ -529,11 +529,11 @@ def mitogen_contexts(sshd) -> dict[int, str]:
             if pid in ours}
 
 
-@pytest.mark.parametrize("connection", ["ssh", "local"])
-def test_the_default_strategy_is_mitogen_over_either_connection(connection):
-    runner = AnsibleRunner.from_settings(Settings(ansible_connection=connection))
-    assert runner.strategy == "mitogen_linear"
-    assert resolve_strategy("linear") == "linear"
+def test_auto_strategy_is_mitogen_over_ssh_and_linear_over_a_local_connection():
+    assert resolve_strategy("auto", "ssh") == "mitogen_linear"
+    # Mitogen would run every local "host" of the demo in one interpreter, one at a time.
+    assert resolve_strategy("auto", "local") == "linear"
+    assert resolve_strategy("linear", "ssh") == "linear"
 
 
 def test_ssh_kex_setting_puts_a_fast_exchange_first_only_where_the_client_has_it():
@@ -558,7 +558,7 @@ def test_runner_over_ssh_agrees_the_preferred_key_exchange(sshd, tmp_path):
     port, key = sshd
     out = tmp_path / "out"
     out.mkdir()
-    runner = fixture_runner(tmp_path, resolve_strategy("auto"), ssh_kex=kex)
+    runner = fixture_runner(tmp_path, resolve_strategy("auto", "ssh"), ssh_kex=kex)
     run = PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
                       ident="kex", extravars={"out_dir": str(out)})
 

@@ -88,7 +88,7 @@ def test_checking_off_trusts_any_key(sshd, tmp_path):
     port, key = sshd
     runner = AnsibleRunner(playbook_dir=str(FIXTURES), roles_dir=str(FIXTURES / "roles"),
                            artifacts_dir=str(tmp_path / "runs"), ssh_timeout=5,
-                           strategy=resolve_strategy("auto"), host_key_checking="off")
+                           strategy=resolve_strategy("auto", "ssh"), host_key_checking="off")
     out = tmp_path / "out"
     out.mkdir()
     result = runner.run(PlaybookRun(playbook="marker.yml", inventory=ssh_inventory(port, key),
