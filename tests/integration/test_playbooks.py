@@ -96,6 +96,7 @@ class Lab:
 
     def playbook(self, name: str, env: dict | None = None, **extra
                  ) -> subprocess.CompletedProcess:
+        (self.root / "ansible-tmp").mkdir(exist_ok=True)
         env = dict(
             os.environ,
             **(env or {}),
@@ -103,6 +104,7 @@ class Lab:
             ANSIBLE_HOME=str(self.root / "ansible-home"),
             ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
             ANSIBLE_REMOTE_TEMP=str(self.root / "ansible-tmp"),
+            TMPDIR=str(self.root / "ansible-tmp"),  # Mitogen's sockets too, not in /tmp
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
         )
