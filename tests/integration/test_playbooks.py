@@ -11,10 +11,12 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -65,6 +67,9 @@ class Lab:
     def __init__(self, root: Path, subnet: str, services, homes: dict):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        # Mitogen's unix sockets in a dir of the lab's own, not loose in /tmp, and short: a
+        # socket's path must fit in 108 bytes, which one under pytest's tmp dirs may not.
+        self.tmp = Path(tempfile.mkdtemp(prefix="lambda-lab-"))
         self.master_ip = f"{subnet}.1"
         self.slave_ips = [f"{subnet}.2", f"{subnet}.3"]
         hosts = (
@@ -96,7 +101,6 @@ class Lab:
 
     def playbook(self, name: str, env: dict | None = None, **extra
                  ) -> subprocess.CompletedProcess:
-        (self.root / "ansible-tmp").mkdir(exist_ok=True)
         env = dict(
             os.environ,
             **(env or {}),
@@ -104,7 +108,7 @@ class Lab:
             ANSIBLE_HOME=str(self.root / "ansible-home"),
             ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
             ANSIBLE_REMOTE_TEMP=str(self.root / "ansible-tmp"),
-            TMPDIR=str(self.root / "ansible-tmp"),  # Mitogen's sockets too, not in /tmp
+            TMPDIR=str(self.tmp),
             ANSIBLE_NOCOLOR="1",
             ANSIBLE_FORCE_COLOR="0",
         )
@@ -263,6 +267,7 @@ def make_lab(tmp_path, homes):
     yield make
     for lab in labs:
         kill_under(lab.root)
+        shutil.rmtree(lab.tmp, ignore_errors=True)
     kill_under(homes_root)
 
 
