@@ -16,9 +16,11 @@ DEMO_USER_NAME = "demo@example.org"
 OTHER_TOKEN = "oTh3rUs3rT0k3n_d3m0_9Fq2LxW8vB6nM4kJ1hG5dS7aZ0c"
 OTHER_USER_ID = "3b9a1f6e-5c2d-4e8f-a7b0-c1d2e3f4a5b6"
 OTHER_INSTANCE_ID = "0f6c2a1e-8d3b-4c5a-9e7f-1a2b3c4d5e6f"
+# The first two numbers of the demo's host addresses (127.42.k.j).
+DEMO_NET = "127.42"
 
 
-def demo_seed(instances: int = 1, slaves: int = 2, net: str = "127.42") -> dict:
+def demo_seed(instances: int = 1, slaves: int = 2, net: str = DEMO_NET) -> dict:
     """The demo's user, token and ``instances`` instances, the first with the seed's id.
 
     Instance k's hosts live on 127.42.k.1.. : 127.0.0.0/8 is all loopback on Linux, so

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 
 from api.adapters.db import UnitOfWorkFactory
 from api.adapters.db.engine import create_db_engine, migrate
+from lambda_testbed.demo_data import DEMO_NET
 from tests.fakes import FakeIdentity  # noqa: F401 (tests import it from here too)
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -38,7 +39,7 @@ def _postgres_reachable() -> str | None:
 # with them test by test rather than failing on "Address already in use". A module whose
 # hosts have addresses of their own says so (``LOOPBACK_NET = "127.44"``), and holds only
 # the lock of those.
-LOOPBACK_NET = "127.42"
+LOOPBACK_NET = DEMO_NET
 
 
 def loopback_lock(net: str) -> Path:

@@ -18,7 +18,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from lambda_testbed.demo import kill_processes_under
-from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_TOKEN, demo_seed
+from lambda_testbed.demo_data import DEMO_INSTANCE_ID, DEMO_NET, DEMO_TOKEN, demo_seed
 from lambda_testbed.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,12 +106,12 @@ def product(tmp_path, request):
     """Emulator + seeded database + stand-ins + the server; everything gone afterwards.
     Settings of a test's own: parametrize ``product`` indirectly with a dict of them;
     ``{state}`` in a value is the state directory; its ``extravars`` (a dict) go to every
-    playbook run; its ``net`` (default 127.42) the first two numbers of the hosts'
-    addresses (``lambda_testbed.demo_data.demo_seed``)."""
+    playbook run. The hosts' addresses are the demo's, or those of the test module's
+    ``LOOPBACK_NET``, the addresses whose lock the module holds (tests/conftest.py)."""
     from lambda_testbed import standins
 
     settings = dict(getattr(request, "param", {}))
-    net = settings.pop("net", "127.42")
+    net = getattr(request.module, "LOOPBACK_NET", DEMO_NET)
 
     state = tmp_path / "state"
     state.mkdir()
@@ -158,7 +158,6 @@ def product(tmp_path, request):
     service = Service(env, tmp_path / "serve.log")
     service.emulator = emulator
     service.state = state
-    service.net = net
     try:
         service.start()
         yield service

@@ -48,7 +48,7 @@ def start(product) -> dict:
 
 # The Spark master waits for its workers 10 s (not 120) before the start gives up on one;
 # the Kafka check's consumer waits 3 s (not 15) for a message that never comes.
-@pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce", "net": LOOPBACK_NET,
+@pytest.mark.parametrize("product", [{"LAMBDA_CHECKS": "enforce",
                                       "extravars": {"spark_wait_timeout": 10,
                                                     "kafka_check_consume_timeout_ms": 3000}}],
                          indirect=True)
